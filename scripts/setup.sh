@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# Set-up on a fresh Debian 12 machine: installs every dependency from Debian packages (idempotent),
+# builds kvq (Release) into build/, then runs the main job on the shipped real model.
+#   scripts/setup.sh            install + build + main job
+#   scripts/setup.sh --no-run   install + build only
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+packages=(build-essential cmake ninja-build clang libclang-rt-14-dev libomp-dev
+          libhwy-dev libcli11-dev nlohmann-json3-dev libfmt-dev
+          libgtest-dev libgmock-dev libbenchmark-dev gnuplot-nox)
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if ((${#missing[@]})); then
+  sudo=""
+  [ "$(id -u)" -ne 0 ] && sudo=sudo
+  echo "setup: installing ${missing[*]}" >&2
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >&2
+fi
+
+cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=Release -DKVQ_WERROR=ON >&2
+cmake --build build -j"$(nproc)" >&2
+
+[ "${1:-}" = "--no-run" ] && exit 0
+# The main job: what the shipped real model is and what each K/V precision costs.
+./build/kvq info ../shared/data/models/stories260K/stories260K.gguf --kv-types f16,q8_0,q5_0,q4_0

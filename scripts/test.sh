@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# The whole test suite: Release build under ctest, the same suite under ASan+UBSan, then a bounded
+# fuzz run of every parser. Warnings are errors. Expects scripts/setup.sh to have run once.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+jobs=$(nproc)
+
+cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=Release -DKVQ_WERROR=ON
+cmake --build build -j"$jobs"
+ctest --test-dir build --output-on-failure -j"$jobs"
+
+cmake -S . -B build-asan -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DKVQ_WERROR=ON \
+  -DKVQ_SANITIZE=ON -DKVQ_BUILD_BENCH=OFF
+cmake --build build-asan -j"$jobs"
+ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 KVQ_TEST_SANITIZED=1 \
+  ctest --test-dir build-asan --output-on-failure -j"$jobs"
+
+if [ -x scripts/fuzz.sh ]; then
+  scripts/fuzz.sh "${KVQ_FUZZ_SECONDS:-60}"
+fi

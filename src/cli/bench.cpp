@@ -1,0 +1,211 @@
+// kvq bench: prompt-processing and generation speed per K/V pair and context depth, with the
+// achieved memory bandwidth against this machine's, measured in the same process.
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <iostream>
+#include <numeric>
+#include <random>
+#include <ranges>
+
+#include "cli/commands.h"
+#include "cli/model_setup.h"
+#include "util/system.h"
+
+namespace kvq::cli {
+namespace {
+
+struct BenchArgs {
+  std::string model;
+  std::string n_prompt = "512";
+  std::string n_gen = "64";
+  std::string depths = "0";
+  std::string keys = "f16";
+  std::string values = "f16";
+  int repetitions = 3;
+  int threads = 0;
+  std::string output = "md";
+};
+
+Result<std::vector<int>> parse_int_list(const std::string& text, const char* flag) {
+  std::vector<int> out;
+  for (auto part : std::views::split(std::string_view(text), ',')) {
+    std::string s(part.begin(), part.end());
+    char* end = nullptr;
+    const long v = std::strtol(s.c_str(), &end, 10);
+    if (s.empty() || *end != '\0' || v < 0 || v > (1 << 24)) {
+      return make_error("{}: '{}' is not a non-negative integer list", flag, text);
+    }
+    out.push_back(int(v));
+  }
+  return out;
+}
+
+Result<std::vector<GgmlType>> parse_type_list(const std::string& text, const char* flag) {
+  std::vector<GgmlType> out;
+  for (auto part : std::views::split(std::string_view(text), ',')) {
+    auto type = parse_kv_type(std::string_view(part.begin(), part.end()));
+    if (!type) return make_error("{}: {}", flag, type.error().message);
+    out.push_back(*type);
+  }
+  return out;
+}
+
+struct Stats {
+  double median = 0, mean = 0, stdev = 0;
+};
+Stats stats_of(std::vector<double> v) {
+  Stats s;
+  std::sort(v.begin(), v.end());
+  s.median = v.size() % 2 ? v[v.size() / 2] : 0.5 * (v[v.size() / 2 - 1] + v[v.size() / 2]);
+  s.mean = std::accumulate(v.begin(), v.end(), 0.0) / double(v.size());
+  double var = 0;
+  for (double x : v) var += (x - s.mean) * (x - s.mean);
+  s.stdev = v.size() > 1 ? std::sqrt(var / double(v.size() - 1)) : 0.0;
+  return s;
+}
+
+int run_bench(const BenchArgs& args) {
+  const int threads = set_threads(args.threads);
+  auto prompts = parse_int_list(args.n_prompt, "-p");
+  auto gens = parse_int_list(args.n_gen, "-n");
+  auto depths = parse_int_list(args.depths, "--depth");
+  auto keys = parse_type_list(args.keys, "--kvq-key");
+  auto values = parse_type_list(args.values, "--kvq-val");
+  for (const Error* e : {prompts.ok() ? nullptr : &prompts.error(), gens.ok() ? nullptr : &gens.error(),
+                         depths.ok() ? nullptr : &depths.error(), keys.ok() ? nullptr : &keys.error(),
+                         values.ok() ? nullptr : &values.error()}) {
+    if (e) return report_error(*e), 1;
+  }
+  if (args.output != "md" && args.output != "csv" && args.output != "json") {
+    return report_error(make_error("-o '{}': expected md, csv or json", args.output)), 1;
+  }
+  if (args.repetitions < 1) return report_error(make_error("-r must be at least 1")), 1;
+
+  auto loaded = load_model(args.model, {});
+  if (!loaded) return report_error(loaded.error()), 1;
+  LlamaModel& model = *loaded->model;
+  const LlamaConfig& c = model.config();
+  std::fprintf(stderr, "kvq bench: measuring memory bandwidth with %d threads...\n", threads);
+  const double machine_gbs = measure_read_bandwidth_gbs(threads);
+  std::fprintf(stderr, "kvq bench: %.1f GB/s read bandwidth\n", machine_gbs);
+  const double weight_bytes = double(model.weights().total_bytes);
+
+  std::mt19937 rng(1234);
+  std::uniform_int_distribution<int32_t> random_token(0, c.n_vocab - 1);
+  nlohmann::json rows = nlohmann::json::array();
+  std::vector<float> logits(size_t(c.n_vocab));  // [n_vocab]
+
+  for (GgmlType k : *keys) {
+    for (GgmlType v : *values) {
+      loaded->kv_types.assign(size_t(c.n_layer), KvTypes{k, v});
+      for (int depth : *depths) {
+        const int max_new = std::max(*std::max_element(prompts->begin(), prompts->end()),
+                                     *std::max_element(gens->begin(), gens->end()));
+        auto cache = make_checked_cache(*loaded, depth + std::max(max_new, 1));
+        if (!cache) return report_error(cache.error()), 1;
+        if (depth > 0) {  // fill the cache once; tests then overwrite positions after `depth`
+          std::vector<int32_t> fill(static_cast<size_t>(depth));
+          for (auto& t : fill) t = random_token(rng);
+          std::fprintf(stderr, "kvq bench: %s/%s filling %d tokens of context...\n",
+                       type_name(k).data(), type_name(v).data(), depth);
+          KVQ_CHECK(model.forward(fill, 0, *cache, logits.data(), false).ok());
+        }
+        const double kv_per_token = double(KvCache::bytes_per_token(cache->shape(), loaded->kv_types));
+        auto record = [&](const std::string& test, int n_tokens, const std::vector<double>& tps,
+                          double bytes_per_token_step) {
+          const Stats s = stats_of(tps);
+          nlohmann::json row = {{"model", args.model}, {"key", type_name(k)}, {"value", type_name(v)},
+                                {"test", test}, {"n_tokens", n_tokens}, {"depth", depth},
+                                {"threads", threads}, {"repetitions", args.repetitions},
+                                {"tok_s_median", s.median}, {"tok_s_mean", s.mean},
+                                {"tok_s_stdev", s.stdev}, {"machine_gbs", machine_gbs}};
+          if (bytes_per_token_step > 0) {
+            row["gbs"] = s.median * bytes_per_token_step / 1e9;
+            row["bandwidth_fraction"] = row["gbs"].get<double>() / machine_gbs;
+          }
+          std::fprintf(stderr, "kvq bench: %s/%s %s @ %d: %.2f ± %.2f tok/s\n", type_name(k).data(),
+                       type_name(v).data(), test.c_str(), depth, s.median, s.stdev);
+          rows.push_back(row);
+        };
+        for (int p : *prompts) {
+          if (p == 0) continue;
+          std::vector<int32_t> batch(static_cast<size_t>(p));
+          std::vector<double> tps;
+          for (int r = 0; r < args.repetitions; ++r) {
+            for (auto& t : batch) t = random_token(rng);
+            const auto start = std::chrono::steady_clock::now();
+            KVQ_CHECK(model.forward(batch, depth, *cache, logits.data(), false).ok());
+            tps.push_back(p / seconds_since(start));
+          }
+          record("pp" + std::to_string(p), p, tps, 0.0);
+        }
+        for (int n : *gens) {
+          if (n == 0) continue;
+          std::vector<double> tps;
+          for (int r = 0; r < args.repetitions; ++r) {
+            const auto start = std::chrono::steady_clock::now();
+            for (int i = 0; i < n; ++i) {
+              const int32_t one[1] = {random_token(rng)};
+              KVQ_CHECK(model.forward(one, depth + i, *cache, logits.data(), false).ok());
+            }
+            tps.push_back(n / seconds_since(start));
+          }
+          // A generated token reads every weight and the cache up to its position once.
+          record("tg" + std::to_string(n), n, tps, weight_bytes + kv_per_token * (depth + n / 2.0));
+        }
+      }
+    }
+  }
+
+  if (args.output == "json") {
+    print_json(rows);
+  } else if (args.output == "csv") {
+    std::cout << "model,key,value,test,depth,threads,tok_s_median,tok_s_stdev,gbs,bandwidth_fraction,machine_gbs\n";
+    for (const auto& r : rows) {
+      std::cout << fmt::format("{},{},{},{},{},{},{:.3f},{:.3f},{},{},{:.2f}\n", r["model"].get<std::string>(),
+                               r["key"].get<std::string>(), r["value"].get<std::string>(),
+                               r["test"].get<std::string>(), r["depth"].get<int>(), r["threads"].get<int>(),
+                               r["tok_s_median"].get<double>(), r["tok_s_stdev"].get<double>(),
+                               r.contains("gbs") ? fmt::format("{:.2f}", r["gbs"].get<double>()) : "",
+                               r.contains("gbs") ? fmt::format("{:.3f}", r["bandwidth_fraction"].get<double>()) : "",
+                               machine_gbs);
+    }
+  } else {
+    std::cout << fmt::format("model {} ({}), {} threads, {} repetitions, machine read bandwidth {:.1f} GB/s\n\n",
+                             args.model, format_bytes(weight_bytes), threads, args.repetitions, machine_gbs);
+    std::cout << "| K | V | test | depth | tok/s (median ± stdev) | GB/s | of bandwidth |\n";
+    std::cout << "|---|---|---|---:|---:|---:|---:|\n";
+    for (const auto& r : rows) {
+      std::cout << fmt::format("| {} | {} | {} | {} | {:.2f} ± {:.2f} | {} | {} |\n", r["key"].get<std::string>(),
+                               r["value"].get<std::string>(), r["test"].get<std::string>(), r["depth"].get<int>(),
+                               r["tok_s_median"].get<double>(), r["tok_s_stdev"].get<double>(),
+                               r.contains("gbs") ? fmt::format("{:.1f}", r["gbs"].get<double>()) : "",
+                               r.contains("gbs") ? fmt::format("{:.0f}%", 100 * r["bandwidth_fraction"].get<double>()) : "");
+    }
+  }
+  return 0;
+}
+
+}  // namespace
+
+void register_bench(CLI::App& app) {
+  auto args = std::make_shared<BenchArgs>();
+  CLI::App* cmd = app.add_subcommand("bench", "prompt processing and generation speed");
+  cmd->add_option("-m,--model", args->model, "GGUF model file")->required();
+  cmd->add_option("-p,--n-prompt", args->n_prompt, "prompt lengths, comma-separated (0 = skip)")->capture_default_str();
+  cmd->add_option("-n,--n-gen", args->n_gen, "generated tokens, comma-separated (0 = skip)")->capture_default_str();
+  cmd->add_option("-d,--depth", args->depths, "context depths, comma-separated")->capture_default_str();
+  cmd->add_option("--kvq-key,--cache-type-k", args->keys,
+                  "key cache types (also -ctk), comma-separated (bits or names), env KVQ_KEY")
+      ->capture_default_str()->envname("KVQ_KEY");
+  cmd->add_option("--kvq-val,--cache-type-v", args->values,
+                  "value cache types (also -ctv), comma-separated (bits or names), env KVQ_VAL")
+      ->capture_default_str()->envname("KVQ_VAL");
+  cmd->add_option("-r,--repetitions", args->repetitions, "repetitions per test")->capture_default_str();
+  cmd->add_option("-t,--threads", args->threads, "threads (0 = all cores)")->capture_default_str();
+  cmd->add_option("-o,--output", args->output, "md, csv or json")->capture_default_str();
+  cmd->callback([args] { set_exit_code(run_bench(*args)); });
+}
+
+}  // namespace kvq::cli

@@ -1,0 +1,100 @@
+#include "cli/common.h"
+
+#include <omp.h>
+
+#include <cmath>
+#include <cstdio>
+#include <cstdlib>
+#include <iostream>
+
+#include "cli/commands.h"
+
+namespace kvq::cli {
+
+void add_kv_options(CLI::App* command, KvOptions& options) {
+  const char* type_help = "bits (16, 8, 5, 4) or type: f32 f16 bf16 q8_0 q5_1 q5_0 q4_1 q4_0 iq4_nl";
+  command->add_option("--kvq-key,--cache-type-k", options.key,
+                      std::string("key cache type (also -ctk), env KVQ_KEY; ") + type_help + " (default f16)");
+  command->add_option("--kvq-val,--cache-type-v", options.val,
+                      std::string("value cache type (also -ctv), env KVQ_VAL; ") + type_help + " (default f16)");
+  command->add_option("--kvq-layers", options.layers,
+                      "per-layer overrides, e.g. \"0-1:f16/f16,2-21:q8_0/q4_0\"");
+}
+
+Result<std::vector<KvTypes>> resolve_kv_types(const KvOptions& options, int n_layer) {
+  KvTypes defaults;
+  auto pick = [](const std::string& flag, const char* env, const char* name,
+                 GgmlType& out) -> Status {
+    std::string text = flag;
+    if (text.empty()) {
+      if (const char* value = std::getenv(env); value && *value) text = value;
+    }
+    if (text.empty()) return Status::Ok();
+    auto type = parse_kv_type(text);
+    if (!type) return make_error("{}: {}", name, type.error().message);
+    out = *type;
+    return Status::Ok();
+  };
+  KVQ_RETURN_IF_ERROR(pick(options.key, "KVQ_KEY", "--kvq-key", defaults.k));
+  KVQ_RETURN_IF_ERROR(pick(options.val, "KVQ_VAL", "--kvq-val", defaults.v));
+  if (options.layers.empty()) return std::vector<KvTypes>(size_t(n_layer), defaults);
+  auto layers = parse_kv_layers(options.layers, n_layer, defaults);
+  if (!layers) return make_error("--kvq-layers: {}", layers.error().message);
+  return layers;
+}
+
+std::string describe_kv_types(const std::vector<KvTypes>& types) {
+  auto one = [](const KvTypes& t) {
+    return std::string(type_name(t.k)) + "/" + std::string(type_name(t.v));
+  };
+  for (const KvTypes& t : types) {
+    if (t.k != types[0].k || t.v != types[0].v) return "per-layer mix";
+  }
+  return types.empty() ? "none" : one(types[0]);
+}
+
+void report_error(const Error& error) {
+  std::fprintf(stderr, "kvq: error: %s\n", error.message.c_str());
+  set_exit_code(1);
+}
+
+std::string format_bytes(double bytes) {
+  const char* units[] = {"B", "KiB", "MiB", "GiB", "TiB"};
+  int unit = 0;
+  while (std::fabs(bytes) >= 1024.0 && unit < 4) {
+    bytes /= 1024.0;
+    ++unit;
+  }
+  return unit == 0 ? fmt::format("{:.0f} B", bytes) : fmt::format("{:.2f} {}", bytes, units[unit]);
+}
+
+Result<uint64_t> parse_size(const std::string& text) {
+  char* end = nullptr;
+  const double number = std::strtod(text.c_str(), &end);
+  std::string suffix = end ? std::string(end) : "";
+  for (char& ch : suffix) ch = char(std::tolower(static_cast<unsigned char>(ch)));
+  double scale = 0;
+  if (suffix.empty() || suffix == "b") scale = 1;
+  else if (suffix == "k" || suffix == "kib") scale = 1024.0;
+  else if (suffix == "m" || suffix == "mib") scale = 1024.0 * 1024;
+  else if (suffix == "g" || suffix == "gib") scale = 1024.0 * 1024 * 1024;
+  else if (suffix == "t" || suffix == "tib") scale = 1024.0 * 1024 * 1024 * 1024;
+  else if (suffix == "kb") scale = 1e3;
+  else if (suffix == "mb") scale = 1e6;
+  else if (suffix == "gb") scale = 1e9;
+  else if (suffix == "tb") scale = 1e12;
+  if (end == text.c_str() || scale == 0 || !(number >= 0) || number * scale > 1.8e19) {
+    return make_error("'{}' is not a size (examples: 4GiB, 512MiB, 8GB, 1e9)", text);
+  }
+  return uint64_t(number * scale);
+}
+
+int set_threads(int n_threads) {
+  if (n_threads <= 0) n_threads = omp_get_num_procs();
+  omp_set_num_threads(n_threads);
+  return n_threads;
+}
+
+void print_json(const nlohmann::json& j) { std::cout << j.dump(2) << std::endl; }
+
+}  // namespace kvq::cli

@@ -1,0 +1,40 @@
+// Pieces shared by the subcommands: KV-type flags, sizes, error reporting, JSON output.
+#pragma once
+
+#include <CLI/CLI.hpp>
+#include <nlohmann/json.hpp>
+#include <string>
+#include <vector>
+
+#include "kv/kv_types.h"
+#include "util/result.h"
+
+namespace kvq::cli {
+
+// --kvq-key/--kvq-val (bits or type name), -ctk/-ctv (llama.cpp spelling), --kvq-layers, and the
+// KVQ_KEY / KVQ_VAL environment mirrors. Flags win over the environment.
+struct KvOptions {
+  std::string key;
+  std::string val;
+  std::string layers;
+};
+void add_kv_options(CLI::App* command, KvOptions& options);
+// Per-layer K/V types for a model of n_layer layers (default f16/f16).
+Result<std::vector<KvTypes>> resolve_kv_types(const KvOptions& options, int n_layer);
+// "q8_0/q4_0", or "mixed (n layers)" when layers differ.
+std::string describe_kv_types(const std::vector<KvTypes>& types);
+
+// Prints "kvq: error: ..." on stderr and sets the process exit code to 1.
+void report_error(const Error& error);
+
+// "176.00 MiB", "1.09 GiB"
+std::string format_bytes(double bytes);
+// "4GiB", "512M", "1e9", "800MB" -> bytes. Error names the flag value.
+Result<uint64_t> parse_size(const std::string& text);
+
+// Sets the OpenMP thread count (0 = all cores); returns the count in use.
+int set_threads(int n_threads);
+
+void print_json(const nlohmann::json& j);
+
+}  // namespace kvq::cli

@@ -1,0 +1,322 @@
+// Per-target fused attention over one work item: a tile of queries against a range of cached keys, for
+// every KV head, with an online softmax. Included once per SIMD target by attention.cpp.
+//
+// Why the loops look like this (TinyLlama decode: 8 query heads share each KV head, head_dim 64):
+// - K and V are decoded chunk by chunk into small f32 tiles (L1) and used by every query head of the group,
+//   so each cached block is read from memory and decoded once per token, never once per query head.
+// - Scores put query heads ("rows") along the vector lanes and broadcast key values: no horizontal sums.
+//   With fewer rows than lanes, two tokens share a vector ("G = 2": lanes alternate token 2p, 2p + 1),
+//   which keeps AVX-512 lanes full for 8-head groups. The key tile is then stored as token pairs
+//   [pair][dim][2] so that one 64-bit broadcast feeds both tokens. The pairing permutes the dims of a
+//   vector; the query tile uses the same permutation, and a dot product does not care about order.
+// - K·q is computed as dequantize-then-FMA in f32. The int8 alternative (q quantized to 8 bits, integer
+//   dot products) needs a horizontal reduction per (token, head) and an extra rounding of q; with the
+//   heads-on-lanes layout the f32 FMA path has no reductions, works for every type pair and every target,
+//   and keeps decode bandwidth-bound (see docs/kv-cache.md for the measurement).
+
+#ifndef KVQ_KERNELS_ATTENTION_SHARED_
+#define KVQ_KERNELS_ATTENTION_SHARED_
+
+#include "kv/kv_cache.h"
+
+namespace kvq::attention_detail {
+
+inline constexpr int kChunk = 32;  // keys decoded per step; a multiple of 8 (scores take 4 groups of <= 2 keys)
+
+// What every item of one attention() call shares.
+struct Work {
+  KvLayerView kv;
+  int n_head = 0;
+  int head_dim = 0;
+  float scale = 0.0f;
+  const float* q = nullptr;  // [n_tokens, n_head * head_dim] f32
+  int n_tokens = 0;
+  int pos0 = 0;
+};
+
+// Queries [t0, t1) against keys [k0, k1). Writes either the final rows of `out` or a partial softmax state.
+struct Item {
+  int t0 = 0, t1 = 0;
+  int k0 = 0, k1 = 0;
+  float* out = nullptr;  // [n_tokens, n_head * head_dim] f32, or null to write the partial state
+  float* acc = nullptr;  // [t1 - t0, n_head, head_dim] f32: unnormalised sum of p * v
+  float* ml = nullptr;   // [t1 - t0, n_head, 2] f32: running max score m, sum of exp(score - m) l
+};
+
+}  // namespace kvq::attention_detail
+
+#endif  // KVQ_KERNELS_ATTENTION_SHARED_
+
+#if defined(KVQ_KERNELS_ATTENTION_INL_H_) == defined(HWY_TARGET_TOGGLE)
+#ifdef KVQ_KERNELS_ATTENTION_INL_H_
+#undef KVQ_KERNELS_ATTENTION_INL_H_
+#else
+#define KVQ_KERNELS_ATTENTION_INL_H_
+#endif
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <limits>
+#include <vector>
+
+#include "hwy/contrib/math/math-inl.h"
+#include "hwy/highway.h"
+#include "kernels/attention_dequant-inl.h"
+
+HWY_BEFORE_NAMESPACE();
+namespace kvq {
+namespace HWY_NAMESPACE {
+namespace hn = hwy::HWY_NAMESPACE;
+namespace ad = attention_detail;
+
+// Per-thread buffers, grown on demand and kept across calls (OpenMP threads persist).
+struct AttentionScratch {
+  std::vector<float> k_rows;  // [kChunk, cover] f32: decoded keys of one head
+  std::vector<float> k_pairs; // [kChunk / 2, head_dim, 2] f32: the same keys as token pairs (G = 2)
+  std::vector<float> v_rows;  // [kChunk, cover] f32: decoded values of one head
+  std::vector<float> qt;      // [n_head_kv, head_dim, lanes] f32: scaled queries, rows on lanes
+  std::vector<float> s;       // [kChunk / G, lanes] f32: scores, then probabilities
+  std::vector<float> acc;     // [n_head_kv, rows_pad, head_dim] f32
+  std::vector<float> m, l;    // [n_head_kv, lanes] f32: running max, running sum
+  std::vector<float> alpha;   // [lanes] f32: rescale factor of this chunk
+  std::vector<float> lim;     // [lanes] f32: last key position each lane may see
+  std::vector<int> perm;      // [head_dim]: dim order of the token-pair layout
+};
+
+inline AttentionScratch& ThreadScratch() {
+  static thread_local AttentionScratch scratch;
+  return scratch;
+}
+
+template <class T>
+HWY_INLINE T* Grow(std::vector<T>& v, size_t n) {
+  if (v.size() < n) v.resize(n);
+  return v.data();
+}
+
+// ---------------------------------------------------------------------------------------------------
+// Token-pair layout: dst [n_pairs, hd, 2] from rows 2p, 2p + 1 of src. Interleaving works within each
+// vector of `lanes` dims, so the dims come out permuted; Perm() replays it on indices.
+
+#if HWY_TARGET != HWY_SCALAR
+template <class DW>
+HWY_INLINE void InterleavePairsT(DW dw, ad::F32RowsView src, int n_pairs, int hd, float* HWY_RESTRICT dst) {
+  const int lanes = int(hn::Lanes(dw));
+  for (int p = 0; p < n_pairs; ++p) {
+    const float* a = src.data + size_t(2 * p) * src.stride;
+    const float* b = a + src.stride;
+    float* out = dst + size_t(p) * size_t(hd) * 2;
+    for (int j = 0; j < hd; j += lanes) {
+      const auto va = hn::LoadU(dw, a + j);
+      const auto vb = hn::LoadU(dw, b + j);
+      hn::StoreU(hn::InterleaveLower(dw, va, vb), dw, out + 2 * j);
+      hn::StoreU(hn::InterleaveUpper(dw, va, vb), dw, out + 2 * j + lanes);
+    }
+  }
+}
+#endif
+
+HWY_INLINE void InterleavePairs(ad::F32RowsView src, int n_pairs, int hd, float* HWY_RESTRICT dst) {
+#if HWY_TARGET != HWY_SCALAR  // one lane: no interleave op (and no pairing either, see AttendItem)
+  const int n = int(hn::Lanes(DFA()));
+  if (hd % n == 0 && n >= 4) return InterleavePairsT(DFA(), src, n_pairs, hd, dst);
+  if (hd % 8 == 0 && n >= 8) return InterleavePairsT(hn::CappedTag<float, 8>(), src, n_pairs, hd, dst);
+  if (hd % 4 == 0 && n >= 4) return InterleavePairsT(hn::CappedTag<float, 4>(), src, n_pairs, hd, dst);
+#endif
+  for (int p = 0; p < n_pairs; ++p) {  // odd head sizes: plain order
+    for (int j = 0; j < hd; ++j) {
+      dst[(size_t(p) * hd + j) * 2 + 0] = src.data[size_t(2 * p) * src.stride + j];
+      dst[(size_t(p) * hd + j) * 2 + 1] = src.data[size_t(2 * p + 1) * src.stride + j];
+    }
+  }
+}
+
+// Returns perm with perm[j] = the dim that sits at position j of the token-pair layout.
+HWY_INLINE void PairPerm(int hd, std::vector<int>& perm) {
+  std::vector<float> iota(size_t(2 * hd)), pairs(size_t(2 * hd));  // [2, hd] rows, [1, hd, 2] pairs
+  for (int j = 0; j < hd; ++j) iota[size_t(j)] = iota[size_t(hd + j)] = float(j);
+  InterleavePairs(ad::F32RowsView{iota.data(), size_t(hd)}, 1, hd, pairs.data());
+  perm.resize(size_t(hd));
+  for (int j = 0; j < hd; ++j) perm[size_t(j)] = int(pairs[size_t(2 * j)]);
+}
+
+// ---------------------------------------------------------------------------------------------------
+// Scores. s[group][lane] = sum_j qt[j][lane] * key(lane's token)[j]; qt already holds q * scale.
+
+// G = 1: lanes are rows; rows_pad is a multiple of the lanes; n_groups (= keys) a multiple of 4.
+template <class DQ>
+HWY_NOINLINE void ScoresG1(DQ dq, const float* HWY_RESTRICT qt, int rows_pad, ad::F32RowsView k, int n_keys,
+                           int hd, float* HWY_RESTRICT s) {
+  const int lanes = int(hn::Lanes(dq));
+  for (int rv = 0; rv < rows_pad; rv += lanes) {
+    for (int t = 0; t < n_keys; t += 4) {
+      const float* k0 = k.data + size_t(t) * k.stride;
+      const float* k1 = k0 + k.stride;
+      const float* k2 = k1 + k.stride;
+      const float* k3 = k2 + k.stride;
+      auto a0 = hn::Zero(dq), a1 = hn::Zero(dq), a2 = hn::Zero(dq), a3 = hn::Zero(dq);
+      for (int j = 0; j < hd; ++j) {
+        const auto qv = hn::LoadU(dq, qt + size_t(j) * rows_pad + rv);
+        a0 = hn::MulAdd(qv, hn::Set(dq, k0[j]), a0);
+        a1 = hn::MulAdd(qv, hn::Set(dq, k1[j]), a1);
+        a2 = hn::MulAdd(qv, hn::Set(dq, k2[j]), a2);
+        a3 = hn::MulAdd(qv, hn::Set(dq, k3[j]), a3);
+      }
+      hn::StoreU(a0, dq, s + size_t(t + 0) * rows_pad + rv);
+      hn::StoreU(a1, dq, s + size_t(t + 1) * rows_pad + rv);
+      hn::StoreU(a2, dq, s + size_t(t + 2) * rows_pad + rv);
+      hn::StoreU(a3, dq, s + size_t(t + 3) * rows_pad + rv);
+    }
+  }
+}
+
+// Both floats of a token pair in every 64-bit lane: [k(2p)[j], k(2p+1)[j], k(2p)[j], ...].
+template <class DQ>
+HWY_INLINE hn::Vec<DQ> PairBroadcast(DQ dq, const float* pair) {
+  double bits;
+  std::memcpy(&bits, pair, sizeof(bits));
+  return hn::BitCast(dq, hn::Set(hn::Repartition<double, DQ>(), bits));
+}
+
+// G = 2: lane 2r + o holds row r, token 2p + o; the vector is exactly the lanes; n_pairs a multiple of 4.
+template <class DQ>
+HWY_NOINLINE void ScoresG2(DQ dq, const float* HWY_RESTRICT qt, const float* HWY_RESTRICT kp, int n_pairs, int hd,
+                           float* HWY_RESTRICT s) {
+  const int lanes = int(hn::Lanes(dq));
+  const size_t pair_stride = size_t(hd) * 2;
+  for (int p = 0; p < n_pairs; p += 4) {
+    const float* k0 = kp + size_t(p) * pair_stride;
+    const float* k1 = k0 + pair_stride;
+    const float* k2 = k1 + pair_stride;
+    const float* k3 = k2 + pair_stride;
+    auto a0 = hn::Zero(dq), a1 = hn::Zero(dq), a2 = hn::Zero(dq), a3 = hn::Zero(dq);
+    for (int j = 0; j < hd; ++j) {
+      const auto qv = hn::LoadU(dq, qt + size_t(j) * lanes);
+      a0 = hn::MulAdd(qv, PairBroadcast(dq, k0 + 2 * j), a0);
+      a1 = hn::MulAdd(qv, PairBroadcast(dq, k1 + 2 * j), a1);
+      a2 = hn::MulAdd(qv, PairBroadcast(dq, k2 + 2 * j), a2);
+      a3 = hn::MulAdd(qv, PairBroadcast(dq, k3 + 2 * j), a3);
+    }
+    hn::StoreU(a0, dq, s + size_t(p + 0) * lanes);
+    hn::StoreU(a1, dq, s + size_t(p + 1) * lanes);
+    hn::StoreU(a2, dq, s + size_t(p + 2) * lanes);
+    hn::StoreU(a3, dq, s + size_t(p + 3) * lanes);
+  }
+}
+
+// ---------------------------------------------------------------------------------------------------
+// Online softmax over one chunk: masks keys past each lane's limit, turns s into exp(s - m_new) and
+// updates (m, l); alpha = exp(m_old - m_new) is what the accumulators must be rescaled by.
+template <int kG, class DQ>
+HWY_INLINE void SoftmaxChunk(DQ dq, float* HWY_RESTRICT s, int n_groups, int lanes_total, int c0,
+                             const float* HWY_RESTRICT lim, float* HWY_RESTRICT m, float* HWY_RESTRICT l,
+                             float* HWY_RESTRICT alpha) {
+  const auto neg_inf = hn::Set(dq, -std::numeric_limits<float>::infinity());
+  const int lanes = int(hn::Lanes(dq));
+  for (int v = 0; v < lanes_total; v += lanes) {
+    const auto limit = hn::LoadU(dq, lim + v);
+    auto mx = neg_inf;
+    for (int g = 0; g < n_groups; ++g) {
+      float* sg = s + size_t(g) * lanes_total + v;
+      const auto masked = hn::IfThenElse(hn::Gt(hn::Set(dq, float(c0 + g * kG)), limit), neg_inf, hn::LoadU(dq, sg));
+      hn::StoreU(masked, dq, sg);
+      mx = hn::Max(mx, masked);
+    }
+#if HWY_TARGET != HWY_SCALAR
+    if constexpr (kG == 2) mx = hn::Max(mx, hn::Shuffle2301(mx));  // both tokens of a row
+#endif
+    const auto m_old = hn::LoadU(dq, m + v);
+    const auto m_new = hn::Max(m_old, mx);
+    // A row that has seen only masked keys keeps m = -inf; subtract 0 instead so exp gives 0, not NaN.
+    const auto m_use = hn::IfThenZeroElse(hn::Eq(m_new, neg_inf), m_new);
+    const auto a = hn::Exp(dq, hn::Sub(m_old, m_use));
+    auto sum = hn::Zero(dq);
+    for (int g = 0; g < n_groups; ++g) {
+      float* sg = s + size_t(g) * lanes_total + v;
+      const auto p = hn::Exp(dq, hn::Sub(hn::LoadU(dq, sg), m_use));
+      hn::StoreU(p, dq, sg);
+      sum = hn::Add(sum, p);
+    }
+#if HWY_TARGET != HWY_SCALAR
+    if constexpr (kG == 2) sum = hn::Add(sum, hn::Shuffle2301(sum));
+#endif
+    hn::StoreU(m_new, dq, m + v);
+    hn::StoreU(hn::MulAdd(hn::LoadU(dq, l + v), a, sum), dq, l + v);
+    hn::StoreU(a, dq, alpha + v);
+  }
+}
+
+// ---------------------------------------------------------------------------------------------------
+// acc[r][:] += sum_t p(r, t) * v[t][:] for rows_pad (even) rows; p(r, t) = s[(t / G) * lanes + r * G + t % G].
+template <int kG, class DV>
+HWY_NOINLINE void AccumulatePV(DV dv, const float* HWY_RESTRICT s, int lanes_total, int rows_pad,
+                               ad::F32RowsView v, int n_keys, int hd, float* HWY_RESTRICT acc) {
+  const int lanes = int(hn::Lanes(dv));
+  for (int r = 0; r < rows_pad; r += 2) {
+    const float* p0 = s + r * kG;
+    const float* p1 = p0 + kG;
+    float* acc0 = acc + size_t(r) * hd;
+    float* acc1 = acc0 + hd;
+    int d = 0;
+    for (; d + 4 * lanes <= hd; d += 4 * lanes) {  // 2 rows x 4 vectors: 8 accumulators in registers
+      auto a00 = hn::LoadU(dv, acc0 + d), a01 = hn::LoadU(dv, acc0 + d + lanes);
+      auto a02 = hn::LoadU(dv, acc0 + d + 2 * lanes), a03 = hn::LoadU(dv, acc0 + d + 3 * lanes);
+      auto a10 = hn::LoadU(dv, acc1 + d), a11 = hn::LoadU(dv, acc1 + d + lanes);
+      auto a12 = hn::LoadU(dv, acc1 + d + 2 * lanes), a13 = hn::LoadU(dv, acc1 + d + 3 * lanes);
+      for (int t = 0; t < n_keys; ++t) {
+        const size_t idx = size_t(t / kG) * lanes_total + size_t(t % kG);
+        const auto w0 = hn::Set(dv, p0[idx]);
+        const auto w1 = hn::Set(dv, p1[idx]);
+        const float* vt = v.data + size_t(t) * v.stride + d;
+        const auto x0 = hn::LoadU(dv, vt), x1 = hn::LoadU(dv, vt + lanes);
+        const auto x2 = hn::LoadU(dv, vt + 2 * lanes), x3 = hn::LoadU(dv, vt + 3 * lanes);
+        a00 = hn::MulAdd(w0, x0, a00);
+        a01 = hn::MulAdd(w0, x1, a01);
+        a02 = hn::MulAdd(w0, x2, a02);
+        a03 = hn::MulAdd(w0, x3, a03);
+        a10 = hn::MulAdd(w1, x0, a10);
+        a11 = hn::MulAdd(w1, x1, a11);
+        a12 = hn::MulAdd(w1, x2, a12);
+        a13 = hn::MulAdd(w1, x3, a13);
+      }
+      hn::StoreU(a00, dv, acc0 + d);
+      hn::StoreU(a01, dv, acc0 + d + lanes);
+      hn::StoreU(a02, dv, acc0 + d + 2 * lanes);
+      hn::StoreU(a03, dv, acc0 + d + 3 * lanes);
+      hn::StoreU(a10, dv, acc1 + d);
+      hn::StoreU(a11, dv, acc1 + d + lanes);
+      hn::StoreU(a12, dv, acc1 + d + 2 * lanes);
+      hn::StoreU(a13, dv, acc1 + d + 3 * lanes);
+    }
+    for (; d < hd; d += lanes) {  // the rest one vector at a time
+      auto a0 = hn::LoadU(dv, acc0 + d), a1 = hn::LoadU(dv, acc1 + d);
+      for (int t = 0; t < n_keys; ++t) {
+        const size_t idx = size_t(t / kG) * lanes_total + size_t(t % kG);
+        const auto x = hn::LoadU(dv, v.data + size_t(t) * v.stride + d);
+        a0 = hn::MulAdd(hn::Set(dv, p0[idx]), x, a0);
+        a1 = hn::MulAdd(hn::Set(dv, p1[idx]), x, a1);
+      }
+      hn::StoreU(a0, dv, acc0 + d);
+      hn::StoreU(a1, dv, acc1 + d);
+    }
+  }
+}
+
+// Picks the widest vector that divides head_dim.
+template <int kG>
+HWY_INLINE void AccumulatePVAnyWidth(const float* s, int lanes_total, int rows_pad, ad::F32RowsView v, int n_keys,
+                                     int hd, float* acc) {
+  const int n = int(hn::Lanes(DFA()));
+  if (hd % n == 0) return AccumulatePV<kG>(DFA(), s, lanes_total, rows_pad, v, n_keys, hd, acc);
+  if (hd % 8 == 0 && n >= 8) return AccumulatePV<kG>(hn::CappedTag<float, 8>(), s, lanes_total, rows_pad, v, n_keys, hd, acc);
+  if (hd % 4 == 0 && n >= 4) return AccumulatePV<kG>(hn::CappedTag<float, 4>(), s, lanes_total, rows_pad, v, n_keys, hd, acc);
+  return AccumulatePV<kG>(hn::CappedTag<float, 1>(), s, lanes_total, rows_pad, v, n_keys, hd, acc);
+}
+
+// NOLINTNEXTLINE(google-readability-namespace-comments)
+}  // namespace HWY_NAMESPACE
+}  // namespace kvq
+HWY_AFTER_NAMESPACE();
+
+#endif  // KVQ_KERNELS_ATTENTION_INL_H_

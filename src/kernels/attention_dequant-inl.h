@@ -1,0 +1,207 @@
+// Per-target decoding of KV-cache token rows into f32 tiles for the fused attention (attention-inl.h).
+// Included once per SIMD target by attention.cpp. Each decoder reads the cache's blocks as stored and
+// writes the same values as quant/quant_ref.cpp's dequantizers (value = d * q, d * q + m, d * table[q]).
+
+// Target-independent part: where a KV head lies inside a token row.
+#ifndef KVQ_KERNELS_ATTENTION_DEQUANT_SHARED_
+#define KVQ_KERNELS_ATTENTION_DEQUANT_SHARED_
+
+#include <cstddef>
+#include <cstdint>
+
+#include "quant/blocks.h"
+
+namespace kvq::attention_detail {
+
+// The values of token rows that attention decodes for one KV head: whole 32-value blocks for the quantized
+// types (a head of head_dim < 32 shares its block with its neighbours), exactly the head otherwise.
+// Rows of f32 a kernel reads: row t of a head starts at data + t * stride.
+struct F32RowsView {
+  const float* data = nullptr;
+  size_t stride = 0;
+};
+
+struct HeadSlice {
+  int first = 0;   // first decoded value of the row
+  int cover = 0;   // values decoded per row
+  int offset = 0;  // where the head starts inside the decoded values
+};
+
+inline HeadSlice head_slice(GgmlType type, int kv_head, int head_dim) {
+  const int block = type_traits(type).block_size;
+  const int begin = kv_head * head_dim;
+  const int end = begin + head_dim;
+  HeadSlice s;
+  s.first = begin / block * block;
+  s.cover = (end + block - 1) / block * block - s.first;
+  s.offset = begin - s.first;
+  return s;
+}
+
+// Bit j set in entry j: selects the 5th bit of value j of a q5 block from its 32-bit qh.
+alignas(64) inline constexpr uint32_t kBitOfValue[32] = {
+    1u << 0,  1u << 1,  1u << 2,  1u << 3,  1u << 4,  1u << 5,  1u << 6,  1u << 7,  1u << 8,  1u << 9,  1u << 10,
+    1u << 11, 1u << 12, 1u << 13, 1u << 14, 1u << 15, 1u << 16, 1u << 17, 1u << 18, 1u << 19, 1u << 20, 1u << 21,
+    1u << 22, 1u << 23, 1u << 24, 1u << 25, 1u << 26, 1u << 27, 1u << 28, 1u << 29, 1u << 30, 1u << 31};
+
+// kIq4nlValues as floats, the table the iq4_nl decoder gathers from.
+alignas(64) inline constexpr float kIq4nlFloat[16] = {-127, -104, -83, -65, -49, -35, -22, -10,
+                                                      1,    13,   25,  38,  53,  69,  89,  113};
+
+}  // namespace kvq::attention_detail
+
+#endif  // KVQ_KERNELS_ATTENTION_DEQUANT_SHARED_
+
+#if defined(KVQ_KERNELS_ATTENTION_DEQUANT_INL_H_) == defined(HWY_TARGET_TOGGLE)
+#ifdef KVQ_KERNELS_ATTENTION_DEQUANT_INL_H_
+#undef KVQ_KERNELS_ATTENTION_DEQUANT_INL_H_
+#else
+#define KVQ_KERNELS_ATTENTION_DEQUANT_INL_H_
+#endif
+
+#include <cstring>
+#include <type_traits>
+
+#include "hwy/highway.h"
+#include "util/half.h"
+#include "util/result.h"
+
+HWY_BEFORE_NAMESPACE();
+namespace kvq {
+namespace HWY_NAMESPACE {
+namespace hn = hwy::HWY_NAMESPACE;
+
+// At most 16 lanes: one vector then never crosses the 16-value halves of a 4/5-bit block.
+using DFA = hn::CappedTag<float, 16>;
+
+// value = d * (q + bias) for the 32 codes of one block; `codes(j)` yields the i32 vector of codes j.. .
+template <class CodesFn>
+HWY_INLINE void StoreScaled(float d, float m, bool has_min, float* HWY_RESTRICT dst, const CodesFn& codes) {
+  const DFA df;
+  const hn::Vec<DFA> vd = hn::Set(df, d);
+  const hn::Vec<DFA> vm = hn::Set(df, m);
+  for (int j = 0; j < kQK; j += int(hn::Lanes(df))) {
+    const hn::Vec<DFA> q = hn::ConvertTo(df, codes(j));
+    hn::StoreU(has_min ? hn::MulAdd(q, vd, vm) : hn::Mul(q, vd), df, dst + j);
+  }
+}
+
+// Low (j < 16) or high (j >= 16) nibbles of qs as i32 codes of values j .. j + lanes - 1.
+HWY_INLINE hn::Vec<hn::RebindToSigned<DFA>> Nibbles(const uint8_t* qs, int j) {
+  const hn::RebindToSigned<DFA> di;
+  const hn::Rebind<uint8_t, DFA> du8;
+  const auto bytes = hn::LoadU(du8, qs + (j & 15));
+  const auto nib = j < 16 ? hn::And(bytes, hn::Set(du8, 0x0F)) : hn::ShiftRight<4>(bytes);
+  return hn::PromoteTo(di, nib);
+}
+
+// The 5th bit of values j .. j + lanes - 1 as 16 or 0.
+HWY_INLINE hn::Vec<hn::RebindToSigned<DFA>> HighBits(uint32_t qh, int j) {
+  const hn::RebindToUnsigned<DFA> du;
+  const auto bit = hn::And(hn::Set(du, qh), hn::LoadU(du, attention_detail::kBitOfValue + j));
+  return hn::BitCast(hn::RebindToSigned<DFA>(), hn::IfThenElseZero(hn::Ne(bit, hn::Zero(du)), hn::Set(du, 16u)));
+}
+
+// Decodes blocks first_block .. first_block + n_blocks - 1 of a row into dst [n_blocks * 32] f32.
+template <GgmlType kType>
+HWY_INLINE void DecodeBlocks(const uint8_t* blocks, int first_block, int n_blocks, float* HWY_RESTRICT dst) {
+  const hn::RebindToSigned<DFA> di;
+  for (int b = first_block; b < first_block + n_blocks; ++b, dst += kQK) {
+    if constexpr (kType == GgmlType::Q8_0) {
+      const auto* x = reinterpret_cast<const BlockQ8_0*>(blocks) + b;
+      const hn::Rebind<int8_t, DFA> di8;
+      StoreScaled(fp16_to_f32(x->d), 0.0f, false, dst, [&](int j) { return hn::PromoteTo(di, hn::LoadU(di8, x->qs + j)); });
+    } else if constexpr (kType == GgmlType::Q4_0) {
+      const auto* x = reinterpret_cast<const BlockQ4_0*>(blocks) + b;
+      StoreScaled(fp16_to_f32(x->d), 0.0f, false, dst, [&](int j) { return hn::Sub(Nibbles(x->qs, j), hn::Set(di, 8)); });
+    } else if constexpr (kType == GgmlType::Q4_1) {
+      const auto* x = reinterpret_cast<const BlockQ4_1*>(blocks) + b;
+      StoreScaled(fp16_to_f32(x->d), fp16_to_f32(x->m), true, dst, [&](int j) { return Nibbles(x->qs, j); });
+    } else if constexpr (kType == GgmlType::Q5_0) {
+      const auto* x = reinterpret_cast<const BlockQ5_0*>(blocks) + b;
+      uint32_t qh;
+      std::memcpy(&qh, x->qh, 4);
+      StoreScaled(fp16_to_f32(x->d), 0.0f, false, dst, [&](int j) {
+        return hn::Sub(hn::Add(Nibbles(x->qs, j), HighBits(qh, j)), hn::Set(di, 16));
+      });
+    } else if constexpr (kType == GgmlType::Q5_1) {
+      const auto* x = reinterpret_cast<const BlockQ5_1*>(blocks) + b;
+      uint32_t qh;
+      std::memcpy(&qh, x->qh, 4);
+      StoreScaled(fp16_to_f32(x->d), fp16_to_f32(x->m), true, dst,
+                  [&](int j) { return hn::Add(Nibbles(x->qs, j), HighBits(qh, j)); });
+    } else if constexpr (kType == GgmlType::IQ4_NL) {
+      // The codebook is not affine: gather the level of each nibble, then scale (StoreScaled converts the
+      // levels, which are small integers, exactly).
+      const auto* x = reinterpret_cast<const BlockIQ4_NL*>(blocks) + b;
+      const DFA df;
+      const hn::Vec<DFA> vd = hn::Set(df, fp16_to_f32(x->d));
+      for (int j = 0; j < kQK; j += int(hn::Lanes(df))) {
+        const hn::Vec<DFA> level = hn::GatherIndex(df, attention_detail::kIq4nlFloat, Nibbles(x->qs, j));
+        hn::StoreU(hn::Mul(level, vd), df, dst + j);
+      }
+    }
+  }
+}
+
+// Decodes values [first, first + n) of a row of 16-bit floats (f16 or bf16).
+template <class T>
+HWY_INLINE void DecodeHalfs(const T* HWY_RESTRICT src, int n, float* HWY_RESTRICT dst) {
+  const DFA df;
+  const hn::Rebind<T, DFA> dh;
+  const int lanes = int(hn::Lanes(df));
+  int j = 0;
+  for (; j + lanes <= n; j += lanes) hn::StoreU(hn::PromoteTo(df, hn::LoadU(dh, src + j)), df, dst + j);
+  for (; j < n; ++j) {
+    uint16_t bits;
+    std::memcpy(&bits, src + j, 2);
+    dst[j] = std::is_same_v<T, hwy::float16_t> ? fp16_to_f32(bits) : bf16_to_f32(bits);
+  }
+}
+
+template <GgmlType kType>
+HWY_INLINE void DecodeRowsOf(const uint8_t* rows, size_t row_bytes, int n_rows, const attention_detail::HeadSlice& s,
+                             float* HWY_RESTRICT dst) {
+  for (int t = 0; t < n_rows; ++t) {
+    const uint8_t* row = rows + size_t(t) * row_bytes;
+    float* out = dst + size_t(t) * size_t(s.cover);
+    if constexpr (kType == GgmlType::F32) {
+      std::memcpy(out, row + size_t(s.first) * 4, size_t(s.cover) * 4);
+    } else if constexpr (kType == GgmlType::F16) {
+      DecodeHalfs(reinterpret_cast<const hwy::float16_t*>(row) + s.first, s.cover, out);
+    } else if constexpr (kType == GgmlType::BF16) {
+      DecodeHalfs(reinterpret_cast<const hwy::bfloat16_t*>(row) + s.first, s.cover, out);
+    } else {
+      DecodeBlocks<kType>(row, s.first / kQK, s.cover / kQK, out);
+    }
+  }
+}
+
+// Returns n_rows rows of one KV head, decoded into `scratch` [n_rows, s.cover] unless the cache already
+// holds f32 (then the cache itself, when `direct_ok`: the caller reads no further than n_rows).
+HWY_INLINE attention_detail::F32RowsView DecodeHeadRows(GgmlType type, const uint8_t* rows, size_t row_bytes, int n_rows,
+                                  const attention_detail::HeadSlice& s, bool direct_ok, float* HWY_RESTRICT scratch) {
+  if (type == GgmlType::F32 && direct_ok) {
+    return {reinterpret_cast<const float*>(rows) + s.first + s.offset, row_bytes / sizeof(float)};
+  }
+  switch (type) {
+    case GgmlType::F32: DecodeRowsOf<GgmlType::F32>(rows, row_bytes, n_rows, s, scratch); break;
+    case GgmlType::F16: DecodeRowsOf<GgmlType::F16>(rows, row_bytes, n_rows, s, scratch); break;
+    case GgmlType::BF16: DecodeRowsOf<GgmlType::BF16>(rows, row_bytes, n_rows, s, scratch); break;
+    case GgmlType::Q8_0: DecodeRowsOf<GgmlType::Q8_0>(rows, row_bytes, n_rows, s, scratch); break;
+    case GgmlType::Q5_1: DecodeRowsOf<GgmlType::Q5_1>(rows, row_bytes, n_rows, s, scratch); break;
+    case GgmlType::Q5_0: DecodeRowsOf<GgmlType::Q5_0>(rows, row_bytes, n_rows, s, scratch); break;
+    case GgmlType::Q4_1: DecodeRowsOf<GgmlType::Q4_1>(rows, row_bytes, n_rows, s, scratch); break;
+    case GgmlType::Q4_0: DecodeRowsOf<GgmlType::Q4_0>(rows, row_bytes, n_rows, s, scratch); break;
+    case GgmlType::IQ4_NL: DecodeRowsOf<GgmlType::IQ4_NL>(rows, row_bytes, n_rows, s, scratch); break;
+    default: KVQ_CHECK(false && "attention: not a KV cache type");
+  }
+  return {scratch + s.offset, size_t(s.cover)};
+}
+
+// NOLINTNEXTLINE(google-readability-namespace-comments)
+}  // namespace HWY_NAMESPACE
+}  // namespace kvq
+HWY_AFTER_NAMESPACE();
+
+#endif  // KVQ_KERNELS_ATTENTION_DEQUANT_INL_H_

@@ -1,0 +1,92 @@
+// Scalar f64 attention: the oracle of tests/attention_test.cpp. Deliberately the textbook form
+// (scores, max, exp, normalise, weighted sum) with no tiling, so that it shares no logic with the kernel.
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <vector>
+
+#include "kernels/attention.h"
+#include "quant/quant.h"
+#include "util/result.h"
+
+namespace kvq {
+namespace {
+
+// k, v: [n_kv, row_stride] f32 rows; head h of a row starts at h * head_dim.
+void naive_attention(const AttentionParams& p, const float* k, const float* v, int row_stride, int n_kv,
+                     const float* q, int n_tokens, int pos0, float* out) {
+  KVQ_CHECK(p.n_head > 0 && p.n_head_kv > 0 && p.n_head % p.n_head_kv == 0);
+  KVQ_CHECK(pos0 >= 0 && pos0 + n_tokens <= n_kv);
+  const int hd = p.head_dim;
+  const int group = p.n_head / p.n_head_kv;
+  std::vector<double> scores(static_cast<size_t>(n_kv));  // [n_keys] of one (query, head)
+  std::vector<double> acc(static_cast<size_t>(hd));     // [head_dim]
+  for (int t = 0; t < n_tokens; ++t) {
+    const int n_keys = pos0 + t + 1;  // causal: keys 0 .. pos0 + t
+    for (int h = 0; h < p.n_head; ++h) {
+      const int kh = h / group;
+      const float* qh = q + size_t(t) * size_t(p.n_head) * hd + size_t(h) * hd;
+      double max_score = -INFINITY;
+      for (int j = 0; j < n_keys; ++j) {
+        const float* kj = k + size_t(j) * row_stride + size_t(kh) * hd;
+        double dot = 0.0;
+        for (int d = 0; d < hd; ++d) dot += double(qh[d]) * double(kj[d]);
+        scores[size_t(j)] = dot * double(p.scale);
+        max_score = std::max(max_score, scores[size_t(j)]);
+      }
+      double sum = 0.0;
+      for (int j = 0; j < n_keys; ++j) {
+        scores[size_t(j)] = std::exp(scores[size_t(j)] - max_score);
+        sum += scores[size_t(j)];
+      }
+      std::fill(acc.begin(), acc.end(), 0.0);
+      for (int j = 0; j < n_keys; ++j) {
+        const float* vj = v + size_t(j) * row_stride + size_t(kh) * hd;
+        for (int d = 0; d < hd; ++d) acc[size_t(d)] += scores[size_t(j)] * double(vj[d]);
+      }
+      float* oh = out + size_t(t) * size_t(p.n_head) * hd + size_t(h) * hd;
+      for (int d = 0; d < hd; ++d) oh[d] = float(acc[size_t(d)] / sum);
+    }
+  }
+}
+
+// Returns rows 0 .. n_rows - 1 of a cache buffer dequantized by the scalar reference.
+// [n_rows, padded row values] f32
+std::vector<float> dequantize_rows(GgmlType type, const uint8_t* rows, size_t row_bytes, int n_rows,
+                                   int padded_values) {
+  std::vector<float> out(size_t(n_rows) * size_t(padded_values));
+  for (int t = 0; t < n_rows; ++t) {
+    dequantize_row_ref(type, rows + size_t(t) * row_bytes, out.data() + size_t(t) * size_t(padded_values),
+                       padded_values);
+  }
+  return out;
+}
+
+}  // namespace
+
+void attention_ref(const AttentionParams& p, const KvCache& cache, int layer, const float* q, int n_tokens,
+                   int pos0, float* out) {
+  const KvLayerView view = cache.layer(layer);
+  KVQ_CHECK(p.n_head_kv == view.n_head_kv && p.head_dim == view.head_dim);
+  const int n_kv = pos0 + n_tokens;
+  KVQ_CHECK(n_kv <= view.n_ctx);
+  const int row_values = view.n_head_kv * view.head_dim;
+  const int k_padded = KvCache::padded_row_values(view.k_type, row_values);
+  const int v_padded = KvCache::padded_row_values(view.v_type, row_values);
+  // Both to one stride so naive_attention indexes them alike.
+  const std::vector<float> k_rows = dequantize_rows(view.k_type, view.k, view.k_row_bytes, n_kv, k_padded);
+  const std::vector<float> v_rows = dequantize_rows(view.v_type, view.v, view.v_row_bytes, n_kv, v_padded);
+  std::vector<float> k_plain(size_t(n_kv) * row_values), v_plain(size_t(n_kv) * row_values);
+  for (int t = 0; t < n_kv; ++t) {
+    std::memcpy(&k_plain[size_t(t) * row_values], &k_rows[size_t(t) * k_padded], sizeof(float) * row_values);
+    std::memcpy(&v_plain[size_t(t) * row_values], &v_rows[size_t(t) * v_padded], sizeof(float) * row_values);
+  }
+  naive_attention(p, k_plain.data(), v_plain.data(), row_values, n_kv, q, n_tokens, pos0, out);
+}
+
+void attention_ref_f32(const AttentionParams& p, const float* k, const float* v, int n_kv, const float* q,
+                       int n_tokens, int pos0, float* out) {
+  naive_attention(p, k, v, p.n_head_kv * p.head_dim, n_kv, q, n_tokens, pos0, out);
+}
+
+}  // namespace kvq

@@ -1,0 +1,149 @@
+// matmul driver: picks the kernel family, quantizes activations once, splits output rows across OpenMP
+// threads. The kernels themselves are in matmul_int.cpp (quantized weights) and matmul_float.cpp.
+
+#include "kernels/matmul.h"
+
+#include <omp.h>
+
+#include <algorithm>
+#include <cstring>
+#include <vector>
+
+#include "hwy/aligned_allocator.h"
+#include "kernels/matmul_internal.h"
+#include "quant/quant.h"
+#include "util/result.h"
+
+namespace kvq {
+namespace {
+
+using matmul_detail::kFloatChunk;
+using matmul_detail::kIntChunk;
+using matmul_detail::kPanelRows;
+
+constexpr size_t kAlign = 64;  // cache line; also the widest vector
+size_t align_up(size_t n) { return (n + kAlign - 1) / kAlign * kAlign; }
+
+// Grow-only aligned buffer, kept per thread so that repeated calls (every layer, every token) allocate
+// nothing after the first.
+class AlignedBuffer {
+ public:
+  uint8_t* get(size_t bytes) {
+    if (bytes > size_) {
+      data_ = hwy::AllocateAligned<uint8_t>(bytes);
+      KVQ_CHECK(data_ != nullptr);
+      size_ = bytes;
+    }
+    return data_.get();
+  }
+
+ private:
+  hwy::AlignedFreeUniquePtr<uint8_t[]> data_;
+  size_t size_ = 0;
+};
+
+// This thread's panel scratch (about 60 KiB).
+matmul_detail::PanelScratch thread_panel_scratch() {
+  const size_t q_bytes = align_up(size_t(kPanelRows * kIntChunk));
+  const size_t scale_bytes = align_up(sizeof(float) * size_t(kPanelRows * kIntChunk / 4));
+  const size_t min_bytes = align_up(sizeof(float) * size_t(kPanelRows * kIntChunk / 16));
+  const size_t f_bytes = align_up(sizeof(float) * size_t(kPanelRows * kFloatChunk));
+  thread_local AlignedBuffer buffer;
+  uint8_t* base = buffer.get(q_bytes + scale_bytes + min_bytes + f_bytes);
+  matmul_detail::PanelScratch s;
+  s.q = base;
+  s.scale = reinterpret_cast<float*>(base + q_bytes);
+  s.min = reinterpret_cast<float*>(base + q_bytes + scale_bytes);
+  s.f = reinterpret_cast<float*>(base + q_bytes + scale_bytes + min_bytes);
+  return s;
+}
+
+}  // namespace
+
+bool matmul_supports(GgmlType type) {
+  const TypeTraits* t = find_type_traits(uint32_t(type));
+  return t != nullptr && t->kernels;
+}
+
+void matmul_ref(const WeightMatrix& w, const float* x, float* y, int64_t n_tokens) {
+  KVQ_CHECK(matmul_supports(w.type));
+  const size_t w_row_bytes = row_bytes(w.type, w.n_in);
+  std::vector<float> row(size_t(w.n_in));  // [n_in] one dequantized weight row
+  for (int64_t o = 0; o < w.n_out; ++o) {
+    dequantize_row_ref(w.type, w.data + size_t(o) * w_row_bytes, row.data(), w.n_in);
+    for (int64_t t = 0; t < n_tokens; ++t) {
+      const float* xt = x + t * w.n_in;  // [n_in] token t
+      double sum = 0.0;
+      for (int64_t i = 0; i < w.n_in; ++i) sum += double(row[size_t(i)]) * double(xt[i]);
+      y[t * w.n_out + o] = float(sum);
+    }
+  }
+}
+
+namespace matmul_detail {
+
+void matmul_with_path(const WeightMatrix& w, const float* x, float* y, int64_t n_tokens, Path path) {
+  KVQ_CHECK(matmul_supports(w.type));
+  const TypeTraits& traits = type_traits(w.type);
+  KVQ_CHECK(w.n_in >= 0 && w.n_out >= 0 && n_tokens >= 0);
+  KVQ_CHECK(w.n_in % traits.block_size == 0);
+  if (n_tokens == 0 || w.n_out == 0) return;
+  if (w.n_in == 0) {
+    std::fill(y, y + n_tokens * w.n_out, 0.0f);
+    return;
+  }
+  if (path == Path::kAuto) path = traits.quantized ? Path::kInt8 : Path::kFloat;
+  KVQ_CHECK(path == Path::kFloat || traits.quantized);
+  const bool int8 = path == Path::kInt8;
+
+  // Quantized activations, shared by all threads; n_in is a multiple of 32 for every quantized type.
+  QuantizedActs acts{nullptr, nullptr, nullptr, w.n_in};
+  if (int8) {
+    const size_t n_values = size_t(n_tokens * w.n_in);
+    const size_t q_bytes = align_up(n_values);
+    const size_t scale_bytes = align_up(sizeof(float) * n_values / 4);
+    thread_local AlignedBuffer act_buffer;
+    uint8_t* base = act_buffer.get(q_bytes + scale_bytes + sizeof(float) * n_values / 16);
+    acts.q = reinterpret_cast<int8_t*>(base);                          // [n_tokens, n_in]
+    acts.scale = reinterpret_cast<float*>(base + q_bytes);             // [n_tokens, n_in / 4]
+    acts.sum16 = reinterpret_cast<float*>(base + q_bytes + scale_bytes);  // [n_tokens, n_in / 16]
+  }
+
+  // Threads get whole panels of output rows; no more threads than panels.
+  const int64_t n_panels = (w.n_out + kPanelRows - 1) / kPanelRows;
+  const int n_threads = int(std::min<int64_t>(omp_get_max_threads(), n_panels));
+#pragma omp parallel num_threads(n_threads)
+  {
+    if (int8) {
+      auto* q = const_cast<int8_t*>(acts.q);
+      auto* scale = const_cast<float*>(acts.scale);
+      auto* sum16 = const_cast<float*>(acts.sum16);
+#pragma omp for schedule(static)
+      for (int64_t t = 0; t < n_tokens; ++t) {
+        quantize_activations(x + t * w.n_in, w.n_in, q + t * w.n_in, scale + t * w.n_in / 4,
+                             sum16 + t * w.n_in / 16);
+      }  // implicit barrier: every token is quantized before any row uses it
+    }
+    const int64_t tid = omp_get_thread_num();
+    const int64_t team = omp_get_num_threads();
+    const int64_t rows_per_thread = (n_panels + team - 1) / team * kPanelRows;
+    const int64_t r0 = tid * rows_per_thread;
+    const int64_t r1 = std::min(w.n_out, r0 + rows_per_thread);
+    if (r0 < r1) {
+      const PanelScratch scratch = thread_panel_scratch();
+      if (int8) {
+        matmul_int8_rows(w, acts, n_tokens, r0, r1, y, scratch);
+      } else {
+        matmul_float_rows(w, x, n_tokens, r0, r1, y, scratch);
+      }
+    }
+  }
+}
+
+}  // namespace matmul_detail
+
+void matmul(const WeightMatrix& w, const float* x, float* y, int64_t n_tokens) {
+  matmul_detail::matmul_with_path(w, x, y, n_tokens, matmul_detail::Path::kAuto);
+}
+
+}  // namespace kvq

@@ -1,0 +1,73 @@
+// The KV cache: per layer, keys and values of every position, each in its own element type.
+//
+// Layout (docs/kv-cache.md): token-major. Layer l keeps K as [n_ctx, k_row_bytes] and V as
+// [n_ctx, v_row_bytes]; the row of a token is its n_head_kv * head_dim values (all KV heads concatenated)
+// converted as one row of the layer's type: 32-value blocks for the quantized types, padded with zeros to a
+// multiple of 32 only when n_head_kv * head_dim is not one. Blocks may therefore span heads when
+// head_dim < 32; attention decodes whichever blocks cover a head.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <vector>
+
+#include "hwy/aligned_allocator.h"
+#include "kv/kv_types.h"
+#include "util/result.h"
+
+namespace kvq {
+
+struct KvCacheShape {
+  int n_layer = 0;
+  int n_ctx = 0;
+  int n_head_kv = 0;
+  int head_dim = 0;
+};
+
+// Read access to one layer for the attention kernels.
+struct KvLayerView {
+  GgmlType k_type = GgmlType::F16;
+  GgmlType v_type = GgmlType::F16;
+  const uint8_t* k = nullptr;  // [n_ctx, k_row_bytes]: token rows of k_type
+  const uint8_t* v = nullptr;  // [n_ctx, v_row_bytes]: token rows of v_type
+  size_t k_row_bytes = 0;
+  size_t v_row_bytes = 0;
+  int n_ctx = 0;
+  int n_head_kv = 0;
+  int head_dim = 0;
+};
+
+class KvCache {
+ public:
+  // Allocates exactly what the types need (pages are touched on first store, not here).
+  // Errors: a non-positive dimension, per_layer.size() != n_layer, a type the cache does not store.
+  static Result<KvCache> create(const KvCacheShape& shape, std::vector<KvTypes> per_layer);
+  // Returns the K + V bytes one token takes in all layers.
+  static uint64_t bytes_per_token(const KvCacheShape& shape, const std::vector<KvTypes>& per_layer);
+  // Returns the values stored per token row: n_head_kv * head_dim rounded up to the type's block size.
+  static int padded_row_values(GgmlType type, int row_values);
+
+  KvCache(KvCache&&) = default;
+  KvCache& operator=(KvCache&&) = default;
+
+  // k, v: [n_tokens, n_head_kv * head_dim] f32 rows for positions pos .. pos + n_tokens - 1 (k already
+  // rotated by RoPE). Quantizes on append; positions may be rewritten (e.g. after a rewind).
+  void store(int layer, int pos, int n_tokens, const float* k, const float* v);
+
+  uint64_t k_bytes() const;  // allocated, all layers
+  uint64_t v_bytes() const;
+  const KvCacheShape& shape() const { return shape_; }
+  const std::vector<KvTypes>& types() const { return types_; }
+  KvLayerView layer(int layer) const;
+
+ private:
+  KvCache() = default;
+
+  KvCacheShape shape_;
+  std::vector<KvTypes> types_;
+  std::vector<hwy::AlignedFreeUniquePtr<uint8_t[]>> k_;  // per layer: [n_ctx, k row bytes]
+  std::vector<hwy::AlignedFreeUniquePtr<uint8_t[]>> v_;  // per layer: [n_ctx, v row bytes]
+  std::vector<float> pad_row_;                            // [padded row values] f32 staging for padded rows
+};
+
+}  // namespace kvq

@@ -1,0 +1,38 @@
+// Key and value element types of the KV cache, chosen independently and optionally per layer.
+#pragma once
+
+#include <string_view>
+#include <vector>
+
+#include "quant/blocks.h"
+#include "util/result.h"
+
+namespace kvq {
+
+// The element types of one layer's cached keys and values.
+struct KvTypes {
+  GgmlType k = GgmlType::F16;
+  GgmlType v = GgmlType::F16;
+  bool operator==(const KvTypes&) const = default;
+};
+
+// Every type the KV cache stores and the fused attention reads (DESIGN.md §2), most precise first.
+inline constexpr GgmlType kKvCacheTypes[] = {GgmlType::F32,  GgmlType::F16,  GgmlType::BF16,
+                                             GgmlType::Q8_0, GgmlType::Q5_1, GgmlType::Q5_0,
+                                             GgmlType::Q4_1, GgmlType::Q4_0, GgmlType::IQ4_NL};
+
+bool is_kv_type(GgmlType type);
+
+// Seed-style bit counts "16" (f16), "8" (q8_0), "5" (q5_0), "4" (q4_0), or a type name of kKvCacheTypes
+// (case-insensitive: "Q8_0" works). The error lists the valid spellings.
+Result<GgmlType> parse_kv_type(std::string_view text);
+
+// A per-layer spec "0-1:f16/f16,2-21:q8_0/q4_0" (ranges inclusive; "5:q8_0/q4_0" for one layer; types as
+// parse_kv_type) applied over `defaults`, which fills every layer the spec does not name. Later items win.
+// Errors: bad syntax, a layer outside 0 .. n_layer - 1, a bad type.
+Result<std::vector<KvTypes>> parse_kv_layers(std::string_view spec, int n_layer, KvTypes defaults);
+
+// "q8_0/q4_0"
+std::string kv_types_name(const KvTypes& types);
+
+}  // namespace kvq

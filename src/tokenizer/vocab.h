@@ -1,0 +1,70 @@
+// The loaded vocabulary shared by the tokenizer implementation files (not a public header).
+#pragma once
+
+#include <array>
+#include <cstdint>
+#include <functional>
+#include <string>
+#include <string_view>
+#include <unordered_map>
+#include <vector>
+
+#include "tokenizer/pretokenize.h"
+
+namespace kvq::tokenizer_detail {
+
+// GGUF tokenizer.ggml.token_type values (llama.cpp's llama_token_type).
+enum class TokenType : uint8_t {
+  kUndefined = 0,
+  kNormal = 1,
+  kUnknown = 2,
+  kControl = 3,
+  kUserDefined = 4,
+  kUnused = 5,
+  kByte = 6,
+};
+
+enum class Model { kSentencePiece, kBytePairEncoding };
+
+struct StringHash {
+  using is_transparent = void;
+  size_t operator()(std::string_view s) const { return std::hash<std::string_view>{}(s); }
+};
+// Heterogeneous lookup: find(std::string_view) without building a std::string.
+using StringMap = std::unordered_map<std::string, int32_t, StringHash, std::equal_to<>>;
+
+struct Vocab {
+  Model model = Model::kSentencePiece;
+  PreTokenizer pre = PreTokenizer::kGpt2;  // BPE only
+
+  std::vector<std::string> text;  // [n_vocab] token text as stored (U+2581 / byte-mapped)
+  std::vector<float> score;       // [n_vocab] SentencePiece merge priority
+  std::vector<TokenType> type;    // [n_vocab]
+  std::vector<uint8_t> rstrip;    // [n_vocab] 1: whitespace after this token's text is dropped
+  std::vector<std::string> piece; // [n_vocab] decoded text (control/unknown -> "")
+  StringMap token_id;             // text -> id (the last id wins on duplicates, as llama.cpp)
+  StringMap merge_rank;           // "left right" -> rank (BPE)
+  std::array<int32_t, 256> byte_token{};  // SentencePiece byte fallback "<0xXX>", else unk
+  std::vector<int32_t> special_tokens;    // control/user-defined/unknown ids, longest text first
+  std::vector<int32_t> eog_ids;           // sorted
+
+  int32_t bos = -1, eos = -1, eot = -1, eom = -1, unk = -1, pad = -1;
+  bool add_bos = false;
+  bool add_eos = false;
+  bool add_space_prefix = false;
+  bool clean_spaces = false;   // clean_up_tokenization_spaces on decode
+  bool ignore_merges = false;  // Llama 3: a word that is a token is taken whole
+
+  int32_t n_vocab() const { return int32_t(text.size()); }
+  int32_t find(std::string_view s) const {
+    const auto it = token_id.find(s);
+    return it == token_id.end() ? -1 : it->second;
+  }
+};
+
+// Appends the ids of `text` (spaces already escaped to U+2581) by SentencePiece bigram merging.
+void spm_encode(const Vocab& vocab, std::string_view text, std::vector<int32_t>& out);
+// Appends the ids of raw `text`: pre-tokenize, byte-map, then ranked BPE merges per word.
+void bpe_encode(const Vocab& vocab, std::string_view text, std::vector<int32_t>& out);
+
+}  // namespace kvq::tokenizer_detail

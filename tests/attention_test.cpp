@@ -1,0 +1,243 @@
+// Fused attention against the f64 oracle for every (key type, value type) pair, head size, GQA ratio and
+// context length; then the properties the model relies on: prefill-then-decode equals all-at-once,
+// chunked prefill, thread count independence, and what quantizing K or V costs the output.
+#include <gtest/gtest.h>
+#include <omp.h>
+
+#include <algorithm>
+#include <cmath>
+#include <limits>
+#include <random>
+#include <string>
+#include <tuple>
+#include <vector>
+
+#include "kernels/attention.h"
+#include "kv/kv_cache.h"
+
+namespace kvq {
+namespace {
+
+// Kernel vs oracle on the same dequantized K/V: only f32 accumulation order, the f32 exp polynomial and
+// FMA rounding differ from f64, so the output NMSE stays ~1e-13; 1e-9 leaves room for 4096-key sums and
+// any SIMD target while still catching a wrong key, head or mask (those give NMSE > 1e-4).
+constexpr double kMaxNmseKernel = 1e-9;
+// Two kernel runs that tile or split the keys differently (thread count, chunked prefill): same bound.
+constexpr double kMaxNmseRetiled = 1e-9;
+
+// Output NMSE against f32 K/V (attention_ref_f32) that quantizing one side adds, by bit width; a pair may add
+// both. Measured on QuantizationErrorWithinBitWidthBound's Gaussian data (f16 5e-8, bf16 3e-6, q8_0 3e-5,
+// q5 1.5-2e-3, 4-bit 5-8e-3 per side) with ~2x headroom. On such data keys and values cost alike; keys with
+// outlier channels cost far more (at 4 bits the oracle test's data reaches NMSE 0.5), hence per-layer types.
+constexpr double kMaxAttnNmseF16 = 2e-7;
+constexpr double kMaxAttnNmseBF16 = 1e-5;
+constexpr double kMaxAttnNmseQ8 = 8e-5;
+constexpr double kMaxAttnNmseQ5 = 5e-3;
+constexpr double kMaxAttnNmseQ4 = 1.6e-2;
+
+double max_attention_nmse(GgmlType type) {
+  switch (type) {
+    case GgmlType::F32: return 0.0;
+    case GgmlType::F16: return kMaxAttnNmseF16;
+    case GgmlType::BF16: return kMaxAttnNmseBF16;
+    case GgmlType::Q8_0: return kMaxAttnNmseQ8;
+    case GgmlType::Q5_0: case GgmlType::Q5_1: return kMaxAttnNmseQ5;
+    default: return kMaxAttnNmseQ4;
+  }
+}
+
+double nmse(const std::vector<float>& out, const std::vector<float>& ref) {
+  double err = 0.0, norm = 0.0;
+  for (size_t i = 0; i < ref.size(); ++i) {
+    const double e = double(out[i]) - double(ref[i]);
+    err += e * e;
+    norm += double(ref[i]) * double(ref[i]);
+  }
+  return err / norm;  // NaN (fails every bound) if the kernel left a NaN
+}
+
+std::vector<float> randn(size_t n, uint32_t seed, float scale) {
+  std::mt19937 rng(seed);
+  std::normal_distribution<float> normal(0.0f, scale);
+  std::vector<float> x(n);
+  for (float& value : x) value = normal(rng);
+  return x;
+}
+
+// One-layer cache holding n_ctx random positions; keys get an outlier channel per head, as real keys do.
+struct Filled {
+  KvCache cache;
+  std::vector<float> k, v;  // [n_ctx, n_head_kv * head_dim] f32: what was stored
+};
+
+Filled fill_cache(KvTypes types, int n_ctx, int n_head_kv, int head_dim, uint32_t seed, float outlier = 6.0f) {
+  const int row = n_head_kv * head_dim;
+  std::vector<float> k = randn(size_t(n_ctx) * row, seed, 1.0f);
+  std::vector<float> v = randn(size_t(n_ctx) * row, seed + 1, 1.0f);
+  for (size_t i = 0; i < k.size(); i += head_dim) k[i + size_t(head_dim) / 2] *= outlier;
+  auto cache = KvCache::create({1, n_ctx, n_head_kv, head_dim}, {types});
+  KVQ_CHECK(cache.ok());
+  cache->store(0, 0, n_ctx, k.data(), v.data());
+  return Filled{std::move(*cache), std::move(k), std::move(v)};
+}
+
+AttentionParams params_for(int n_head, int n_head_kv, int head_dim) {
+  return AttentionParams{n_head, n_head_kv, head_dim, 1.0f / std::sqrt(float(head_dim))};
+}
+
+// q scaled up by default so that softmax is far from uniform (a flat softmax hides masking and key errors).
+std::vector<float> make_queries(int n_tokens, int n_head, int head_dim, uint32_t seed, float scale = 2.5f) {
+  return randn(size_t(n_tokens) * n_head * head_dim, seed, scale);
+}
+
+std::vector<float> run_kernel(const AttentionParams& p, const KvCache& cache, const std::vector<float>& q,
+                              int n_tokens, int pos0) {
+  std::vector<float> out(q.size(), std::numeric_limits<float>::quiet_NaN());
+  attention(p, cache, 0, q.data(), n_tokens, pos0, out.data());
+  return out;
+}
+
+using Pair = std::tuple<GgmlType, GgmlType>;
+
+std::vector<Pair> all_pairs() {
+  std::vector<Pair> pairs;
+  for (GgmlType k : kKvCacheTypes) {
+    for (GgmlType v : kKvCacheTypes) pairs.emplace_back(k, v);
+  }
+  return pairs;
+}
+
+// The 4096-key contexts run for these pairs only (the oracle is O(context) per query in f64): same type on
+// both sides, plus the mixed pairs users pick. Every head size and GQA ratio still meets 4096 keys.
+bool runs_long_context(GgmlType k, GgmlType v) {
+  return k == v || (k == GgmlType::Q8_0 && (v == GgmlType::Q4_0 || v == GgmlType::Q5_0 || v == GgmlType::IQ4_NL)) ||
+         (k == GgmlType::F16 && v == GgmlType::Q4_0) || (k == GgmlType::Q4_0 && v == GgmlType::Q8_0);
+}
+
+class AttentionPair : public testing::TestWithParam<Pair> {};
+
+TEST_P(AttentionPair, MatchesF64OracleOnSameValues) {
+  const auto [k_type, v_type] = GetParam();
+  for (int head_dim : {8, 64, 128}) {
+    for (int gqa : {1, 4, 8}) {
+      for (int ctx : {1, 31, 32, 33, 1000, 4096}) {
+        if (ctx == 4096 && !runs_long_context(k_type, v_type)) continue;
+        // Two KV heads for short contexts: with head_dim 8 they share one 32-value block.
+        const int n_head_kv = ctx <= 33 ? 2 : 1;
+        const int n_head = n_head_kv * gqa;
+        const Filled f = fill_cache({k_type, v_type}, ctx, n_head_kv, head_dim, uint32_t(ctx * 31 + head_dim));
+        const int n_tokens = std::min(ctx, 3);  // the last queries: causal masks differ per row
+        const int pos0 = ctx - n_tokens;
+        const AttentionParams p = params_for(n_head, n_head_kv, head_dim);
+        const std::vector<float> q = make_queries(n_tokens, n_head, head_dim, uint32_t(gqa + ctx));
+        const std::vector<float> out = run_kernel(p, f.cache, q, n_tokens, pos0);
+        std::vector<float> ref(q.size());
+        attention_ref(p, f.cache, 0, q.data(), n_tokens, pos0, ref.data());
+        EXPECT_LE(nmse(out, ref), kMaxNmseKernel)
+            << "head_dim " << head_dim << ", gqa " << gqa << ", context " << ctx;
+      }
+    }
+  }
+}
+
+TEST_P(AttentionPair, QuantizationErrorWithinBitWidthBound) {
+  const auto [k_type, v_type] = GetParam();
+  const int ctx = 1000, n_head_kv = 2, head_dim = 64, n_head = 8, n_tokens = 4;
+  // Gaussian keys without the outlier channel and unit queries: the bound then tracks the bit width rather
+  // than one outlier's effect on its block's scale (which the oracle test's data exercises).
+  const Filled f = fill_cache({k_type, v_type}, ctx, n_head_kv, head_dim, 11, 1.0f);
+  const AttentionParams p = params_for(n_head, n_head_kv, head_dim);
+  const std::vector<float> q = make_queries(n_tokens, n_head, head_dim, 12, 1.0f);
+  const std::vector<float> out = run_kernel(p, f.cache, q, n_tokens, ctx - n_tokens);
+  std::vector<float> exact(q.size());
+  attention_ref_f32(p, f.k.data(), f.v.data(), ctx, q.data(), n_tokens, ctx - n_tokens, exact.data());
+  const double bound = std::max(max_attention_nmse(k_type) + max_attention_nmse(v_type), kMaxNmseKernel);
+  const double err = nmse(out, exact);
+  EXPECT_LE(err, bound);
+  // And not suspiciously small: the cache really holds the types it claims.
+  if (k_type != GgmlType::F32 || v_type != GgmlType::F32) EXPECT_GE(err, bound / 20);
+  RecordProperty("nmse_vs_f32", std::to_string(err));
+}
+
+std::string pair_name(const testing::TestParamInfo<Pair>& info) {
+  return std::string(type_name(std::get<0>(info.param))) + "_" + std::string(type_name(std::get<1>(info.param)));
+}
+
+INSTANTIATE_TEST_SUITE_P(AllKvPairs, AttentionPair, testing::ValuesIn(all_pairs()), pair_name);
+
+// TinyLlama's attention shape (32 query heads on 4 KV heads, head_dim 64).
+class AttentionConsistency : public testing::TestWithParam<Pair> {
+ protected:
+  static constexpr int kCtx = 300, kHeadKv = 4, kHead = 32, kHeadDim = 64;
+};
+
+TEST_P(AttentionConsistency, PrefillThenDecodeEqualsAllAtOnce) {
+  const auto [k_type, v_type] = GetParam();
+  const Filled f = fill_cache({k_type, v_type}, kCtx, kHeadKv, kHeadDim, 21);
+  const AttentionParams p = params_for(kHead, kHeadKv, kHeadDim);
+  const size_t row = size_t(kHead) * kHeadDim;
+  const std::vector<float> q = make_queries(kCtx, kHead, kHeadDim, 22);
+  const std::vector<float> all = run_kernel(p, f.cache, q, kCtx, 0);
+
+  std::vector<float> stepwise(q.size());
+  const int prefill = 200;
+  attention(p, f.cache, 0, q.data(), prefill, 0, stepwise.data());
+  for (int t = prefill; t < kCtx; ++t) attention(p, f.cache, 0, &q[t * row], 1, t, &stepwise[t * row]);
+  EXPECT_LE(nmse(stepwise, all), kMaxNmseRetiled);
+
+  // Chunked prefill: n_tokens > 1 at pos0 > 0, chunk sizes that do not divide the tiles.
+  std::vector<float> chunked(q.size());
+  for (int t = 0; t < kCtx; t += 37) {
+    const int n = std::min(37, kCtx - t);
+    attention(p, f.cache, 0, &q[t * row], n, t, &chunked[t * row]);
+  }
+  EXPECT_LE(nmse(chunked, all), kMaxNmseRetiled);
+
+  // Spot-check against the oracle: the last 2 queries.
+  std::vector<float> ref(2 * row);
+  attention_ref(p, f.cache, 0, &q[(kCtx - 2) * row], 2, kCtx - 2, ref.data());
+  const std::vector<float> tail(all.end() - long(2 * row), all.end());
+  EXPECT_LE(nmse(tail, ref), kMaxNmseKernel);
+}
+
+TEST_P(AttentionConsistency, ThreadCountDoesNotChangeTheResult) {
+  const auto [k_type, v_type] = GetParam();
+  const Filled f = fill_cache({k_type, v_type}, 2048, kHeadKv, kHeadDim, 31);
+  const AttentionParams p = params_for(kHead, kHeadKv, kHeadDim);
+  const std::vector<float> q = make_queries(1, kHead, kHeadDim, 32);
+  const int saved = omp_get_max_threads();
+  omp_set_num_threads(1);
+  const std::vector<float> one = run_kernel(p, f.cache, q, 1, 2047);  // decode: no split
+  omp_set_num_threads(5);
+  const std::vector<float> five = run_kernel(p, f.cache, q, 1, 2047);  // decode: keys split 8 ways
+  omp_set_num_threads(saved);
+  EXPECT_LE(nmse(five, one), kMaxNmseRetiled);
+}
+
+INSTANTIATE_TEST_SUITE_P(Representative, AttentionConsistency,
+                         testing::Values(Pair{GgmlType::F16, GgmlType::F16}, Pair{GgmlType::Q8_0, GgmlType::Q4_0},
+                                         Pair{GgmlType::Q4_0, GgmlType::IQ4_NL}, Pair{GgmlType::BF16, GgmlType::Q5_1}),
+                         pair_name);
+
+// stories260K: head_dim 8, 4 KV heads, 8 query heads. llama.cpp refuses to quantize this cache; kvq's rows
+// are one 32-value block per token for all four heads.
+TEST(Attention, Stories260kShapeQuantized) {
+  const Filled f = fill_cache({GgmlType::Q8_0, GgmlType::Q4_0}, 256, 4, 8, 41);
+  EXPECT_EQ(f.cache.k_bytes(), 256u * 34u);
+  const AttentionParams p = params_for(8, 4, 8);
+  const std::vector<float> q = make_queries(256, 8, 8, 42);
+  const std::vector<float> out = run_kernel(p, f.cache, q, 256, 0);
+  std::vector<float> ref(q.size());
+  attention_ref(p, f.cache, 0, q.data(), 256, 0, ref.data());
+  EXPECT_LE(nmse(out, ref), kMaxNmseKernel);
+}
+
+TEST(Attention, NoTokensIsANoOp) {
+  const Filled f = fill_cache({GgmlType::F16, GgmlType::F16}, 4, 1, 64, 51);
+  std::vector<float> out(64, 7.0f);
+  attention(params_for(1, 1, 64), f.cache, 0, nullptr, 0, 4, out.data());
+  EXPECT_EQ(out, std::vector<float>(64, 7.0f));
+}
+
+}  // namespace
+}  // namespace kvq

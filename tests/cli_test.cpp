@@ -1,0 +1,146 @@
+// The kvq executable as a user meets it: figures printed by `info`, files written by `synth`,
+// clear errors for bad input.
+#include <gtest/gtest.h>
+#include <sys/wait.h>
+
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <string>
+
+#include "test_util.h"
+
+namespace kvq {
+namespace {
+
+struct CommandResult {
+  int exit_code = -1;
+  std::string out;  // stdout and stderr together when merge_stderr
+};
+
+CommandResult run_kvq(const std::string& args, bool merge_stderr = false) {
+  const std::string command =
+      std::string(KVQ_BINARY_DIR) + "/kvq " + args + (merge_stderr ? " 2>&1" : " 2>/dev/null");
+  CommandResult r;
+  FILE* pipe = popen(command.c_str(), "r");
+  if (!pipe) return r;
+  char buffer[4096];
+  size_t n;
+  while ((n = fread(buffer, 1, sizeof(buffer), pipe)) > 0) r.out.append(buffer, n);
+  const int status = pclose(pipe);
+  r.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+  return r;
+}
+
+nlohmann::json info_json(const std::string& model, const std::string& extra = "") {
+  const CommandResult r = run_kvq("info " + model + " --json " + extra);
+  EXPECT_EQ(r.exit_code, 0) << r.out;
+  return nlohmann::json::parse(r.out, nullptr, false);
+}
+
+uint64_t bytes_per_token(const nlohmann::json& info, const std::string& k, const std::string& v) {
+  for (const auto& row : info["kv_table"]) {
+    if (row["key"] == k && row["value"] == v) return row["bytes_per_token"].get<uint64_t>();
+  }
+  ADD_FAILURE() << "no row " << k << "/" << v;
+  return 0;
+}
+
+TEST(Info, Stories260KFigures) {
+  const auto j = info_json(test::shared_path("data/models/stories260K/stories260K.gguf"));
+  ASSERT_FALSE(j.is_discarded());
+  EXPECT_EQ(j["architecture"], "llama");
+  EXPECT_EQ(j["hparams"]["n_layer"], 5);
+  EXPECT_EQ(j["hparams"]["n_head"], 8);
+  EXPECT_EQ(j["hparams"]["n_head_kv"], 4);
+  EXPECT_EQ(j["hparams"]["head_dim"], 8);
+  EXPECT_EQ(j["hparams"]["n_ctx_train"], 2048);
+  EXPECT_EQ(j["weight_types"]["f32"], 48);
+  EXPECT_EQ(j["tokenizer"]["n_tokens"], 512);
+  EXPECT_EQ(j["file_bytes"], 1185376);
+  // 5 layers x 4 heads x 8 dims = 32 values per token per layer for K and for V each.
+  EXPECT_EQ(bytes_per_token(j, "f16", "f16"), 5u * 32 * 2 * 2);
+  EXPECT_EQ(bytes_per_token(j, "f32", "f32"), 5u * 32 * 4 * 2);
+  EXPECT_EQ(bytes_per_token(j, "q8_0", "q4_0"), 5u * (34 + 18));  // one 32-value block each
+}
+
+TEST(Info, SynthMiniFiguresForEveryWeightType) {
+  for (const auto& entry : std::filesystem::directory_iterator(test::shared_path("fixtures/models"))) {
+    const auto j = info_json(entry.path().string());
+    ASSERT_FALSE(j.is_discarded()) << entry.path();
+    EXPECT_EQ(j["hparams"]["n_layer"], 4);
+    EXPECT_EQ(j["hparams"]["n_embd"], 256);
+    EXPECT_EQ(j["hparams"]["n_head_kv"], 2);
+    EXPECT_EQ(j["hparams"]["head_dim"], 64);
+    EXPECT_EQ(j["hparams"]["n_ff"], 768);
+    EXPECT_EQ(bytes_per_token(j, "f16", "f16"), 4u * 2 * 64 * 2 * 2);
+    EXPECT_EQ(j["file_bytes"].get<uint64_t>(), std::filesystem::file_size(entry.path()));
+  }
+}
+
+// A model with TinyLlama-1.1B's KV shape (22 layers, 4 KV heads, head_dim 64), kept narrow elsewhere.
+TEST(Synth, TinyLlamaKvShapeAndMemoryBudget) {
+  const std::string path = test::temp_dir() + "/tinyllama-kv.gguf";
+  const CommandResult synth = run_kvq("synth --preset tinyllama-1.1b --n-embd 256 --n-head 4 --n-ff 256 "
+                                      "--type q8_0 -o " + path, true);
+  ASSERT_EQ(synth.exit_code, 0) << synth.out;
+  const auto j = info_json(path, "--mem-budget 1GiB --kvq-key 8 --kvq-val 4");
+  ASSERT_FALSE(j.is_discarded());
+  EXPECT_EQ(j["hparams"]["n_layer"], 22);
+  EXPECT_EQ(j["hparams"]["n_vocab"], 32000);
+  EXPECT_EQ(j["weight_types"]["q8_0"], 22 * 7 + 2);
+  EXPECT_EQ(bytes_per_token(j, "f16", "f16"), 22528u);  // DESIGN.md §2
+  EXPECT_EQ(bytes_per_token(j, "q8_0", "q4_0"), 22u * 8 * (34 + 18));
+  const auto& selected = j["selected_kv"];
+  EXPECT_EQ(selected["key_bytes_per_token"], 22u * 8 * 34);
+  EXPECT_EQ(selected["value_bytes_per_token"], 22u * 8 * 18);
+  EXPECT_NEAR(selected["saved_vs_f16"].get<double>(), 0.594, 0.001);
+  const uint64_t weights = j["weight_bytes"].get<uint64_t>();
+  EXPECT_EQ(selected["max_context_in_budget"].get<uint64_t>(), ((1ull << 30) - weights) / 9152);
+}
+
+TEST(Synth, IsDeterministic) {
+  const std::string a = test::temp_dir() + "/det-a.gguf", b = test::temp_dir() + "/det-b.gguf";
+  const std::string shape = "synth --preset mini --n-layer 1 --type q4_0 --seed 7 -o ";
+  ASSERT_EQ(run_kvq(shape + a).exit_code, 0);
+  ASSERT_EQ(run_kvq(shape + b + " -t 1").exit_code, 0);
+  EXPECT_EQ(test::read_text_file(a), test::read_text_file(b));
+}
+
+TEST(Run, GreedyStoryOnRealModel) {
+  const CommandResult r = run_kvq("run -m " + test::shared_path("data/models/stories260K/stories260K.gguf") +
+                                  " -p \"Once upon a time\" -n 12 --temp 0 -ctk q8_0 -ctv q4_0");
+  ASSERT_EQ(r.exit_code, 0) << r.out;
+  EXPECT_EQ(r.out.rfind("Once upon a time", 0), 0u) << r.out;
+  EXPECT_GT(r.out.size(), std::string("Once upon a time").size() + 12);
+}
+
+TEST(Errors, ClearMessagesAndExitCode1) {
+  const std::string model = test::shared_path("data/models/stories260K/stories260K.gguf");
+  const CommandResult bad_type = run_kvq("info " + model + " --kvq-key 3", true);
+  EXPECT_EQ(bad_type.exit_code, 1);
+  EXPECT_NE(bad_type.out.find("q4_0"), std::string::npos) << bad_type.out;  // lists valid values
+
+  const std::string truncated = test::temp_dir() + "/truncated.gguf";
+  {
+    const std::string bytes = test::read_text_file(model);
+    std::ofstream(truncated, std::ios::binary).write(bytes.data(), 5000);
+  }
+  const CommandResult trunc = run_kvq("info " + truncated, true);
+  EXPECT_EQ(trunc.exit_code, 1);
+  EXPECT_NE(trunc.out.find("truncated.gguf"), std::string::npos) << trunc.out;
+
+  const CommandResult vocab_only =
+      run_kvq("info " + test::shared_path("data/llama.cpp-vocab/ggml-vocab-gpt-2.gguf"), true);
+  EXPECT_EQ(vocab_only.exit_code, 1);
+  EXPECT_NE(vocab_only.out.find("gpt2"), std::string::npos) << vocab_only.out;  // names the arch
+
+  const CommandResult huge = run_kvq("run -m " + model + " -c 2000000000 -n 1", true);
+  EXPECT_EQ(huge.exit_code, 1);
+  EXPECT_NE(huge.out.find("does not fit"), std::string::npos) << huge.out;
+  EXPECT_EQ(run_kvq("bench -m " + model + " -o xml", true).exit_code, 1);
+}
+
+}  // namespace
+}  // namespace kvq

@@ -1,0 +1,204 @@
+// KV cache: type and per-layer spec parsing, exact memory figures, where store() puts each row, and the
+// quantization error each cache type adds to the f32 rows it is given.
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <random>
+#include <vector>
+
+#include "kv/kv_cache.h"
+#include "kv/kv_types.h"
+#include "quant/quant.h"
+
+namespace kvq {
+namespace {
+
+// Quantization error of one row type on N(0, 1) data with an outlier channel, as NMSE = |x' - x|^2 / |x|^2.
+// Expected: f16 ~ 2^-22 / 3, bf16 ~ 2^-16 / 3; q8_0 step max/127, q5 step ~max/16, q4 step ~max/8 (with
+// the outlier channel widening the step of its block); iq4_nl's codebook is finer near zero than q4_0's.
+constexpr double kMaxNmseF32 = 0.0;
+constexpr double kMaxNmseF16 = 2e-7;
+constexpr double kMaxNmseBF16 = 1.2e-5;
+constexpr double kMaxNmseQ8 = 1e-4;
+constexpr double kMaxNmseQ5 = 4e-3;
+constexpr double kMaxNmseQ4 = 1.6e-2;
+
+double max_quant_nmse(GgmlType type) {
+  switch (type) {
+    case GgmlType::F32: return kMaxNmseF32;
+    case GgmlType::F16: return kMaxNmseF16;
+    case GgmlType::BF16: return kMaxNmseBF16;
+    case GgmlType::Q8_0: return kMaxNmseQ8;
+    case GgmlType::Q5_0:
+    case GgmlType::Q5_1: return kMaxNmseQ5;
+    default: return kMaxNmseQ4;
+  }
+}
+
+std::vector<float> random_rows(int n_rows, int row_values, uint32_t seed) {
+  std::mt19937 rng(seed);
+  std::normal_distribution<float> normal(0.0f, 1.0f);
+  std::vector<float> x(size_t(n_rows) * row_values);  // [n_rows, row_values]
+  for (size_t i = 0; i < x.size(); ++i) x[i] = normal(rng) * (i % size_t(row_values) == 3 ? 8.0f : 1.0f);
+  return x;
+}
+
+TEST(KvTypes, ParsesBitsAndNames) {
+  EXPECT_EQ(*parse_kv_type("16"), GgmlType::F16);
+  EXPECT_EQ(*parse_kv_type("8"), GgmlType::Q8_0);
+  EXPECT_EQ(*parse_kv_type("5"), GgmlType::Q5_0);
+  EXPECT_EQ(*parse_kv_type("4"), GgmlType::Q4_0);
+  EXPECT_EQ(*parse_kv_type("Q8_0"), GgmlType::Q8_0);
+  EXPECT_EQ(*parse_kv_type("IQ4_NL"), GgmlType::IQ4_NL);
+  for (GgmlType type : kKvCacheTypes) {
+    const Result<GgmlType> parsed = parse_kv_type(type_name(type));
+    ASSERT_TRUE(parsed.ok()) << type_name(type);
+    EXPECT_EQ(*parsed, type);
+    EXPECT_TRUE(is_kv_cache_type(type)) << "quant layer disagrees about " << type_name(type);
+  }
+}
+
+TEST(KvTypes, RejectsOthersAndListsValidValues) {
+  for (const char* bad : {"", "3", "q4_K", "q8_1", "f64", "fp16", "q8"}) {
+    const Result<GgmlType> parsed = parse_kv_type(bad);
+    ASSERT_FALSE(parsed.ok()) << bad;
+    EXPECT_NE(parsed.error().message.find("q8_0"), std::string::npos) << parsed.error().message;
+    EXPECT_NE(parsed.error().message.find("iq4_nl"), std::string::npos) << parsed.error().message;
+  }
+}
+
+TEST(KvTypes, ParsesLayerSpecs) {
+  const KvTypes defaults{GgmlType::F16, GgmlType::F16};
+  const auto layers = parse_kv_layers("0-1:f16/f16,2-21:q8_0/q4_0", 22, defaults);
+  ASSERT_TRUE(layers.ok()) << layers.error().message;
+  ASSERT_EQ(layers->size(), 22u);
+  EXPECT_EQ((*layers)[1], defaults);
+  for (int l = 2; l < 22; ++l) EXPECT_EQ((*layers)[size_t(l)], (KvTypes{GgmlType::Q8_0, GgmlType::Q4_0}));
+
+  const auto single = parse_kv_layers("5:8/4, 7 : Q5_1/iq4_nl", 10, defaults);
+  ASSERT_TRUE(single.ok()) << single.error().message;
+  EXPECT_EQ((*single)[5], (KvTypes{GgmlType::Q8_0, GgmlType::Q4_0}));
+  EXPECT_EQ((*single)[7], (KvTypes{GgmlType::Q5_1, GgmlType::IQ4_NL}));
+  EXPECT_EQ((*single)[6], defaults);
+
+  const auto later_wins = parse_kv_layers("0-3:q8_0/q8_0,2:f32/bf16", 4, defaults);
+  ASSERT_TRUE(later_wins.ok());
+  EXPECT_EQ((*later_wins)[2], (KvTypes{GgmlType::F32, GgmlType::BF16}));
+  EXPECT_EQ((*later_wins)[3], (KvTypes{GgmlType::Q8_0, GgmlType::Q8_0}));
+
+  const auto empty = parse_kv_layers("", 3, defaults);
+  ASSERT_TRUE(empty.ok());
+  EXPECT_EQ(*empty, std::vector<KvTypes>(3, defaults));
+}
+
+TEST(KvTypes, RejectsBadLayerSpecs) {
+  const KvTypes defaults;
+  struct Case {
+    const char* spec;
+    const char* expect;  // part of the message
+  };
+  for (const Case& c : {Case{"0-22:f16/f16", "outside 0-21"}, Case{"22:q8_0/q4_0", "outside 0-21"},
+                        Case{"3-1:f16/f16", "outside"}, Case{"a:f16/f16", "invalid layer range"},
+                        Case{"-1:f16/f16", "invalid layer range"}, Case{"0:f16", "expected FIRST[-LAST]"},
+                        Case{"0-1", "expected FIRST[-LAST]"}, Case{"0:f16/q4_K", "invalid KV cache type"},
+                        Case{"0:f16/f16,", "expected FIRST[-LAST]"}, Case{"0:xx/f16", "invalid KV cache type"}}) {
+    const auto layers = parse_kv_layers(c.spec, 22, defaults);
+    ASSERT_FALSE(layers.ok()) << c.spec;
+    EXPECT_NE(layers.error().message.find(c.expect), std::string::npos) << c.spec << ": " << layers.error().message;
+  }
+}
+
+TEST(KvCache, TinyLlamaBytesAreExact) {
+  const KvCacheShape shape{22, 8192, 4, 64};
+  const std::vector<KvTypes> f16(22, KvTypes{GgmlType::F16, GgmlType::F16});
+  EXPECT_EQ(KvCache::bytes_per_token(shape, f16), 22528u);
+  const std::vector<KvTypes> k8v4(22, KvTypes{GgmlType::Q8_0, GgmlType::Q4_0});
+  EXPECT_EQ(KvCache::bytes_per_token(shape, k8v4), 22u * 256u * (34u + 18u) / 32u);
+
+  const auto cache = KvCache::create(shape, k8v4);
+  ASSERT_TRUE(cache.ok()) << cache.error().message;
+  EXPECT_EQ(cache->k_bytes(), 8192ull * 22 * 256 * 34 / 32);
+  EXPECT_EQ(cache->v_bytes(), 8192ull * 22 * 256 * 18 / 32);
+  const auto cache16 = KvCache::create(shape, f16);
+  ASSERT_TRUE(cache16.ok());
+  EXPECT_EQ(cache16->k_bytes() + cache16->v_bytes(), 176ull << 20);  // 176 MiB at 8K (DESIGN.md §2)
+}
+
+TEST(KvCache, RowsPadOnlyToTheBlockSize) {
+  // stories260K-like rows of 4 heads x 8 = 32 values: no padding; 3 x 6 = 18 values pad to 32 when quantized.
+  EXPECT_EQ(KvCache::bytes_per_token({1, 1, 4, 8}, {{GgmlType::Q4_0, GgmlType::Q8_0}}), 18u + 34u);
+  EXPECT_EQ(KvCache::bytes_per_token({1, 1, 3, 6}, {{GgmlType::Q4_0, GgmlType::F16}}), 18u + 36u);
+  EXPECT_EQ(KvCache::bytes_per_token({2, 1, 3, 6}, {{GgmlType::F32, GgmlType::BF16}, {GgmlType::Q5_1, GgmlType::IQ4_NL}}),
+            72u + 36u + 24u + 18u);
+}
+
+TEST(KvCache, CreateRejectsBadArguments) {
+  EXPECT_FALSE(KvCache::create({2, 16, 4, 64}, {KvTypes{}}).ok());
+  EXPECT_FALSE(KvCache::create({1, 16, 4, 64}, {KvTypes{GgmlType::Q4_K, GgmlType::F16}}).ok());
+  EXPECT_FALSE(KvCache::create({1, 16, 4, 64}, {KvTypes{GgmlType::F16, GgmlType::Q8_1}}).ok());
+  EXPECT_FALSE(KvCache::create({1, 0, 4, 64}, {KvTypes{}}).ok());
+  EXPECT_FALSE(KvCache::create({1, 16, 0, 64}, {KvTypes{}}).ok());
+}
+
+// store() writes row t at position pos + t as quantize_row_ref would, whether rows need padding or not,
+// and whether they arrive one by one or together.
+TEST(KvCache, StorePlacesQuantizedRows) {
+  for (GgmlType type : kKvCacheTypes) {
+    for (const KvCacheShape shape : {KvCacheShape{2, 12, 4, 8}, KvCacheShape{2, 12, 3, 6}, KvCacheShape{2, 12, 2, 64}}) {
+      const int row_values = shape.n_head_kv * shape.head_dim;
+      const int padded = KvCache::padded_row_values(type, row_values);
+      auto cache = KvCache::create(shape, std::vector<KvTypes>(2, KvTypes{type, GgmlType::F32}));
+      ASSERT_TRUE(cache.ok());
+      const std::vector<float> k = random_rows(12, row_values, 1);
+      const std::vector<float> v = random_rows(12, row_values, 2);
+      cache->store(1, 0, 5, k.data(), v.data());
+      for (int t = 5; t < 12; ++t) cache->store(1, t, 1, &k[size_t(t) * row_values], &v[size_t(t) * row_values]);
+
+      const KvLayerView view = cache->layer(1);
+      std::vector<float> staged(size_t(padded), 0.0f);  // [padded] the row as the cache should see it
+      std::vector<uint8_t> expected(view.k_row_bytes);
+      for (int t = 0; t < 12; ++t) {
+        std::copy_n(&k[size_t(t) * row_values], row_values, staged.begin());
+        quantize_row_ref(type, staged.data(), expected.data(), padded);
+        ASSERT_EQ(0, std::memcmp(expected.data(), view.k + size_t(t) * view.k_row_bytes, view.k_row_bytes))
+            << type_name(type) << " row " << t << " of " << shape.n_head_kv << "x" << shape.head_dim;
+        ASSERT_EQ(0, std::memcmp(&v[size_t(t) * row_values], view.v + size_t(t) * view.v_row_bytes, view.v_row_bytes));
+      }
+    }
+  }
+}
+
+// The separate half of the accuracy story: what each type loses against the f32 rows it was given
+// (attention_test.cpp measures the kernel against the same dequantized values).
+TEST(KvCache, QuantizationErrorPerType) {
+  const KvCacheShape shape{1, 256, 4, 64};
+  const int row_values = 256;
+  const std::vector<float> x = random_rows(shape.n_ctx, row_values, 7);
+  for (GgmlType type : kKvCacheTypes) {
+    auto cache = KvCache::create(shape, {KvTypes{type, type}});
+    ASSERT_TRUE(cache.ok());
+    cache->store(0, 0, shape.n_ctx, x.data(), x.data());
+    const KvLayerView view = cache->layer(0);
+    std::vector<float> row(static_cast<size_t>(row_values));
+    double err = 0.0, ref = 0.0;
+    for (int t = 0; t < shape.n_ctx; ++t) {
+      dequantize_row_ref(type, view.k + size_t(t) * view.k_row_bytes, row.data(), row_values);
+      for (int i = 0; i < row_values; ++i) {
+        const double e = double(row[size_t(i)]) - double(x[size_t(t) * row_values + i]);
+        err += e * e;
+        ref += double(x[size_t(t) * row_values + i]) * x[size_t(t) * row_values + i];
+      }
+    }
+    const double nmse = err / ref;
+    EXPECT_LE(nmse, max_quant_nmse(type)) << type_name(type);
+    RecordProperty(std::string("nmse_") + std::string(type_name(type)), std::to_string(nmse));
+    if (type != GgmlType::F32) {
+      EXPECT_GT(nmse, max_quant_nmse(type) / 100) << type_name(type) << ": suspiciously exact";
+    }
+  }
+}
+
+}  // namespace
+}  // namespace kvq
