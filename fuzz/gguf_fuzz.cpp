@@ -1,5 +1,6 @@
-// libFuzzer target for the GGUF parser: any byte string must parse or fail cleanly, and everything a
-// successful parse returns must be safe to walk (ASan catches a tensor pointer outside the buffer).
+// libFuzzer target for the GGUF parser: any byte string must parse or fail cleanly, and everything
+// a successful parse returns must be safe to walk (ASan catches a tensor pointer outside the
+// buffer).
 #include <cstddef>
 #include <cstdint>
 #include <span>

@@ -29,9 +29,9 @@ std::string parse_error(const std::vector<uint8_t>& bytes) {
   return message;
 }
 
-#define EXPECT_PARSE_ERROR(bytes, word)                                          \
-  do {                                                                           \
-    const std::string message_ = parse_error(bytes);                             \
+#define EXPECT_PARSE_ERROR(bytes, word)                                           \
+  do {                                                                            \
+    const std::string message_ = parse_error(bytes);                              \
     EXPECT_NE(message_.find(word), std::string::npos) << "message: " << message_; \
   } while (0)
 
@@ -258,9 +258,9 @@ void check_truncations(const std::string& relative, uint64_t sweep_step) {
     const std::string message = parse_error(prefix);
     ASSERT_NE(message.find("truncated"), std::string::npos) << "cut at " << cut << ": " << message;
   }
-  EXPECT_TRUE(File::parse(std::vector<uint8_t>(bytes.begin(), bytes.begin() + ptrdiff_t(needed)),
-                          kName)
-                  .ok());
+  EXPECT_TRUE(
+      File::parse(std::vector<uint8_t>(bytes.begin(), bytes.begin() + ptrdiff_t(needed)), kName)
+          .ok());
 }
 
 TEST(GgufCorruption, TruncatedRealFiles) {

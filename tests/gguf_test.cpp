@@ -1,6 +1,8 @@
 // GGUF reader and writer: every shared file reads with the expected facts, the writer reproduces
 // llama.cpp's files byte for byte, and values of every type survive a round trip.
 // Malformed inputs are covered in gguf_corruption_test.cpp.
+#include "gguf/gguf.h"
+
 #include <gtest/gtest.h>
 
 #include <cstring>
@@ -8,7 +10,6 @@
 #include <fstream>
 #include <iterator>
 
-#include "gguf/gguf.h"
 #include "test_util.h"
 
 namespace kvq::gguf {
@@ -36,16 +37,19 @@ std::vector<std::string> shared_gguf_files() {
 bool values_equal(const Value& a, const Value& b) {
   if (a.type != b.type) return false;
   switch (a.type) {
-    case ValueType::STRING: return a.str == b.str;
+    case ValueType::STRING:
+      return a.str == b.str;
     case ValueType::FLOAT32:
-    case ValueType::FLOAT64: return std::memcmp(&a.f64, &b.f64, sizeof(double)) == 0;
+    case ValueType::FLOAT64:
+      return std::memcmp(&a.f64, &b.f64, sizeof(double)) == 0;
     case ValueType::ARRAY:
       if (a.element_type != b.element_type || a.array.size() != b.array.size()) return false;
       for (size_t i = 0; i < a.array.size(); ++i) {
         if (!values_equal(a.array[i], b.array[i])) return false;
       }
       return true;
-    default: return a.as_int() == b.as_int();
+    default:
+      return a.as_int() == b.as_int();
   }
 }
 
@@ -121,11 +125,11 @@ TEST(GgufRead, QuantVectorsTensors) {
   EXPECT_EQ(file->get_int("vectors.n_per_row").value(), 256);
   EXPECT_EQ(file->get_int("vectors.nrows").value(), 16);
   const std::pair<const char*, GgmlType> expected[] = {
-      {"f16", GgmlType::F16},       {"bf16", GgmlType::BF16},   {"q8_0", GgmlType::Q8_0},
-      {"q4_0", GgmlType::Q4_0},     {"q4_1", GgmlType::Q4_1},   {"q5_0", GgmlType::Q5_0},
-      {"q5_1", GgmlType::Q5_1},     {"iq4_nl", GgmlType::IQ4_NL}, {"q2_K", GgmlType::Q2_K},
-      {"q3_K", GgmlType::Q3_K},     {"q4_K", GgmlType::Q4_K},   {"q5_K", GgmlType::Q5_K},
-      {"q6_K", GgmlType::Q6_K},     {"iq4_xs", GgmlType::IQ4_XS}};
+      {"f16", GgmlType::F16},   {"bf16", GgmlType::BF16},     {"q8_0", GgmlType::Q8_0},
+      {"q4_0", GgmlType::Q4_0}, {"q4_1", GgmlType::Q4_1},     {"q5_0", GgmlType::Q5_0},
+      {"q5_1", GgmlType::Q5_1}, {"iq4_nl", GgmlType::IQ4_NL}, {"q2_K", GgmlType::Q2_K},
+      {"q3_K", GgmlType::Q3_K}, {"q4_K", GgmlType::Q4_K},     {"q5_K", GgmlType::Q5_K},
+      {"q6_K", GgmlType::Q6_K}, {"iq4_xs", GgmlType::IQ4_XS}};
   ASSERT_EQ(file->tensors().size(), 1 + 2 * std::size(expected));
   const TensorInfo* input = file->find_tensor("input");
   ASSERT_NE(input, nullptr);
@@ -170,11 +174,13 @@ TEST(GgufRead, GetterErrorsNameFileKeyAndType) {
   expect_error(missing.error(), {"cannot open"});
 }
 
-// Files written by llama.cpp / gguf-py come back identical from Writer: the layout follows the spec.
+// Files written by llama.cpp / gguf-py come back identical from Writer: the layout follows the
+// spec.
 TEST(GgufWrite, RewritesSharedFilesByteForByte) {
   for (const char* relative :
        {"data/models/stories260K/stories260K.gguf", "fixtures/quant/quant-vectors.gguf",
-        "fixtures/models/synth-mini-q4_k_m.gguf", "fixtures/logits/logits-synth-mini-f32.kv-f32-f32.gguf",
+        "fixtures/models/synth-mini-q4_k_m.gguf",
+        "fixtures/logits/logits-synth-mini-f32.kv-f32-f32.gguf",
         "data/llama.cpp-vocab/ggml-vocab-llama-spm.gguf"}) {
     SCOPED_TRACE(relative);
     const std::string path = test::shared_path(relative);
@@ -227,10 +233,14 @@ TEST(GgufWrite, RoundTripsEveryValueTypeAndTensorType) {
   writer.set_u32("t.u32", 7);  // replacing keeps one entry
 
   // [n_tensors] bytes of each tensor: a pattern that differs per tensor and per byte.
-  const std::pair<GgmlType, std::vector<int64_t>> shapes[] = {
-      {GgmlType::F32, {3}},          {GgmlType::F16, {5, 3}},     {GgmlType::BF16, {2, 2, 2}},
-      {GgmlType::Q4_0, {64, 3}},     {GgmlType::Q8_0, {32, 1, 1, 2}}, {GgmlType::Q6_K, {256, 2}},
-      {GgmlType::IQ4_XS, {512}},     {GgmlType::I32, {7}}};
+  const std::pair<GgmlType, std::vector<int64_t>> shapes[] = {{GgmlType::F32, {3}},
+                                                              {GgmlType::F16, {5, 3}},
+                                                              {GgmlType::BF16, {2, 2, 2}},
+                                                              {GgmlType::Q4_0, {64, 3}},
+                                                              {GgmlType::Q8_0, {32, 1, 1, 2}},
+                                                              {GgmlType::Q6_K, {256, 2}},
+                                                              {GgmlType::IQ4_XS, {512}},
+                                                              {GgmlType::I32, {7}}};
   std::vector<std::vector<uint8_t>> data;
   for (size_t i = 0; i < std::size(shapes); ++i) {
     const auto& [type, dims] = shapes[i];
@@ -304,13 +314,16 @@ TEST(GgufWrite, RefusesInvalidInput) {
   Writer writer;
   EXPECT_FALSE(writer.add_tensor("", GgmlType::F32, {4}, std::vector<uint8_t>(16)).ok());
   EXPECT_FALSE(writer.add_tensor("x", GgmlType::F32, {}, std::vector<uint8_t>(4)).ok());
-  EXPECT_FALSE(writer.add_tensor("x", GgmlType::F32, {1, 1, 1, 1, 1}, std::vector<uint8_t>(4)).ok());
+  EXPECT_FALSE(
+      writer.add_tensor("x", GgmlType::F32, {1, 1, 1, 1, 1}, std::vector<uint8_t>(4)).ok());
   EXPECT_FALSE(writer.add_tensor("x", GgmlType::F32, {0}, std::vector<uint8_t>()).ok());
   EXPECT_FALSE(writer.add_tensor("x", GgmlType::Q4_0, {48}, std::vector<uint8_t>(27)).ok());
   EXPECT_FALSE(writer.add_tensor("x", GgmlType::F32, {4}, std::vector<uint8_t>(15)).ok());
   EXPECT_FALSE(writer.add_tensor("x", GgmlType(77), {4}, std::vector<uint8_t>(16)).ok());
-  EXPECT_FALSE(writer.add_tensor("x", GgmlType::F32, {int64_t(1) << 40, int64_t(1) << 40},
-                                 Writer::Fill([](std::span<uint8_t>) {})).ok());
+  EXPECT_FALSE(writer
+                   .add_tensor("x", GgmlType::F32, {int64_t(1) << 40, int64_t(1) << 40},
+                               Writer::Fill([](std::span<uint8_t>) {}))
+                   .ok());
   ASSERT_TRUE(writer.add_tensor("x", GgmlType::F32, {4}, std::vector<uint8_t>(16)).ok());
   Status dup = writer.add_tensor("x", GgmlType::F32, {4}, std::vector<uint8_t>(16));
   EXPECT_NE(dup.message().find("duplicate"), std::string::npos) << dup.message();

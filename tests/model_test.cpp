@@ -101,7 +101,9 @@ TEST_P(WeightTypeLogits, MatchesReferenceImplementation) {
   const bool float_weights = weights == "f32" || weights == "f16" || weights == "bf16";
   EXPECT_LE(a.mean_kld, float_weights ? kMaxKldFloatWeights : kMaxKldQuantizedWeights) << weights;
   // Top-token agreement is only meaningful where the weights are not themselves the noise source.
-  if (float_weights) EXPECT_GE(a.argmax, kMinArgmaxAgreement) << weights;
+  if (float_weights) {
+    EXPECT_GE(a.argmax, kMinArgmaxAgreement) << weights;
+  }
   std::printf("synth-mini %-7s KLD %.2e argmax %.1f%%\n", weights.c_str(), a.mean_kld, 100 * a.argmax);
 }
 

@@ -21,8 +21,10 @@ namespace {
 // land within a fraction of a percent; quantized caches differ more (flash attention, rounding).
 constexpr double kPplTolFloatCache = 0.005;
 constexpr double kPplTolQuantCache = 0.02;
-// Under ASan only a few chunks run: their PPL is that of a text sample, not the fixture's text.
-constexpr double kPplTolSanitizedSample = 0.30;
+// Under ASan only a few chunks run: their mean NLL is that of a text sample, not of the fixture's
+// whole text (synth-mini's random weights make samples vary by ~0.5 nat); a broken forward pass
+// is still off by more.
+constexpr double kNllTolSanitizedSample = 0.75;
 constexpr int kSanitizedChunks = 3;
 // A run against its own base: only the uint16 storage of the base remains (≈2e-8, kld.h).
 constexpr double kMaxSelfKld = 1e-6;
@@ -365,7 +367,7 @@ TEST_P(ReferenceRow, MatchesLlamaCpp) {
   const double ppl = r->ppl.ppl();
   if (sanitized()) {
     EXPECT_EQ(r->ppl.n_chunks, kSanitizedChunks);
-    EXPECT_NEAR(ppl, row.at("ppl").get<double>(), kPplTolSanitizedSample * ppl);
+    EXPECT_NEAR(r->ppl.nll.mean(), std::log(row.at("ppl").get<double>()), kNllTolSanitizedSample);
     return;
   }
   EXPECT_EQ(r->plan.n_chunks, row.at("n_chunks").get<int>());

@@ -48,11 +48,34 @@ std::string chart_script(const std::string& name, const std::string& title,
   return s;
 }
 
+// Series styles: colour by key type, dash and point shape by value type, so the pairs that share
+// a key type read as one family of lines.
+constexpr const char* kColours[] = {"#1b9e77", "#d95f02", "#7570b3", "#e7298a",
+                                    "#66a61e", "#e6ab02", "#a6761d", "#666666", "#000000"};
+constexpr int kPointTypes[] = {7, 5, 9, 11, 13, 4, 6, 8, 10};
+
+size_t index_of(std::vector<GgmlType>& seen, GgmlType t) {
+  auto it = std::find(seen.begin(), seen.end(), t);
+  if (it != seen.end()) return size_t(it - seen.begin());
+  seen.push_back(t);
+  return seen.size() - 1;
+}
+
+std::string x_range_for_contexts(const std::vector<int>& contexts) {
+  if (contexts.empty()) return "";
+  std::string tics;
+  for (int c : contexts) tics += fmt::format("{}{}", tics.empty() ? "" : ", ", c);
+  // Padding on a log axis so the first and last contexts are not on the border.
+  return fmt::format("set logscale x 2\nset xrange [{}:{}]\nset xtics ({})\n",
+                     contexts.front() / 1.2, contexts.back() * 1.2, tics);
+}
+
 // A datablock per K/V pair: "context value" lines.
 std::string per_pair_chart(const std::vector<SweepRow>& rows, const std::string& name,
                            const std::string& title, const std::string& ylabel,
                            double (*value)(const SweepRow&)) {
   const std::vector<KvTypes> pairs = pairs_in(rows);
+  std::vector<GgmlType> keys, vals;
   std::string data, plot = "plot ";
   for (size_t i = 0; i < pairs.size(); ++i) {
     data += fmt::format("$pair{} << EOD\n", i);
@@ -60,17 +83,16 @@ std::string per_pair_chart(const std::vector<SweepRow>& rows, const std::string&
       if (r.kv == pairs[i]) data += fmt::format("{} {:.6g}\n", r.n_ctx, value(r));
     }
     data += "EOD\n";
-    plot += fmt::format("{}$pair{} using 1:2 with linespoints lw 2 title 'K {} / V {}'",
-                        i ? ", \\\n     " : "", i, type_str(pairs[i].k), type_str(pairs[i].v));
+    const size_t k = index_of(keys, pairs[i].k) % std::size(kColours);
+    const size_t v = index_of(vals, pairs[i].v) % std::size(kPointTypes);
+    plot += fmt::format(
+        "{}$pair{} using 1:2 with linespoints lw 2 lc rgb '{}' dt {} pt {} ps 1.2 "
+        "title 'K {} / V {}'",
+        i ? ", \\\n     " : "", i, kColours[k], v + 1, kPointTypes[v], type_str(pairs[i].k),
+        type_str(pairs[i].v));
   }
-  const std::string setup = fmt::format(
-      "set logscale x 2\nset xtics ({})\nset xlabel 'context (tokens)'\nset ylabel '{}'\n",
-      [&] {
-        std::string tics;
-        for (int c : contexts_in(rows)) tics += fmt::format("{}{}", tics.empty() ? "" : ", ", c);
-        return tics;
-      }(),
-      ylabel);
+  const std::string setup = x_range_for_contexts(contexts_in(rows)) +
+                            fmt::format("set xlabel 'context (tokens)'\nset ylabel '{}'\n", ylabel);
   return chart_script(name, title, setup, data, plot);
 }
 
@@ -83,14 +105,16 @@ std::string per_context_chart(const std::vector<SweepRow>& rows, const std::stri
   for (size_t i = 0; i < contexts.size(); ++i) {
     data += fmt::format("$ctx{} << EOD\n", i);
     for (const SweepRow& r : rows) {
-      // A log axis cannot show 0 (the baseline's KLD against itself).
-      if (r.n_ctx != contexts[i] || (log_y && !(value(r) > 0))) continue;
+      // A log axis cannot show 0; the baseline's KLD against itself is only the storage floor.
+      if (r.n_ctx != contexts[i] || (log_y && !(value(r) > 0 && !r.baseline))) continue;
       data += fmt::format("{:.4g} {:.6g} \"{}/{}\"\n", r.bits_per_value, value(r), type_str(r.kv.k),
                           type_str(r.kv.v));
     }
     data += "EOD\n";
-    plot += fmt::format("{}$ctx{} using 1:2 with points pt 7 ps 1.3 title 'context {}'",
-                        i ? ", \\\n     " : "", i, contexts[i]);
+    plot += fmt::format("{}$ctx{} using 1:2 with points pt {} ps 1.4 lw 2 lc rgb '{}' "
+                        "title 'context {}'",
+                        i ? ", \\\n     " : "", i, kPointTypes[5 + i % 4], kColours[i % 8],
+                        contexts[i]);
   }
   if (!contexts.empty()) {
     plot += fmt::format(", \\\n     $ctx{} using 1:2:3 with labels offset 1,0.6 font ',8' notitle",

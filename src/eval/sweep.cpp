@@ -29,6 +29,7 @@ SweepRow make_row(const SweepBackend& backend, KvTypes kv, KvTypes base, const C
                   const PerplexityResult& run, double base_ppl, const KldStats& kld) {
   SweepRow row;
   row.kv = kv;
+  row.baseline = kv == base;
   row.n_ctx = plan.n_ctx;
   row.n_chunks = run.n_chunks;
   row.n_scored = run.nll.count;

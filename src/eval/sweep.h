@@ -28,6 +28,7 @@ struct SweepSpec {
 
 struct SweepRow {
   KvTypes kv;
+  bool baseline = false;  // this row is the baseline run itself (its KLD is the storage floor)
   int n_ctx = 0;
   int n_chunks = 0;
   int64_t n_scored = 0;

@@ -81,6 +81,7 @@ class File {
   uint32_t version() const { return version_; }
   uint32_t alignment() const { return alignment_; }
   uint64_t file_size() const { return size_; }
+  // Start of the tensor data section. A file without tensors may end before it (no padding).
   uint64_t data_offset() const { return data_offset_; }
 
   const std::vector<std::pair<std::string, Value>>& metadata() const { return metadata_; }

@@ -10,39 +10,46 @@
 
 namespace kvq::gguf {
 
-static_assert(std::endian::native == std::endian::little, "GGUF is read by memcpy of little-endian");
+static_assert(std::endian::native == std::endian::little,
+              "GGUF is read by memcpy of little-endian");
 
 namespace {
 
 // Limits that keep a hostile file from exhausting the stack or memory (real files are far below).
-constexpr int kMaxArrayDepth = 8;                    // nested arrays (real files: 1)
+constexpr int kMaxArrayDepth = 8;  // nested arrays (real files: 1)
 // All array elements of all keys together: 8x the largest real vocabularies (~260k tokens x 3
 // arrays), and a bound on memory, since each element becomes a ~90-byte Value.
 constexpr uint64_t kMaxArrayValuesTotal = 1u << 22;
-constexpr uint64_t kMaxKeyBytes = 65535;             // spec: keys are at most 2^16 - 1 bytes
-constexpr uint64_t kMaxNameBytes = 65535;            // tensor names (ggml itself caps them at 63)
+constexpr uint64_t kMaxKeyBytes = 65535;   // spec: keys are at most 2^16 - 1 bytes
+constexpr uint64_t kMaxNameBytes = 65535;  // tensor names (ggml itself caps them at 63)
 constexpr uint32_t kMaxAlignment = 1u << 30;
 
 // Smallest encodings, used to bound counts by the bytes left before reserving anything.
-constexpr uint64_t kMinKvBytes = 8 + 1 + 4 + 1;              // key length, 1-byte key, type, uint8
-constexpr uint64_t kMinTensorInfoBytes = 8 + 1 + 4 + 8 + 4 + 8;  // name, n_dims, one dim, type, offset
+constexpr uint64_t kMinKvBytes = 8 + 1 + 4 + 1;  // key length, 1-byte key, type, uint8
+constexpr uint64_t kMinTensorInfoBytes =
+    8 + 1 + 4 + 8 + 4 + 8;  // name, n_dims, one dim, type, offset
 
 // Bytes of one scalar of a fixed-size type; 0 for STRING/ARRAY and ids outside the enum.
 uint64_t scalar_bytes(uint32_t type) {
   switch (ValueType(type)) {
     case ValueType::UINT8:
     case ValueType::INT8:
-    case ValueType::BOOL: return 1;
+    case ValueType::BOOL:
+      return 1;
     case ValueType::UINT16:
-    case ValueType::INT16: return 2;
+    case ValueType::INT16:
+      return 2;
     case ValueType::UINT32:
     case ValueType::INT32:
-    case ValueType::FLOAT32: return 4;
+    case ValueType::FLOAT32:
+      return 4;
     case ValueType::UINT64:
     case ValueType::INT64:
-    case ValueType::FLOAT64: return 8;
+    case ValueType::FLOAT64:
+      return 8;
     case ValueType::STRING:
-    case ValueType::ARRAY: return 0;
+    case ValueType::ARRAY:
+      return 0;
   }
   return 0;
 }
@@ -53,6 +60,13 @@ uint64_t min_element_bytes(ValueType type) {
   if (type == ValueType::STRING) return 8;  // length only
   if (type == ValueType::ARRAY) return 12;  // element type + count
   return scalar_bytes(uint32_t(type));
+}
+
+// A name as shown in messages: hostile files may hold 64 KiB names.
+std::string shown(std::string_view name) {
+  constexpr size_t kMaxShown = 80;
+  if (name.size() <= kMaxShown) return std::string(name);
+  return fmt::format("{}...({} bytes)", name.substr(0, kMaxShown), name.size());
 }
 
 uint64_t align_up(uint64_t x, uint64_t alignment) {
@@ -71,8 +85,8 @@ class Parser {
  private:
   template <typename... Args>
   Error fail(fmt::format_string<Args...> format, Args&&... args) const {
-    return make_error("{}: {} (at byte {})", path_, fmt::format(format, std::forward<Args>(args)...),
-                      pos_);
+    return make_error("{}: {} (at byte {})", path_,
+                      fmt::format(format, std::forward<Args>(args)...), pos_);
   }
   uint64_t remaining() const { return size_ - pos_; }
 
@@ -125,16 +139,26 @@ Status Parser::read_value(uint32_t type, Value* out, int depth) {
   if (!valid_value_type(type)) return fail("unknown metadata value type {}", type);
   out->type = ValueType(type);
   switch (out->type) {
-    case ValueType::UINT8: return read_as<uint8_t>(&out->u64, "uint8 value");
-    case ValueType::UINT16: return read_as<uint16_t>(&out->u64, "uint16 value");
-    case ValueType::UINT32: return read_as<uint32_t>(&out->u64, "uint32 value");
-    case ValueType::UINT64: return read_as<uint64_t>(&out->u64, "uint64 value");
-    case ValueType::INT8: return read_as<int8_t>(&out->i64, "int8 value");
-    case ValueType::INT16: return read_as<int16_t>(&out->i64, "int16 value");
-    case ValueType::INT32: return read_as<int32_t>(&out->i64, "int32 value");
-    case ValueType::INT64: return read_as<int64_t>(&out->i64, "int64 value");
-    case ValueType::FLOAT32: return read_as<float>(&out->f64, "float32 value");
-    case ValueType::FLOAT64: return read_as<double>(&out->f64, "float64 value");
+    case ValueType::UINT8:
+      return read_as<uint8_t>(&out->u64, "uint8 value");
+    case ValueType::UINT16:
+      return read_as<uint16_t>(&out->u64, "uint16 value");
+    case ValueType::UINT32:
+      return read_as<uint32_t>(&out->u64, "uint32 value");
+    case ValueType::UINT64:
+      return read_as<uint64_t>(&out->u64, "uint64 value");
+    case ValueType::INT8:
+      return read_as<int8_t>(&out->i64, "int8 value");
+    case ValueType::INT16:
+      return read_as<int16_t>(&out->i64, "int16 value");
+    case ValueType::INT32:
+      return read_as<int32_t>(&out->i64, "int32 value");
+    case ValueType::INT64:
+      return read_as<int64_t>(&out->i64, "int64 value");
+    case ValueType::FLOAT32:
+      return read_as<float>(&out->f64, "float32 value");
+    case ValueType::FLOAT64:
+      return read_as<double>(&out->f64, "float64 value");
     case ValueType::BOOL: {
       uint8_t v;
       KVQ_RETURN_IF_ERROR(read(&v, "bool value"));
@@ -149,7 +173,8 @@ Status Parser::read_value(uint32_t type, Value* out, int depth) {
       uint32_t element_type = 0;
       uint64_t count = 0;
       KVQ_RETURN_IF_ERROR(read(&element_type, "array element type"));
-      if (!valid_value_type(element_type)) return fail("unknown array element type {}", element_type);
+      if (!valid_value_type(element_type))
+        return fail("unknown array element type {}", element_type);
       out->element_type = ValueType(element_type);
       KVQ_RETURN_IF_ERROR(read(&count, "array length"));
       // Each element needs at least min_element_bytes: refuse before allocating anything.
@@ -203,7 +228,7 @@ Status Parser::read_metadata(File& file, uint64_t n_kv) {
     Value value;
     KVQ_RETURN_IF_ERROR(read_value(type, &value, 0));
     if (!file.metadata_index_.emplace(key, file.metadata_.size()).second) {
-      return fail("duplicate metadata key '{}'", key);
+      return fail("duplicate metadata key '{}'", shown(key));
     }
     file.metadata_.emplace_back(std::move(key), std::move(value));
   }
@@ -221,42 +246,43 @@ Status Parser::read_metadata(File& file, uint64_t n_kv) {
 
 Status Parser::read_tensor_info(File& file, TensorInfo* info) {
   KVQ_RETURN_IF_ERROR(read_string(&info->name, "tensor name", kMaxNameBytes));
+  const std::string name = shown(info->name);  // for messages
   uint32_t n_dims = 0;
   KVQ_RETURN_IF_ERROR(read(&n_dims, "tensor n_dims"));
   if (n_dims == 0 || n_dims > uint32_t(kMaxDims)) {
-    return fail("tensor '{}' has {} dimensions (expected 1 to {})", info->name, n_dims, kMaxDims);
+    return fail("tensor '{}' has {} dimensions (expected 1 to {})", name, n_dims, kMaxDims);
   }
   int64_t n_elements = 1;
   for (uint32_t d = 0; d < n_dims; ++d) {
     uint64_t ne = 0;
     KVQ_RETURN_IF_ERROR(read(&ne, "tensor dimension"));
     if (ne == 0 || ne > uint64_t(std::numeric_limits<int64_t>::max())) {
-      return fail("tensor '{}' dimension {} is {} (must be positive)", info->name, d, int64_t(ne));
+      return fail("tensor '{}' dimension {} is {} (must be positive)", name, d, int64_t(ne));
     }
     if (__builtin_mul_overflow(n_elements, int64_t(ne), &n_elements)) {
-      return fail("tensor '{}' element count overflows int64", info->name);
+      return fail("tensor '{}' element count overflows int64", name);
     }
     info->dims.push_back(int64_t(ne));
   }
   uint32_t type_id = 0;
   KVQ_RETURN_IF_ERROR(read(&type_id, "tensor type"));
   const TypeTraits* traits = find_type_traits(type_id);
-  if (traits == nullptr) return fail("tensor '{}' has unknown type id {}", info->name, type_id);
+  if (traits == nullptr) return fail("tensor '{}' has unknown type id {}", name, type_id);
   info->type = traits->type;
   if (info->dims[0] % traits->block_size != 0) {
-    return fail("tensor '{}' row length {} is not a multiple of the {} block size {}", info->name,
+    return fail("tensor '{}' row length {} is not a multiple of the {} block size {}", name,
                 info->dims[0], traits->name, traits->block_size);
   }
   uint64_t bytes = 0;
   if (__builtin_mul_overflow(uint64_t(n_elements / traits->block_size), uint64_t(traits->type_size),
                              &bytes)) {
-    return fail("tensor '{}' byte size overflows", info->name);
+    return fail("tensor '{}' byte size overflows", name);
   }
   info->bytes = bytes;
   KVQ_RETURN_IF_ERROR(read(&info->offset, "tensor data offset"));
   if (info->offset % file.alignment_ != 0) {
-    return fail("tensor '{}' offset {} is not a multiple of the alignment {}", info->name,
-                info->offset, file.alignment_);
+    return fail("tensor '{}' offset {} is not a multiple of the alignment {}", name, info->offset,
+                file.alignment_);
   }
   return Status::Ok();
 }
@@ -268,9 +294,10 @@ Status Parser::check_tensor_layout(File& file) {
     uint64_t end = 0;
     if (__builtin_add_overflow(t.offset, t.bytes, &end) || end > data_bytes) {
       return make_error(
-          "{}: truncated: tensor '{}' data [{}, +{}) extends past the end of the file (data section "
+          "{}: truncated: tensor '{}' data [{}, +{}) extends past the end of the file (data "
+          "section "
           "at byte {} holds {} bytes)",
-          path_, t.name, t.offset, t.bytes, file.data_offset_, data_bytes);
+          path_, shown(t.name), t.offset, t.bytes, file.data_offset_, data_bytes);
     }
     t.data = data_ + file.data_offset_ + t.offset;
   }
@@ -282,9 +309,10 @@ Status Parser::check_tensor_layout(File& file) {
   for (size_t i = 1; i < by_offset.size(); ++i) {
     const TensorInfo& prev = *by_offset[i - 1];
     if (prev.offset + prev.bytes > by_offset[i]->offset) {
-      return make_error("{}: tensors '{}' [{}, +{}) and '{}' [{}, +{}) overlap", path_, prev.name,
-                        prev.offset, prev.bytes, by_offset[i]->name, by_offset[i]->offset,
-                        by_offset[i]->bytes);
+      const TensorInfo& next = *by_offset[i];
+      return make_error("{}: tensors '{}' [{}, +{}) and '{}' [{}, +{}) overlap", path_,
+                        shown(prev.name), prev.offset, prev.bytes, shown(next.name), next.offset,
+                        next.bytes);
     }
   }
   return Status::Ok();
@@ -308,7 +336,7 @@ Status Parser::parse(File& file) {
     TensorInfo info;
     KVQ_RETURN_IF_ERROR(read_tensor_info(file, &info));
     if (!file.tensor_index_.emplace(info.name, file.tensors_.size()).second) {
-      return fail("duplicate tensor name '{}'", info.name);
+      return fail("duplicate tensor name '{}'", shown(info.name));
     }
     file.tensors_.push_back(std::move(info));
   }

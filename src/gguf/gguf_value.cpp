@@ -9,19 +9,32 @@ namespace kvq::gguf {
 
 std::string_view value_type_name(ValueType type) {
   switch (type) {
-    case ValueType::UINT8: return "uint8";
-    case ValueType::INT8: return "int8";
-    case ValueType::UINT16: return "uint16";
-    case ValueType::INT16: return "int16";
-    case ValueType::UINT32: return "uint32";
-    case ValueType::INT32: return "int32";
-    case ValueType::FLOAT32: return "float32";
-    case ValueType::BOOL: return "bool";
-    case ValueType::STRING: return "string";
-    case ValueType::ARRAY: return "array";
-    case ValueType::UINT64: return "uint64";
-    case ValueType::INT64: return "int64";
-    case ValueType::FLOAT64: return "float64";
+    case ValueType::UINT8:
+      return "uint8";
+    case ValueType::INT8:
+      return "int8";
+    case ValueType::UINT16:
+      return "uint16";
+    case ValueType::INT16:
+      return "int16";
+    case ValueType::UINT32:
+      return "uint32";
+    case ValueType::INT32:
+      return "int32";
+    case ValueType::FLOAT32:
+      return "float32";
+    case ValueType::BOOL:
+      return "bool";
+    case ValueType::STRING:
+      return "string";
+    case ValueType::ARRAY:
+      return "array";
+    case ValueType::UINT64:
+      return "uint64";
+    case ValueType::INT64:
+      return "int64";
+    case ValueType::FLOAT64:
+      return "float64";
   }
   return "unknown";
 }
@@ -150,10 +163,10 @@ Result<std::vector<std::string>> File::get_string_array(std::string_view key) co
 Result<std::vector<float>> File::get_float_array(std::string_view key) const {
   const Value* v = find(key);
   if (v == nullptr) return missing(path_, key);
-  const bool numeric = v->type == ValueType::ARRAY &&
-                       (is_unsigned_type(v->element_type) || is_signed_type(v->element_type) ||
-                        v->element_type == ValueType::FLOAT32 ||
-                        v->element_type == ValueType::FLOAT64);
+  const bool numeric =
+      v->type == ValueType::ARRAY &&
+      (is_unsigned_type(v->element_type) || is_signed_type(v->element_type) ||
+       v->element_type == ValueType::FLOAT32 || v->element_type == ValueType::FLOAT64);
   if (!numeric) return wrong_type(path_, key, "array of numbers", *v);
   std::vector<float> out;
   out.reserve(v->array.size());

@@ -1,6 +1,7 @@
 // GGUF v3 writer. The header (metadata + tensor infos) is serialised into memory first; tensor data
 // is then produced one tensor at a time by the Fill callbacks, so only one tensor is ever resident.
-// The file is written to "<path>.tmp" and renamed, so a failed write never leaves a half file behind.
+// The file is written to "<path>.tmp" and renamed, so a failed write never leaves a half file
+// behind.
 #include <bit>
 #include <cerrno>
 #include <cstdio>
@@ -13,7 +14,7 @@
 namespace kvq::gguf {
 namespace {
 
-constexpr int kMaxWriteDepth = 8;  // the reader's nesting limit: never write what it refuses
+constexpr int kMaxWriteDepth = 8;       // the reader's nesting limit: never write what it refuses
 constexpr size_t kMaxKeyBytes = 65535;  // spec limit on key length
 
 const Value* find_key(const std::vector<std::pair<std::string, Value>>& metadata,
@@ -68,18 +69,42 @@ Status validate_value(const std::string& key, const Value& v, int depth) {
 // Writes the payload of a value (no leading type tag: keys and arrays carry it separately).
 void encode_payload(Encoder& out, const Value& v) {
   switch (v.type) {
-    case ValueType::UINT8: out.put<uint8_t>(uint8_t(v.u64)); break;
-    case ValueType::INT8: out.put<int8_t>(int8_t(v.i64)); break;
-    case ValueType::UINT16: out.put<uint16_t>(uint16_t(v.u64)); break;
-    case ValueType::INT16: out.put<int16_t>(int16_t(v.i64)); break;
-    case ValueType::UINT32: out.put<uint32_t>(uint32_t(v.u64)); break;
-    case ValueType::INT32: out.put<int32_t>(int32_t(v.i64)); break;
-    case ValueType::UINT64: out.put<uint64_t>(v.u64); break;
-    case ValueType::INT64: out.put<int64_t>(v.i64); break;
-    case ValueType::FLOAT32: out.put<float>(float(v.f64)); break;
-    case ValueType::FLOAT64: out.put<double>(v.f64); break;
-    case ValueType::BOOL: out.put<uint8_t>(v.u64 != 0 ? 1 : 0); break;
-    case ValueType::STRING: out.put_string(v.str); break;
+    case ValueType::UINT8:
+      out.put<uint8_t>(uint8_t(v.u64));
+      break;
+    case ValueType::INT8:
+      out.put<int8_t>(int8_t(v.i64));
+      break;
+    case ValueType::UINT16:
+      out.put<uint16_t>(uint16_t(v.u64));
+      break;
+    case ValueType::INT16:
+      out.put<int16_t>(int16_t(v.i64));
+      break;
+    case ValueType::UINT32:
+      out.put<uint32_t>(uint32_t(v.u64));
+      break;
+    case ValueType::INT32:
+      out.put<int32_t>(int32_t(v.i64));
+      break;
+    case ValueType::UINT64:
+      out.put<uint64_t>(v.u64);
+      break;
+    case ValueType::INT64:
+      out.put<int64_t>(v.i64);
+      break;
+    case ValueType::FLOAT32:
+      out.put<float>(float(v.f64));
+      break;
+    case ValueType::FLOAT64:
+      out.put<double>(v.f64);
+      break;
+    case ValueType::BOOL:
+      out.put<uint8_t>(v.u64 != 0 ? 1 : 0);
+      break;
+    case ValueType::STRING:
+      out.put_string(v.str);
+      break;
     case ValueType::ARRAY:
       out.put<uint32_t>(uint32_t(v.element_type));
       out.put<uint64_t>(v.array.size());
@@ -194,8 +219,9 @@ Status Writer::add_tensor(std::string name, GgmlType type, std::vector<int64_t> 
     }
   }
   if (dims[0] % traits->block_size != 0) {
-    return make_error("gguf writer: tensor '{}' row length {} is not a multiple of the {} block size {}",
-                      name, dims[0], traits->name, traits->block_size);
+    return make_error(
+        "gguf writer: tensor '{}' row length {} is not a multiple of the {} block size {}", name,
+        dims[0], traits->name, traits->block_size);
   }
   if (!fill) return make_error("gguf writer: tensor '{}' has no fill callback", name);
   const uint64_t bytes = uint64_t(n / traits->block_size) * uint64_t(traits->type_size);
@@ -208,10 +234,9 @@ Status Writer::add_tensor(std::string name, GgmlType type, std::vector<int64_t> 
   auto shared = std::make_shared<std::vector<uint8_t>>(std::move(bytes));  // [tensor bytes]
   const size_t given = shared->size();
   const std::string label = name;
-  KVQ_RETURN_IF_ERROR(add_tensor(std::move(name), type, std::move(dims),
-                                 [shared](std::span<uint8_t> dst) {
-                                   std::memcpy(dst.data(), shared->data(), dst.size());
-                                 }));
+  KVQ_RETURN_IF_ERROR(add_tensor(
+      std::move(name), type, std::move(dims),
+      [shared](std::span<uint8_t> dst) { std::memcpy(dst.data(), shared->data(), dst.size()); }));
   if (tensors_.back().bytes != given) {
     const uint64_t expected = tensors_.back().bytes;
     tensors_.pop_back();
@@ -273,7 +298,8 @@ Status Writer::write(const std::string& path) const {
     const uint64_t padded = (t.bytes + alignment - 1) / alignment * alignment;
     buffer.assign(size_t(padded), 0);  // zeros: the padding, and whatever a fill leaves untouched
     t.fill(std::span<uint8_t>(buffer.data(), size_t(t.bytes)));
-    if (!put(buffer.data(), buffer.size())) return io_error(fmt::format("writing tensor '{}'", t.name));
+    if (!put(buffer.data(), buffer.size()))
+      return io_error(fmt::format("writing tensor '{}'", t.name));
   }
   if (std::fflush(out.f) != 0) return io_error("flushing");
   std::FILE* f = out.f;

@@ -21,7 +21,7 @@
 
 namespace kvq::attention_detail {
 
-inline constexpr int kChunk = 32;  // keys decoded per step; a multiple of 8 (scores take 4 groups of <= 2 keys)
+inline constexpr int kChunk = 64;  // keys decoded per step; a multiple of 8 (scores take 4 groups of <= 2 keys)
 
 // What every item of one attention() call shares.
 struct Work {
@@ -60,9 +60,11 @@ struct Item {
 #include <limits>
 #include <vector>
 
+#include "hwy/aligned_allocator.h"
 #include "hwy/contrib/math/math-inl.h"
 #include "hwy/highway.h"
 #include "kernels/attention_dequant-inl.h"
+#include "kernels/attention_int8-inl.h"
 
 HWY_BEFORE_NAMESPACE();
 namespace kvq {
@@ -70,29 +72,47 @@ namespace HWY_NAMESPACE {
 namespace hn = hwy::HWY_NAMESPACE;
 namespace ad = attention_detail;
 
-// Per-thread buffers, grown on demand and kept across calls (OpenMP threads persist).
+// A float buffer aligned for full-vector loads and stores (cache-line splits cost a third of the
+// pair-interleave time with malloc's 16-byte alignment). Grown on demand, zeroed when allocated, so that
+// rows read past the valid keys are finite.
+class AlignedFloats {
+ public:
+  float* Grow(size_t n) {
+    if (n > size_) {
+      data_ = hwy::AllocateAligned<float>(n);
+      std::fill(data_.get(), data_.get() + n, 0.0f);
+      size_ = n;
+    }
+    return data_.get();
+  }
+
+ private:
+  hwy::AlignedFreeUniquePtr<float[]> data_;
+  size_t size_ = 0;
+};
+
+// Per-thread buffers, kept across calls (OpenMP threads persist).
 struct AttentionScratch {
-  std::vector<float> k_rows;  // [kChunk, cover] f32: decoded keys of one head
-  std::vector<float> k_pairs; // [kChunk / 2, head_dim, 2] f32: the same keys as token pairs (G = 2)
-  std::vector<float> v_rows;  // [kChunk, cover] f32: decoded values of one head
-  std::vector<float> qt;      // [n_head_kv, head_dim, lanes] f32: scaled queries, rows on lanes
-  std::vector<float> s;       // [kChunk / G, lanes] f32: scores, then probabilities
-  std::vector<float> acc;     // [n_head_kv, rows_pad, head_dim] f32
-  std::vector<float> m, l;    // [n_head_kv, lanes] f32: running max, running sum
-  std::vector<float> alpha;   // [lanes] f32: rescale factor of this chunk
-  std::vector<float> lim;     // [lanes] f32: last key position each lane may see
-  std::vector<int> perm;      // [head_dim]: dim order of the token-pair layout
+  AlignedFloats k_rows;   // [kChunk, cover] f32: decoded keys of one head
+  AlignedFloats k_pairs;  // [kChunk / 2, head_dim, 2] f32: the same keys as token pairs (G = 2)
+  AlignedFloats v_rows;   // [kChunk, cover] f32: decoded values of one head
+  AlignedFloats qt;       // [n_head_kv, head_dim, lanes] f32: scaled queries, rows on lanes
+  AlignedFloats s;        // [kChunk / G, lanes] f32: scores, then probabilities
+  AlignedFloats acc;      // [n_head_kv, rows_pad, head_dim] f32
+  AlignedFloats m, l;     // [n_head_kv, lanes] f32: running max, running sum
+  AlignedFloats alpha;    // [lanes] f32: rescale factor of this chunk
+  AlignedFloats lim;      // [lanes] f32: last key position each lane may see
+  std::vector<int> perm;  // [head_dim]: dim order of the token-pair layout
+  // Integer scores (attention_int8-inl.h), all as raw bytes:
+  AlignedFloats q_int8;   // per KV head: [n_blocks, 8, 16, 4] s8 codes, [n_blocks, 16] i32 corr, [n_blocks, 16] f32 d
+  AlignedFloats k_int8;   // [kChunk / 2, n_blocks, 64] u8: packed key codes of one head
+  AlignedFloats v_scale;  // [kChunk, n_blocks] f32 value block scales, then the same count of f16 bits
+  AlignedFloats k_scale;  // [kChunk / 2, n_blocks, 2] f32 block scales, then the same count of f16 bits
 };
 
 inline AttentionScratch& ThreadScratch() {
   static thread_local AttentionScratch scratch;
   return scratch;
-}
-
-template <class T>
-HWY_INLINE T* Grow(std::vector<T>& v, size_t n) {
-  if (v.size() < n) v.resize(n);
-  return v.data();
 }
 
 // ---------------------------------------------------------------------------------------------------
@@ -248,12 +268,72 @@ HWY_INLINE void SoftmaxChunk(DQ dq, float* HWY_RESTRICT s, int n_groups, int lan
 }
 
 // ---------------------------------------------------------------------------------------------------
+// acc[0..3][:] += sum_t p(r, t) * v[t][:]: 4 rows x 4 vectors (16 accumulators), each value vector loaded
+// once per 4 rows. hd is a multiple of 4 vectors.
+template <int kG, class DV>
+HWY_INLINE void AccumulatePV4Rows(DV dv, const float* HWY_RESTRICT p, int lanes_total, ad::F32RowsView v, int n_keys,
+                                  int hd, float* HWY_RESTRICT acc) {
+  const int lanes = int(hn::Lanes(dv));
+  for (int d = 0; d < hd; d += 4 * lanes) {
+    float* a0p = acc + d;
+    float* a1p = a0p + hd;
+    float* a2p = a1p + hd;
+    float* a3p = a2p + hd;
+    auto a00 = hn::Load(dv, a0p), a01 = hn::Load(dv, a0p + lanes), a02 = hn::Load(dv, a0p + 2 * lanes),
+         a03 = hn::Load(dv, a0p + 3 * lanes);
+    auto a10 = hn::Load(dv, a1p), a11 = hn::Load(dv, a1p + lanes), a12 = hn::Load(dv, a1p + 2 * lanes),
+         a13 = hn::Load(dv, a1p + 3 * lanes);
+    auto a20 = hn::Load(dv, a2p), a21 = hn::Load(dv, a2p + lanes), a22 = hn::Load(dv, a2p + 2 * lanes),
+         a23 = hn::Load(dv, a2p + 3 * lanes);
+    auto a30 = hn::Load(dv, a3p), a31 = hn::Load(dv, a3p + lanes), a32 = hn::Load(dv, a3p + 2 * lanes),
+         a33 = hn::Load(dv, a3p + 3 * lanes);
+    for (int t = 0; t < n_keys; ++t) {
+      const float* pt = p + size_t(t / kG) * lanes_total + size_t(t % kG);
+      const float* vt = v.data + size_t(t) * v.stride + d;
+      const auto x0 = hn::LoadU(dv, vt), x1 = hn::LoadU(dv, vt + lanes);
+      const auto x2 = hn::LoadU(dv, vt + 2 * lanes), x3 = hn::LoadU(dv, vt + 3 * lanes);
+      const auto w0 = hn::Set(dv, pt[0]);
+      a00 = hn::MulAdd(w0, x0, a00);
+      a01 = hn::MulAdd(w0, x1, a01);
+      a02 = hn::MulAdd(w0, x2, a02);
+      a03 = hn::MulAdd(w0, x3, a03);
+      const auto w1 = hn::Set(dv, pt[kG]);
+      a10 = hn::MulAdd(w1, x0, a10);
+      a11 = hn::MulAdd(w1, x1, a11);
+      a12 = hn::MulAdd(w1, x2, a12);
+      a13 = hn::MulAdd(w1, x3, a13);
+      const auto w2 = hn::Set(dv, pt[2 * kG]);
+      a20 = hn::MulAdd(w2, x0, a20);
+      a21 = hn::MulAdd(w2, x1, a21);
+      a22 = hn::MulAdd(w2, x2, a22);
+      a23 = hn::MulAdd(w2, x3, a23);
+      const auto w3 = hn::Set(dv, pt[3 * kG]);
+      a30 = hn::MulAdd(w3, x0, a30);
+      a31 = hn::MulAdd(w3, x1, a31);
+      a32 = hn::MulAdd(w3, x2, a32);
+      a33 = hn::MulAdd(w3, x3, a33);
+    }
+    hn::Store(a00, dv, a0p), hn::Store(a01, dv, a0p + lanes), hn::Store(a02, dv, a0p + 2 * lanes),
+        hn::Store(a03, dv, a0p + 3 * lanes);
+    hn::Store(a10, dv, a1p), hn::Store(a11, dv, a1p + lanes), hn::Store(a12, dv, a1p + 2 * lanes),
+        hn::Store(a13, dv, a1p + 3 * lanes);
+    hn::Store(a20, dv, a2p), hn::Store(a21, dv, a2p + lanes), hn::Store(a22, dv, a2p + 2 * lanes),
+        hn::Store(a23, dv, a2p + 3 * lanes);
+    hn::Store(a30, dv, a3p), hn::Store(a31, dv, a3p + lanes), hn::Store(a32, dv, a3p + 2 * lanes),
+        hn::Store(a33, dv, a3p + 3 * lanes);
+  }
+}
+
 // acc[r][:] += sum_t p(r, t) * v[t][:] for rows_pad (even) rows; p(r, t) = s[(t / G) * lanes + r * G + t % G].
 template <int kG, class DV>
 HWY_NOINLINE void AccumulatePV(DV dv, const float* HWY_RESTRICT s, int lanes_total, int rows_pad,
                                ad::F32RowsView v, int n_keys, int hd, float* HWY_RESTRICT acc) {
   const int lanes = int(hn::Lanes(dv));
-  for (int r = 0; r < rows_pad; r += 2) {
+  int r = 0;
+  if (hd % (4 * lanes) == 0) {
+    for (; r + 4 <= rows_pad; r += 4) AccumulatePV4Rows<kG>(dv, s + r * kG, lanes_total, v, n_keys, hd, acc + size_t(r) * hd);
+  }
+  for (; r < rows_pad; r += 2) {
     const float* p0 = s + r * kG;
     const float* p1 = p0 + kG;
     float* acc0 = acc + size_t(r) * hd;

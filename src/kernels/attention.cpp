@@ -12,12 +12,28 @@
 #undef HWY_TARGET_INCLUDE
 #define HWY_TARGET_INCLUDE "kernels/attention.cpp"
 #include "hwy/foreach_target.h"  // IWYU pragma: keep
+#include "hwy/cache_control.h"
 #include "hwy/highway.h"
 #include "kernels/attention-inl.h"
 
 HWY_BEFORE_NAMESPACE();
 namespace kvq {
 namespace HWY_NAMESPACE {
+
+// Prefetches part `part` of `parts` equal parts of bytes [p, p + n).
+HWY_INLINE void PrefetchPart(const uint8_t* p, size_t n, int part, int parts) {
+  const size_t end = n * size_t(part + 1) / size_t(parts);
+  for (size_t i = n * size_t(part) / size_t(parts) / 64 * 64; i < end; i += 64) hwy::Prefetch(p + i);
+}
+
+// x[0 .. n) *= a
+HWY_INLINE void ScaleRow(float a, float* HWY_RESTRICT x, int n) {
+  const DFA df;
+  const int lanes = int(hn::Lanes(df));
+  int i = 0;
+  for (; i + lanes <= n; i += lanes) hn::StoreU(hn::Mul(hn::LoadU(df, x + i), hn::Set(df, a)), df, x + i);
+  for (; i < n; ++i) x[i] *= a;
+}
 
 // One item with the score layout fixed: kG tokens per score vector of tag DQ, rows_pad rows on the lanes.
 template <class DQ, int kG>
@@ -30,16 +46,16 @@ void AttendItemT(DQ dq, const ad::Work& w, const ad::Item& it, int rows, int row
   const size_t cover_max = size_t(hd) + 2 * kQK;
 
   AttentionScratch& sc = ThreadScratch();
-  float* k_rows = Grow(sc.k_rows, ad::kChunk * cover_max);
-  float* k_pairs = Grow(sc.k_pairs, size_t(ad::kChunk) * hd);
-  float* v_rows = Grow(sc.v_rows, ad::kChunk * cover_max);
-  float* qt = Grow(sc.qt, size_t(n_kv) * hd * lanes_total);
-  float* s = Grow(sc.s, size_t(ad::kChunk / kG) * lanes_total);
-  float* acc = Grow(sc.acc, size_t(n_kv) * rows_pad * hd);
-  float* m = Grow(sc.m, size_t(n_kv) * lanes_total);
-  float* l = Grow(sc.l, size_t(n_kv) * lanes_total);
-  float* alpha = Grow(sc.alpha, size_t(lanes_total));
-  float* lim = Grow(sc.lim, size_t(lanes_total));
+  float* k_rows = sc.k_rows.Grow(ad::kChunk * cover_max);
+  float* k_pairs = sc.k_pairs.Grow(size_t(ad::kChunk) * hd);
+  float* v_rows = sc.v_rows.Grow(ad::kChunk * cover_max);
+  float* qt = sc.qt.Grow(size_t(n_kv) * hd * lanes_total);
+  float* s = sc.s.Grow(size_t(ad::kChunk / kG) * lanes_total);
+  float* acc = sc.acc.Grow(size_t(n_kv) * rows_pad * hd);
+  float* m = sc.m.Grow(size_t(n_kv) * lanes_total);
+  float* l = sc.l.Grow(size_t(n_kv) * lanes_total);
+  float* alpha = sc.alpha.Grow(size_t(lanes_total));
+  float* lim = sc.lim.Grow(size_t(lanes_total));
   if constexpr (kG == 2) PairPerm(hd, sc.perm);
 
   // Row r of KV head kh = query it.t0 + r / group, query head kh * group + r % group. Padding rows are zero
@@ -57,10 +73,54 @@ void AttendItemT(DQ dq, const ad::Work& w, const ad::Item& it, int rows, int row
       }
     }
   }
+#if KVQ_INT8_SCORES
+  // Integer K·q (attention_int8-inl.h): decode layout with 16 lanes, whole blocks per head, an int8 key type.
+  const bool use_int8 = kG == 2 && int(hn::Lanes(dq)) == kInt8Lanes && hd % kQK == 0 && Int8KeyType(kv.k_type);
+  const int n_blocks = hd / kQK;
+  const size_t q_int8_bytes = size_t(n_blocks) * (kInt8Steps * kInt8Lanes * 4 + 2 * kInt8Lanes * 4);
+  std::vector<Int8Queries> qi;  // [n_kv]: views into sc.q_int8
+  uint8_t* k_packed = nullptr;
+  float* k_scales = nullptr;
+  uint16_t* k_half_scales = nullptr;
+  // q4_0 / q8_0 values through the AVX-512 decoder (attention_int8-inl.h), whatever the layout.
+  const bool fast_v = hd % kQK == 0 && (kv.v_type == GgmlType::Q4_0 || kv.v_type == GgmlType::Q8_0);
+  float* v_scales = nullptr;  // [kChunk * n_blocks + 16] f32, then as many f16 bits
+  uint16_t* v_half_scales = nullptr;
+  if (fast_v) {
+    const size_t n_scales = size_t(ad::kChunk) * n_blocks + 16;
+    v_scales = sc.v_scale.Grow(n_scales + (n_scales + 1) / 2);
+    v_half_scales = reinterpret_cast<uint16_t*>(v_scales + n_scales);
+  }
+  if (use_int8) {
+    auto* q_bytes = reinterpret_cast<uint8_t*>(sc.q_int8.Grow(size_t(n_kv) * q_int8_bytes / 4));
+    k_packed = reinterpret_cast<uint8_t*>(sc.k_int8.Grow(size_t(ad::kChunk / 2) * n_blocks * 64 / 4));
+    // [kChunk / 2, n_blocks, 2] f32 scales, then as many f16 bits; 16 spare entries each for whole vectors.
+    const size_t n_scales = size_t(ad::kChunk / 2) * n_blocks * 2 + 16;
+    k_scales = sc.k_scale.Grow(n_scales + (n_scales + 1) / 2);
+    k_half_scales = reinterpret_cast<uint16_t*>(k_scales + n_scales);
+    std::vector<float> scaled(static_cast<size_t>(hd));  // [hd] f32: one query head times the softmax scale
+    for (int kh = 0; kh < n_kv; ++kh) {
+      uint8_t* base = q_bytes + size_t(kh) * q_int8_bytes;
+      const size_t codes_bytes = size_t(n_blocks) * kInt8Steps * kInt8Lanes * 4;
+      const Int8Queries view{reinterpret_cast<int8_t*>(base), reinterpret_cast<int32_t*>(base + codes_bytes),
+                             reinterpret_cast<float*>(base + codes_bytes + size_t(n_blocks) * kInt8Lanes * 4)};
+      qi.push_back(view);
+      for (int r = 0; r < rows_pad; ++r) {
+        const float* qrow = nullptr;
+        if (r < rows) {
+          const float* src = w.q + size_t(it.t0 + r / group) * q_stride + size_t(kh * group + r % group) * hd;
+          for (int j = 0; j < hd; ++j) scaled[size_t(j)] = src[j] * w.scale;
+          qrow = scaled.data();
+        }
+        QuantizeQueryRow(qrow, r, hd, kv.k_type, view);
+      }
+    }
+  }
+#endif
   for (int lane = 0; lane < lanes_total; ++lane) {
     const int r = lane / kG;
     const int q_pos = r < rows ? w.pos0 + it.t0 + r / group : it.k1 - 1;
-    lim[lane] = float(std::min(q_pos + 1, it.k1 - 1) - lane % kG);  // causal and end-of-range mask
+    lim[lane] = float(std::min(q_pos, it.k1 - 1) - lane % kG);  // causal and end-of-range mask
   }
   std::fill(m, m + size_t(n_kv) * lanes_total, -std::numeric_limits<float>::infinity());
   std::fill(l, l + size_t(n_kv) * lanes_total, 0.0f);
@@ -68,18 +128,40 @@ void AttendItemT(DQ dq, const ad::Work& w, const ad::Item& it, int rows, int row
 
   for (int c0 = it.k0; c0 < it.k1; c0 += ad::kChunk) {
     const int n = std::min(ad::kChunk, it.k1 - c0);
+    // Ask for the next chunk's rows while this chunk computes (the decode would otherwise stall on every
+    // line: a third of single-thread time at 8K), a share before each KV head: issued in one burst, the
+    // prefetches filled the line-fill buffers and stalled (12% of q8_0/q4_0 decode time).
+    const int n_next = std::min(ad::kChunk, it.k1 - c0 - n);
+    const uint8_t* k_next = kv.k + size_t(c0 + n) * kv.k_row_bytes;
+    const uint8_t* v_next = kv.v + size_t(c0 + n) * kv.v_row_bytes;
     const int n_groups = ((n + kG - 1) / kG + 3) / 4 * 4;  // scores run 4 groups at a time
     const int keys_read = n_groups * kG;                   // rows past n are masked by select, never summed
     for (int kh = 0; kh < n_kv; ++kh) {
-      const ad::HeadSlice ks = ad::head_slice(kv.k_type, kh, hd);
-      const ad::F32RowsView k = DecodeHeadRows(kv.k_type, kv.k + size_t(c0) * kv.k_row_bytes, kv.k_row_bytes, n, ks,
-                                               keys_read == n, k_rows);
-      const float* qt_kh = qt + size_t(kh) * hd * lanes_total;
-      if constexpr (kG == 2) {
-        InterleavePairs(k, n_groups, hd, k_pairs);
-        ScoresG2(dq, qt_kh, k_pairs, n_groups, hd, s);
-      } else {
-        ScoresG1(dq, qt_kh, rows_pad, k, n_groups, hd, s);
+      if (n_next > 0) {
+        PrefetchPart(k_next, size_t(n_next) * kv.k_row_bytes, kh, n_kv);
+        PrefetchPart(v_next, size_t(n_next) * kv.v_row_bytes, kh, n_kv);
+      }
+      bool scored = false;
+#if KVQ_INT8_SCORES
+      if (use_int8) {
+        const size_t first = size_t(kh) * n_blocks * size_t(type_traits(kv.k_type).type_size);
+        PackKeysInt8Any(kv.k_type, kv.k + size_t(c0) * kv.k_row_bytes, kv.k_row_bytes, first, n, n_groups, n_blocks,
+                        k_packed, k_half_scales, k_scales);
+        ScoresInt8(qi[size_t(kh)], k_packed, k_scales, n_groups, n_blocks, s);
+        scored = true;
+      }
+#endif
+      if (!scored) {
+        const ad::HeadSlice ks = ad::head_slice(kv.k_type, kh, hd);
+        const ad::F32RowsView k = DecodeHeadRows(kv.k_type, kv.k + size_t(c0) * kv.k_row_bytes, kv.k_row_bytes, n, ks,
+                                                 keys_read == n, k_rows);
+        const float* qt_kh = qt + size_t(kh) * hd * lanes_total;
+        if constexpr (kG == 2) {
+          InterleavePairs(k, n_groups, hd, k_pairs);
+          ScoresG2(dq, qt_kh, k_pairs, n_groups, hd, s);
+        } else {
+          ScoresG1(dq, qt_kh, rows_pad, k, n_groups, hd, s);
+        }
       }
       float* m_kh = m + size_t(kh) * lanes_total;
       float* l_kh = l + size_t(kh) * lanes_total;
@@ -88,13 +170,38 @@ void AttendItemT(DQ dq, const ad::Work& w, const ad::Item& it, int rows, int row
       float* acc_kh = acc + size_t(kh) * rows_pad * hd;  // [rows_pad, hd]
       for (int r = 0; r < rows_pad; ++r) {
         const float a = alpha[r * kG];
-        if (a != 1.0f) {
-          for (int d = 0; d < hd; ++d) acc_kh[size_t(r) * hd + d] *= a;
-        }
+        if (a != 1.0f) ScaleRow(a, acc_kh + size_t(r) * hd, hd);
       }
-      const ad::HeadSlice vs = ad::head_slice(kv.v_type, kh, hd);
-      const ad::F32RowsView v =
-          DecodeHeadRows(kv.v_type, kv.v + size_t(c0) * kv.v_row_bytes, kv.v_row_bytes, n, vs, true, v_rows);
+      ad::F32RowsView v;
+#if KVQ_INT8_SCORES
+      if (fast_v && kG == 2 && rows_pad == 8 && int(hn::Lanes(dq)) == kInt8Lanes) {  // decode layout: fused
+        const size_t first = size_t(kh) * n_blocks * size_t(type_traits(kv.v_type).type_size);
+        const uint8_t* v_chunk = kv.v + size_t(c0) * kv.v_row_bytes;
+        if (kv.v_type == GgmlType::Q4_0) {
+          AccumulatePVInt<GgmlType::Q4_0>(v_chunk, kv.v_row_bytes, first, n, n_blocks, s, v_half_scales, v_scales,
+                                          acc_kh);
+        } else {
+          AccumulatePVInt<GgmlType::Q8_0>(v_chunk, kv.v_row_bytes, first, n, n_blocks, s, v_half_scales, v_scales,
+                                          acc_kh);
+        }
+        continue;
+      }
+      if (fast_v) {
+        const size_t first = size_t(kh) * n_blocks * size_t(type_traits(kv.v_type).type_size);
+        if (kv.v_type == GgmlType::Q4_0) {
+          DecodeValuesInt<GgmlType::Q4_0>(kv.v + size_t(c0) * kv.v_row_bytes, kv.v_row_bytes, first, n, n_blocks,
+                                          v_half_scales, v_scales, v_rows);
+        } else {
+          DecodeValuesInt<GgmlType::Q8_0>(kv.v + size_t(c0) * kv.v_row_bytes, kv.v_row_bytes, first, n, n_blocks,
+                                          v_half_scales, v_scales, v_rows);
+        }
+        v = ad::F32RowsView{v_rows, size_t(hd)};
+      }
+#endif
+      if (v.data == nullptr) {
+        const ad::HeadSlice vs = ad::head_slice(kv.v_type, kh, hd);
+        v = DecodeHeadRows(kv.v_type, kv.v + size_t(c0) * kv.v_row_bytes, kv.v_row_bytes, n, vs, true, v_rows);
+      }
       AccumulatePVAnyWidth<kG>(s, lanes_total, rows_pad, v, n, hd, acc_kh);
     }
   }

@@ -20,6 +20,8 @@ namespace {
 using matmul_detail::kFloatChunk;
 using matmul_detail::kIntChunk;
 using matmul_detail::kPanelRows;
+using matmul_detail::kWideChunk;
+using matmul_detail::kWideRows;
 
 constexpr size_t kAlign = 64;  // cache line; also the widest vector
 size_t align_up(size_t n) { return (n + kAlign - 1) / kAlign * kAlign; }
@@ -42,19 +44,28 @@ class AlignedBuffer {
   size_t size_ = 0;
 };
 
-// This thread's panel scratch (about 60 KiB).
+// This thread's panel scratch (about 0.9 MiB, mostly regrouped activations for the wide kernel).
 matmul_detail::PanelScratch thread_panel_scratch() {
   const size_t q_bytes = align_up(size_t(kPanelRows * kIntChunk));
   const size_t scale_bytes = align_up(sizeof(float) * size_t(kPanelRows * kIntChunk / 4));
   const size_t min_bytes = align_up(sizeof(float) * size_t(kPanelRows * kIntChunk / 16));
   const size_t f_bytes = align_up(sizeof(float) * size_t(kPanelRows * kFloatChunk));
+  const size_t wide_q_bytes = size_t(kWideRows * kWideChunk);
+  const size_t wide_scale_bytes = sizeof(float) * size_t(kWideRows * kWideChunk / 16);
   thread_local AlignedBuffer buffer;
-  uint8_t* base = buffer.get(q_bytes + scale_bytes + min_bytes + f_bytes);
+  const size_t wide_acts_bytes = size_t(matmul_detail::kWideMaxTiles * matmul_detail::kWideTileBytes);
+  uint8_t* base = buffer.get(q_bytes + scale_bytes + min_bytes + f_bytes + wide_q_bytes + 2 * wide_scale_bytes +
+                             wide_acts_bytes);
   matmul_detail::PanelScratch s;
   s.q = base;
   s.scale = reinterpret_cast<float*>(base + q_bytes);
   s.min = reinterpret_cast<float*>(base + q_bytes + scale_bytes);
   s.f = reinterpret_cast<float*>(base + q_bytes + scale_bytes + min_bytes);
+  uint8_t* wide = base + q_bytes + scale_bytes + min_bytes + f_bytes;  // 64-byte aligned
+  s.wide_q = wide;
+  s.wide_scale = reinterpret_cast<float*>(wide + wide_q_bytes);
+  s.wide_min = reinterpret_cast<float*>(wide + wide_q_bytes + wide_scale_bytes);
+  s.wide_acts = wide + wide_q_bytes + 2 * wide_scale_bytes;
   return s;
 }
 

@@ -23,7 +23,6 @@ namespace {
 namespace hn = hwy::HWY_NAMESPACE;
 using matmul_detail::kFloatChunk;
 using matmul_detail::kPanelRows;
-using matmul_detail::kTokenBlock;
 
 // Token tile width that keeps 4 x T accumulators + 4 weight vectors in registers.
 constexpr int kMaxTokens = (HWY_ARCH_X86 && HWY_TARGET != HWY_AVX3 && HWY_TARGET != HWY_AVX3_DL) ? 2 : 4;
@@ -36,18 +35,20 @@ void FloatKernel(const float* const (&w)[kPanelRows], const float* const (&x)[4]
   const int64_t n = int64_t(hn::Lanes(df));
   using V = hn::Vec<decltype(df)>;
   V acc[kPanelRows][T];
-  for (auto& row : acc) for (auto& v : row) v = hn::Zero(df);
+  KVQ_UNROLL for (int r = 0; r < kPanelRows; ++r) {
+    KVQ_UNROLL for (int t = 0; t < T; ++t) acc[r][t] = hn::Zero(df);
+  }
   int64_t k = 0;
   for (; k + n <= len; k += n) {
     V wv[kPanelRows];
-    for (int r = 0; r < kPanelRows; ++r) wv[r] = hn::LoadU(df, w[r] + k);
-    for (int t = 0; t < T; ++t) {
+    KVQ_UNROLL for (int r = 0; r < kPanelRows; ++r) wv[r] = hn::LoadU(df, w[r] + k);
+    KVQ_UNROLL for (int t = 0; t < T; ++t) {
       const V xv = hn::LoadU(df, x[t] + k);
-      for (int r = 0; r < kPanelRows; ++r) acc[r][t] = hn::MulAdd(wv[r], xv, acc[r][t]);
+      KVQ_UNROLL for (int r = 0; r < kPanelRows; ++r) acc[r][t] = hn::MulAdd(wv[r], xv, acc[r][t]);
     }
   }
-  for (int r = 0; r < kPanelRows; ++r) {
-    for (int t = 0; t < T; ++t) {
+  KVQ_UNROLL for (int r = 0; r < kPanelRows; ++r) {
+    KVQ_UNROLL for (int t = 0; t < T; ++t) {
       float sum = hn::GetLane(hn::SumOfLanes(df, acc[r][t]));
       for (int64_t i = k; i < len; ++i) sum += w[r][i] * x[t][i];  // only for vectors wider than 32 floats
       out[r][t] = sum;
@@ -96,8 +97,9 @@ const float* WidenRow(GgmlType type, const uint8_t* row, int64_t k0, int64_t len
 void MatmulFloatRows(const WeightMatrix& w, const float* x, int64_t n_tokens, int64_t r0, int64_t r1,
                      float* y, const matmul_detail::PanelScratch& s) {
   const size_t w_row_bytes = row_bytes(w.type, w.n_in);
-  for (int64_t tb0 = 0; tb0 < n_tokens; tb0 += kTokenBlock) {
-    const int64_t tb1 = std::min(n_tokens, tb0 + kTokenBlock);
+  const int64_t block = matmul_detail::token_block(w.n_in * int64_t(sizeof(float)));
+  for (int64_t tb0 = 0; tb0 < n_tokens; tb0 += block) {
+    const int64_t tb1 = std::min(n_tokens, tb0 + block);
     for (int64_t r = r0; r < r1; r += kPanelRows) {
       const int64_t nr = std::min(kPanelRows, r1 - r);
       for (int64_t k0 = 0; k0 < w.n_in; k0 += kFloatChunk) {

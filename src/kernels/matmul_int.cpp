@@ -8,9 +8,15 @@
 // fold in without horizontal sums. Mins (and offsets such as q4_0's 8) are applied once per 16 values
 // at the end of a chunk: sum_g min_g * (activation scale * sum of 16 codes).
 //
-// Measured on this machine (AVX-512 VNNI, 1 thread, bench/matmul_bench): the int8 path beats
-// dequantize + f32 FMA (matmul_float.cpp) by a wide margin for every quantized type in prompt processing
-// and at least matches it in decode, so matmul() uses it for all quantized weights.
+// Which kernel runs (AVX-512 VNNI target): n_tokens = 1 with q4_0 / q8_0 -> fused GEMV
+// (matmul_gemv-inl.h); n_tokens >= 4 -> 16-row interleaved kernel (matmul_wide-inl.h); otherwise the
+// 4-row panel kernel below, which is also the only int8 kernel of the other targets.
+//
+// int8 vs dequantize + f32 FMA (matmul_float.cpp), 1 thread, CPU time, cache-resident 2048x2048, on
+// this shared (noisy) machine: q4_0 GEMV 420 us (panel kernel) / 224 us (fused) vs 518 us, GEMM over
+// 512 tokens 34.5 ms (4-row kernel) / 20-27 ms (wide) vs 52.3 ms; q8_0 GEMV 233 us (fused) vs 512 us,
+// GEMM 36.8 ms (4-row) vs 38.9 ms; q4_K GEMM 36.9 ms (4-row) vs 64.5 ms. The int8 path wins everywhere,
+// so matmul() uses it for every quantized type.
 
 #include <algorithm>
 #include <cstring>
@@ -21,6 +27,8 @@
 // foreach_target.h must come first.
 #include "hwy/highway.h"
 #include "kernels/matmul_decode-inl.h"
+#include "kernels/matmul_gemv-inl.h"
+#include "kernels/matmul_wide-inl.h"
 #include "kernels/matmul_internal.h"
 
 #if HWY_ARCH_X86
@@ -35,7 +43,6 @@ namespace {
 namespace hn = hwy::HWY_NAMESPACE;
 using matmul_detail::kIntChunk;
 using matmul_detail::kPanelRows;
-using matmul_detail::kTokenBlock;
 
 // Quantizes one token: per 32 values, scale = absmax / 127 and code = round(x / scale).
 void QuantizeActivations(const float* x, int64_t n_in, int8_t* q, float* scale, float* sum16) {
@@ -94,8 +101,9 @@ constexpr int64_t kMnStride = kIntChunk / 16;
 
 #if HWY_TARGET == HWY_AVX3_DL
 // Highway 1.0.3's AVX3_DL target string names avxvnni (VEX) but not avx512vnni, although its run-time
-// check for the target requires AVX-512 VNNI: enable it for the functions that use vpdpbusd.
-#define KVQ_AVX512_VNNI __attribute__((target("avx512vnni")))
+// check for the target requires AVX-512 VNNI: enable it (on top of the target's own features, which
+// clang would otherwise drop) for the functions that use vpdpbusd.
+#define KVQ_AVX512_VNNI __attribute__((target(HWY_TARGET_STR ",avx512vnni")))
 
 // GCC 12's _mm512_cvtepi32_ps and _mm512_reduce_add_ps pass deliberately undefined vectors that its own
 // -Wuninitialized flags after inlining; these equivalents start from zero vectors instead.
@@ -114,14 +122,14 @@ KVQ_AVX512_VNNI HWY_INLINE void VnniStep(const PanelIn& p, const ActsIn& a, int6
   constexpr __mmask16 kLanes = kTail ? 0x00FF : 0xFFFF;
   __m512i w[kPanelRows];
   __m512 sw[kPanelRows];
-  for (int r = 0; r < kPanelRows; ++r) {
+  KVQ_UNROLL for (int r = 0; r < kPanelRows; ++r) {
     w[r] = _mm512_maskz_loadu_epi8(kBytes, p.q + r * kIntChunk + k);
     sw[r] = _mm512_maskz_loadu_ps(kLanes, p.sc + r * kScStride + k / 4);
   }
-  for (int t = 0; t < T; ++t) {
+  KVQ_UNROLL for (int t = 0; t < T; ++t) {
     const __m512i x = _mm512_maskz_loadu_epi8(kBytes, a.q[t] + k);
     const __m512 sx = _mm512_maskz_loadu_ps(kLanes, a.sc[t] + k / 4);
-    for (int r = 0; r < kPanelRows; ++r) {
+    KVQ_UNROLL for (int r = 0; r < kPanelRows; ++r) {
       const __m512i dot = _mm512_dpbusd_epi32(_mm512_setzero_si512(), w[r], x);
       acc[r][t] = _mm512_fmadd_ps(ToFloat(dot), _mm512_mul_ps(sw[r], sx), acc[r][t]);
     }
@@ -133,7 +141,9 @@ KVQ_AVX512_VNNI void MicroKernel(const PanelIn& p, const ActsIn& a, bool has_min
                                  float (&out)[kPanelRows][4]) {
   static_assert(!kSigned, "the VNNI kernel takes unsigned codes");
   __m512 acc[kPanelRows][T];
-  for (auto& row : acc) for (auto& v : row) v = _mm512_setzero_ps();
+  KVQ_UNROLL for (int r = 0; r < kPanelRows; ++r) {
+    KVQ_UNROLL for (int t = 0; t < T; ++t) acc[r][t] = _mm512_setzero_ps();
+  }
   int64_t k = 0;
   for (; k + 64 <= p.len; k += 64) VnniStep<T, false>(p, a, k, acc);
   if (k < p.len) VnniStep<T, true>(p, a, k, acc);
@@ -142,15 +152,15 @@ KVQ_AVX512_VNNI void MicroKernel(const PanelIn& p, const ActsIn& a, bool has_min
     for (int64_t g = 0; g < groups; g += 16) {
       const __mmask16 m = groups - g >= 16 ? __mmask16(0xFFFF) : __mmask16((1u << (groups - g)) - 1);
       __m512 mn[kPanelRows];
-      for (int r = 0; r < kPanelRows; ++r) mn[r] = _mm512_maskz_loadu_ps(m, p.mn + r * kMnStride + g);
-      for (int t = 0; t < T; ++t) {
+      KVQ_UNROLL for (int r = 0; r < kPanelRows; ++r) mn[r] = _mm512_maskz_loadu_ps(m, p.mn + r * kMnStride + g);
+      KVQ_UNROLL for (int t = 0; t < T; ++t) {
         const __m512 s = _mm512_maskz_loadu_ps(m, a.s16[t] + g);
-        for (int r = 0; r < kPanelRows; ++r) acc[r][t] = _mm512_fnmadd_ps(mn[r], s, acc[r][t]);
+        KVQ_UNROLL for (int r = 0; r < kPanelRows; ++r) acc[r][t] = _mm512_fnmadd_ps(mn[r], s, acc[r][t]);
       }
     }
   }
-  for (int r = 0; r < kPanelRows; ++r) {
-    for (int t = 0; t < T; ++t) out[r][t] = ReduceAdd(acc[r][t]);
+  KVQ_UNROLL for (int r = 0; r < kPanelRows; ++r) {
+    KVQ_UNROLL for (int t = 0; t < T; ++t) out[r][t] = ReduceAdd(acc[r][t]);
   }
 }
 
@@ -162,19 +172,21 @@ template <int T, bool kSigned>
 void MicroKernel(const PanelIn& p, const ActsIn& a, bool has_min, float (&out)[kPanelRows][4]) {
   const __m256i ones = _mm256_set1_epi16(1);
   __m256 acc[kPanelRows][T];
-  for (auto& row : acc) for (auto& v : row) v = _mm256_setzero_ps();
+  KVQ_UNROLL for (int r = 0; r < kPanelRows; ++r) {
+    KVQ_UNROLL for (int t = 0; t < T; ++t) acc[r][t] = _mm256_setzero_ps();
+  }
   for (int64_t k = 0; k < p.len; k += 32) {
     __m256i w[kPanelRows], wabs[kPanelRows];
     __m256 sw[kPanelRows];
-    for (int r = 0; r < kPanelRows; ++r) {
+    KVQ_UNROLL for (int r = 0; r < kPanelRows; ++r) {
       w[r] = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p.q + r * kIntChunk + k));
       wabs[r] = kSigned ? _mm256_abs_epi8(w[r]) : w[r];
       sw[r] = _mm256_loadu_ps(p.sc + r * kScStride + k / 4);
     }
-    for (int t = 0; t < T; ++t) {
+    KVQ_UNROLL for (int t = 0; t < T; ++t) {
       const __m256i x = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(a.q[t] + k));
       const __m256 sx = _mm256_loadu_ps(a.sc[t] + k / 4);
-      for (int r = 0; r < kPanelRows; ++r) {
+      KVQ_UNROLL for (int r = 0; r < kPanelRows; ++r) {
         const __m256i pairs = _mm256_maddubs_epi16(wabs[r], kSigned ? _mm256_sign_epi8(x, w[r]) : x);
         const __m256i dot = _mm256_madd_epi16(pairs, ones);
         acc[r][t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(dot), _mm256_mul_ps(sw[r], sx), acc[r][t]);
@@ -187,20 +199,20 @@ void MicroKernel(const PanelIn& p, const ActsIn& a, bool has_min, float (&out)[k
     int64_t g = 0;
     for (; g + 8 <= groups; g += 8) {
       __m256 mn[kPanelRows];
-      for (int r = 0; r < kPanelRows; ++r) mn[r] = _mm256_loadu_ps(p.mn + r * kMnStride + g);
-      for (int t = 0; t < T; ++t) {
+      KVQ_UNROLL for (int r = 0; r < kPanelRows; ++r) mn[r] = _mm256_loadu_ps(p.mn + r * kMnStride + g);
+      KVQ_UNROLL for (int t = 0; t < T; ++t) {
         const __m256 s = _mm256_loadu_ps(a.s16[t] + g);
-        for (int r = 0; r < kPanelRows; ++r) acc[r][t] = _mm256_fnmadd_ps(mn[r], s, acc[r][t]);
+        KVQ_UNROLL for (int r = 0; r < kPanelRows; ++r) acc[r][t] = _mm256_fnmadd_ps(mn[r], s, acc[r][t]);
       }
     }
     for (; g < groups; ++g) {
-      for (int r = 0; r < kPanelRows; ++r) {
-        for (int t = 0; t < T; ++t) tail[r][t] += p.mn[r * kMnStride + g] * a.s16[t][g];
+      KVQ_UNROLL for (int r = 0; r < kPanelRows; ++r) {
+        KVQ_UNROLL for (int t = 0; t < T; ++t) tail[r][t] += p.mn[r * kMnStride + g] * a.s16[t][g];
       }
     }
   }
-  for (int r = 0; r < kPanelRows; ++r) {
-    for (int t = 0; t < T; ++t) {
+  KVQ_UNROLL for (int r = 0; r < kPanelRows; ++r) {
+    KVQ_UNROLL for (int t = 0; t < T; ++t) {
       const __m128 s4 = _mm_add_ps(_mm256_castps256_ps128(acc[r][t]), _mm256_extractf128_ps(acc[r][t], 1));
       const __m128 s2 = _mm_add_ps(s4, _mm_movehl_ps(s4, s4));
       out[r][t] = _mm_cvtss_f32(_mm_add_ss(s2, _mm_movehdup_ps(s2))) - tail[r][t];
@@ -222,17 +234,19 @@ void MicroKernel(const PanelIn& p, const ActsIn& a, bool has_min, float (&out)[k
   using VF = hn::Vec<decltype(df)>;
   using VI = hn::Vec<decltype(d32)>;
   VF acc[kPanelRows][T];
-  for (auto& row : acc) for (auto& v : row) v = hn::Zero(df);
+  KVQ_UNROLL for (int r = 0; r < kPanelRows; ++r) {
+    KVQ_UNROLL for (int t = 0; t < T; ++t) acc[r][t] = hn::Zero(df);
+  }
   for (int64_t g = 0; g < p.len / 16; ++g) {
     VI sum0[kPanelRows][T], sum1[kPanelRows][T];
-    for (int r = 0; r < kPanelRows; ++r) {
-      for (int t = 0; t < T; ++t) sum0[r][t] = sum1[r][t] = hn::Zero(d32);
+    KVQ_UNROLL for (int r = 0; r < kPanelRows; ++r) {
+      KVQ_UNROLL for (int t = 0; t < T; ++t) sum0[r][t] = sum1[r][t] = hn::Zero(d32);
     }
     for (size_t i = 0; i < 16; i += n) {
       const int64_t k = 16 * g + int64_t(i);
-      for (int t = 0; t < T; ++t) {
+      KVQ_UNROLL for (int t = 0; t < T; ++t) {
         const auto x = hn::PromoteTo(d16, hn::LoadU(d8, a.q[t] + k));
-        for (int r = 0; r < kPanelRows; ++r) {
+        KVQ_UNROLL for (int r = 0; r < kPanelRows; ++r) {
           const uint8_t* wq = p.q + r * kIntChunk + k;
           const auto w = kSigned ? hn::PromoteTo(d16, hn::LoadU(d8, reinterpret_cast<const int8_t*>(wq)))
                                  : hn::BitCast(d16, hn::PromoteTo(hn::RebindToUnsigned<decltype(d16)>(),
@@ -241,16 +255,16 @@ void MicroKernel(const PanelIn& p, const ActsIn& a, bool has_min, float (&out)[k
         }
       }
     }
-    for (int r = 0; r < kPanelRows; ++r) {
-      for (int t = 0; t < T; ++t) {
+    KVQ_UNROLL for (int r = 0; r < kPanelRows; ++r) {
+      KVQ_UNROLL for (int t = 0; t < T; ++t) {
         const VF dot = hn::ConvertTo(df, hn::Add(sum0[r][t], sum1[r][t]));
         const float s = p.sc[r * kScStride + 4 * g] * a.sc[t][4 * g];
         acc[r][t] = hn::MulAdd(dot, hn::Set(df, s), acc[r][t]);
       }
     }
   }
-  for (int r = 0; r < kPanelRows; ++r) {
-    for (int t = 0; t < T; ++t) {
+  KVQ_UNROLL for (int r = 0; r < kPanelRows; ++r) {
+    KVQ_UNROLL for (int t = 0; t < T; ++t) {
       float min_term = 0.0f;
       if (has_min) {
         for (int64_t g = 0; g < p.len / 16; ++g) min_term += p.mn[r * kMnStride + g] * a.s16[t][g];
@@ -278,12 +292,15 @@ bool IsEightBitType(GgmlType type) {
 
 void MatmulInt8Rows(const WeightMatrix& w, const matmul_detail::QuantizedActs& a, int64_t n_tokens,
                     int64_t r0, int64_t r1, float* y, const matmul_detail::PanelScratch& s) {
+  if (n_tokens == 1 && matmul_gemv::FusedGemv(w, a, r0, r1, y)) return;
+  if (matmul_wide::WideGemm(w, a, n_tokens, r0, r1, y, s)) return;
   const TypeTraits& traits = type_traits(w.type);
   const size_t w_row_bytes = row_bytes(w.type, w.n_in);
   const bool signed_panel = kSignedCodes && IsEightBitType(w.type);
   const bool has_min = !signed_panel;
-  for (int64_t tb0 = 0; tb0 < n_tokens; tb0 += kTokenBlock) {
-    const int64_t tb1 = std::min(n_tokens, tb0 + kTokenBlock);
+  const int64_t block = matmul_detail::token_block(w.n_in * matmul_detail::kActBytesPerValue4 / 4);
+  for (int64_t tb0 = 0; tb0 < n_tokens; tb0 += block) {
+    const int64_t tb1 = std::min(n_tokens, tb0 + block);
     for (int64_t r = r0; r < r1; r += kPanelRows) {
       const int64_t nr = std::min(kPanelRows, r1 - r);
       for (int64_t k0 = 0; k0 < w.n_in; k0 += kIntChunk) {

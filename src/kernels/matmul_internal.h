@@ -3,7 +3,7 @@
 //
 // Scheme. The OpenMP driver quantizes the activations once per call, then gives each thread a contiguous
 // range of output rows. A thread walks its rows kPanelRows at a time: it decodes those rows, one chunk of
-// n_in at a time, into a small "panel" in a kernel-friendly form (decoded once per kTokenBlock tokens,
+// n_in at a time, into a small "panel" in a kernel-friendly form (decoded once per token_block() tokens,
 // whatever the weight type), then runs a register-tiled micro-kernel of kPanelRows rows x up to 4 tokens
 // over the chunk. For n_tokens = 1 (decode) this streams the weights once; for prompts each weight block is
 // decoded once per 64 tokens and every loaded activation vector is reused for 4 rows.
@@ -13,16 +13,29 @@
 
 #include "kernels/matmul.h"
 
+// Fully unrolls a register-tile loop: without it GCC -O2 keeps the arrays of accumulators in memory.
+#define KVQ_UNROLL _Pragma("GCC unroll 16")
+
 namespace kvq::matmul_detail {
 
 inline constexpr int64_t kPanelRows = 4;  // micro-kernel height: weight rows decoded together
 // Values of n_in per panel chunk (a multiple of every block size). Int8 panel of 4 rows (2 bytes/value)
 // + 4 tokens of activations (2.25 bytes/value) = 34 KiB: stays in a 48 KiB L1.
 inline constexpr int64_t kIntChunk = 2048;
-inline constexpr int64_t kFloatChunk = 1024;  // f32 panel of 4 rows + 4 f32 tokens = 32 KiB
-// Tokens whose activations stay cache-resident while one panel is reused for all of them:
-// 64 tokens x 2048 values x 2.25 bytes = 288 KiB of L2.
-inline constexpr int64_t kTokenBlock = 64;
+inline constexpr int64_t kFloatChunk = 1024;
+// Prompt-processing kernel with 16 rows interleaved in one AVX-512 vector (matmul_wide-inl.h): panel of
+// 16 rows x 1024 values (16 KiB codes + 8 KiB scales and mins) + 8 tokens of codes (8 KiB) in L1.
+inline constexpr int64_t kWideRows = 16;
+inline constexpr int64_t kWideChunk = 1024;  // f32 panel of 4 rows + 4 f32 tokens = 32 KiB
+// Bytes of L2 (2 MiB per core here) given to the activations of one token block: the panel of 4 rows
+// is decoded once per block and reused for all its tokens, so bigger blocks decode less often.
+inline constexpr int64_t kActL2Budget = int64_t(1) << 20;
+
+// Tokens per block for activations of `bytes_per_token` bytes: a multiple of 4 in [16, 512].
+inline int64_t token_block(int64_t bytes_per_token) {
+  const int64_t n = kActL2Budget / (bytes_per_token > 0 ? bytes_per_token : 1) / 4 * 4;
+  return n < 16 ? 16 : (n > 512 ? 512 : n);
+}
 
 // Activations quantized to 8-bit codes with one f32 scale per 32 values (value ~= scale * code), laid
 // out for the integer kernels. The scale is repeated for every 4 values so that a kernel loads the scale
@@ -43,7 +56,17 @@ struct PanelScratch {
   float* scale;   // [kPanelRows, kIntChunk / 4] scale of each group of 4 values
   float* min;     // [kPanelRows, kIntChunk / 16] min of each group of 16 values
   float* f;       // [kPanelRows, kFloatChunk] dequantized weights for the float path
+  uint8_t* wide_q;   // [kWideChunk / 4, kWideRows, 4] codes, 4 consecutive values of each row together
+  float* wide_scale; // [kWideChunk / 16, kWideRows] scale of each group of 16 values
+  float* wide_min;   // [kWideChunk / 16, kWideRows] min of each group of 16 values
+  // Activations of one token block and chunk regrouped by tiles of kWideTokens tokens, so the kernel
+  // walks one pointer: codes [tiles][kWideChunk / 4][kWideTokens] x 4 bytes, then scales and code sums
+  // [tiles][kWideChunk / 16][kWideTokens] f32 each.
+  uint8_t* wide_acts;
 };
+inline constexpr int64_t kWideTokens = 8;
+inline constexpr int64_t kWideMaxTiles = (512 + kWideTokens - 1) / kWideTokens + 1;  // token_block() <= 512
+inline constexpr int64_t kWideTileBytes = kWideTokens * kWideChunk + 2 * 4 * kWideTokens * kWideChunk / 16;
 
 // Which kernel family computes a call; kAuto picks the measured-faster one for the type.
 enum class Path { kAuto, kInt8, kFloat };

@@ -51,7 +51,8 @@ class KvCache {
   KvCache& operator=(KvCache&&) = default;
 
   // k, v: [n_tokens, n_head_kv * head_dim] f32 rows for positions pos .. pos + n_tokens - 1 (k already
-  // rotated by RoPE). Quantizes on append; positions may be rewritten (e.g. after a rewind).
+  // rotated by RoPE). Quantizes on append; positions may be rewritten (e.g. after a rewind). One store at a
+  // time: padded rows go through a staging buffer of the cache.
   void store(int layer, int pos, int n_tokens, const float* k, const float* v);
 
   uint64_t k_bytes() const;  // allocated, all layers
