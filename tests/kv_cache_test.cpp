@@ -142,7 +142,8 @@ TEST(KvCache, CreateRejectsBadArguments) {
   EXPECT_FALSE(KvCache::create({1, 16, 0, 64}, {KvTypes{}}).ok());
 }
 
-// store() writes row t at position pos + t as quantize_row_ref would, whether rows need padding or not,
+// store() writes row t at position pos + t as quantize_row_ref would (iq4_nl: its no-search variant,
+// the cache's quantizer), whether rows need padding or not,
 // and whether they arrive one by one or together.
 TEST(KvCache, StorePlacesQuantizedRows) {
   for (GgmlType type : kKvCacheTypes) {
@@ -161,7 +162,11 @@ TEST(KvCache, StorePlacesQuantizedRows) {
       std::vector<uint8_t> expected(view.k_row_bytes);
       for (int t = 0; t < 12; ++t) {
         std::copy_n(&k[size_t(t) * row_values], row_values, staged.begin());
-        quantize_row_ref(type, staged.data(), expected.data(), padded);
+        if (type == GgmlType::IQ4_NL) {
+          quantize_row_iq4_nl_nosearch_ref(staged.data(), reinterpret_cast<BlockIQ4_NL*>(expected.data()), padded);
+        } else {
+          quantize_row_ref(type, staged.data(), expected.data(), padded);
+        }
         ASSERT_EQ(0, std::memcmp(expected.data(), view.k + size_t(t) * view.k_row_bytes, view.k_row_bytes))
             << type_name(type) << " row " << t << " of " << shape.n_head_kv << "x" << shape.head_dim;
         ASSERT_EQ(0, std::memcmp(&v[size_t(t) * row_values], view.v + size_t(t) * view.v_row_bytes, view.v_row_bytes));

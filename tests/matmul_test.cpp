@@ -188,24 +188,39 @@ TEST_P(MatmulTarget, DefaultPathMatchesReference) {
   check(Acts::kGaussian, Path::kAuto, quantized ? kMaxRelRmseInt8Gaussian : kMaxRelRmseFloat);
 }
 
-TEST_P(MatmulTarget, Int8PathWithOutlierChannels) {
-  if (!type_traits(type()).quantized) GTEST_SKIP() << "float weights have no int8 path";
+// The int8 path exists for quantized weights only.
+class MatmulTargetInt8 : public MatmulTarget {};
+
+TEST_P(MatmulTargetInt8, Int8PathWithOutlierChannels) {
   check(Acts::kOutliers, Path::kInt8, kMaxRelRmseInt8Outliers);
 }
 
 // Exact activations isolate the weight decoding and the kernel: any wrong code, scale or min shows.
-TEST_P(MatmulTarget, Int8PathExactForRepresentableActivations) {
-  if (!type_traits(type()).quantized) GTEST_SKIP() << "float weights have no int8 path";
+TEST_P(MatmulTargetInt8, Int8PathExactForRepresentableActivations) {
   check(Acts::kExactInt8, Path::kInt8, kMaxRelRmseInt8Exact);
+}
+
+std::string target_type_name(const ::testing::TestParamInfo<std::tuple<int64_t, GgmlType>>& info) {
+  return std::string(hwy::TargetName(std::get<0>(info.param))) + "_" +
+         std::string(type_name(std::get<1>(info.param)));
+}
+
+std::vector<GgmlType> quantized_types() {
+  std::vector<GgmlType> out;
+  for (GgmlType t : kAllTypes) {
+    if (type_traits(t).quantized) out.push_back(t);
+  }
+  return out;
 }
 
 INSTANTIATE_TEST_SUITE_P(AllTargetsAllTypes, MatmulTarget,
                          ::testing::Combine(::testing::ValuesIn(hwy::SupportedAndGeneratedTargets()),
                                             ::testing::ValuesIn(kAllTypes)),
-                         [](const ::testing::TestParamInfo<std::tuple<int64_t, GgmlType>>& info) {
-                           return std::string(hwy::TargetName(std::get<0>(info.param))) + "_" +
-                                  std::string(type_name(std::get<1>(info.param)));
-                         });
+                         target_type_name);
+INSTANTIATE_TEST_SUITE_P(AllTargetsQuantizedTypes, MatmulTargetInt8,
+                         ::testing::Combine(::testing::ValuesIn(hwy::SupportedAndGeneratedTargets()),
+                                            ::testing::ValuesIn(quantized_types())),
+                         target_type_name);
 
 TEST(Matmul, SupportsExactlyTheKernelTypes) {
   for (GgmlType type : kAllTypes) EXPECT_TRUE(matmul_supports(type)) << type_name(type);

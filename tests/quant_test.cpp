@@ -457,6 +457,31 @@ INSTANTIATE_TEST_SUITE_P(AllQuantizers, QuantRoundTrip,
 
 // ---- type predicates and q8_K's layout ----
 
+// The KV cache's iq4_nl quantizer (no scale search, as llama.cpp's cache store): more error than the
+// searched one, still no worse than q4_0 at the same 4.5 bits.
+TEST(QuantIq4Nl, NoSearchVariantBetweenSearchAndQ4_0) {
+  std::mt19937 rng(7);
+  std::normal_distribution<float> gauss(0.0f, 1.0f);
+  std::vector<float> x(64 * kRow);  // [64, 256] f32
+  for (float& v : x) v = gauss(rng);
+  std::vector<BlockIQ4_NL> blocks(x.size() / kQK);
+  quantize_row_iq4_nl_nosearch_ref(x.data(), blocks.data(), int64_t(x.size()));
+  const double nosearch = nmse(x.data(), dequantize(GgmlType::IQ4_NL, reinterpret_cast<const uint8_t*>(blocks.data()),
+                                                    int64_t(x.size()), true).data(), x.size());
+  auto roundtrip = [&](GgmlType type) {
+    const std::vector<uint8_t> bytes = quantize(type, x, true);
+    return nmse(x.data(), dequantize(type, bytes.data(), int64_t(x.size()), true).data(), x.size());
+  };
+  std::printf("iq4_nl NMSE: no search %.3e, search %.3e, q4_0 %.3e\n", nosearch, roundtrip(GgmlType::IQ4_NL),
+              roundtrip(GgmlType::Q4_0));
+  EXPECT_GE(nosearch, roundtrip(GgmlType::IQ4_NL));
+  EXPECT_LE(nosearch, roundtrip(GgmlType::Q4_0));
+  // quantize_row_kv routes iq4_nl to this variant and every other type to quantize_row.
+  std::vector<BlockIQ4_NL> via_kv(blocks.size());
+  quantize_row_kv(GgmlType::IQ4_NL, x.data(), via_kv.data(), int64_t(x.size()));
+  EXPECT_EQ(0, std::memcmp(via_kv.data(), blocks.data(), blocks.size() * sizeof(BlockIQ4_NL)));
+}
+
 TEST(QuantTypes, KvCacheTypesAreTheQuantizableStorageFormats) {
   for (GgmlType type : kAllDequantTypes) {
     const bool kv = type == GgmlType::F32 || type == GgmlType::F16 || type == GgmlType::BF16 ||

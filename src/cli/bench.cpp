@@ -20,8 +20,8 @@ struct BenchArgs {
   std::string n_prompt = "512";
   std::string n_gen = "64";
   std::string depths = "0";
-  std::string keys = "f16";
-  std::string values = "f16";
+  std::vector<std::string> keys{"f16"};
+  std::vector<std::string> values{"f16"};
   int repetitions = 3;
   int threads = 0;
   std::string output = "md";
@@ -37,16 +37,6 @@ Result<std::vector<int>> parse_int_list(const std::string& text, const char* fla
       return make_error("{}: '{}' is not a non-negative integer list", flag, text);
     }
     out.push_back(int(v));
-  }
-  return out;
-}
-
-Result<std::vector<GgmlType>> parse_type_list(const std::string& text, const char* flag) {
-  std::vector<GgmlType> out;
-  for (auto part : std::views::split(std::string_view(text), ',')) {
-    auto type = parse_kv_type(std::string_view(part.begin(), part.end()));
-    if (!type) return make_error("{}: {}", flag, type.error().message);
-    out.push_back(*type);
   }
   return out;
 }
@@ -70,8 +60,8 @@ int run_bench(const BenchArgs& args) {
   auto prompts = parse_int_list(args.n_prompt, "-p");
   auto gens = parse_int_list(args.n_gen, "-n");
   auto depths = parse_int_list(args.depths, "--depth");
-  auto keys = parse_type_list(args.keys, "--kvq-key");
-  auto values = parse_type_list(args.values, "--kvq-val");
+  auto keys = parse_kv_type_list(args.keys, "--kvq-key");
+  auto values = parse_kv_type_list(args.values, "--kvq-val");
   for (const Error* e : {prompts.ok() ? nullptr : &prompts.error(), gens.ok() ? nullptr : &gens.error(),
                          depths.ok() ? nullptr : &depths.error(), keys.ok() ? nullptr : &keys.error(),
                          values.ok() ? nullptr : &values.error()}) {
@@ -132,24 +122,24 @@ int run_bench(const BenchArgs& args) {
           if (p == 0) continue;
           std::vector<int32_t> batch(static_cast<size_t>(p));
           std::vector<double> tps;
-          for (int r = 0; r < args.repetitions; ++r) {
+          for (int r = -1; r < args.repetitions; ++r) {  // r = -1: untimed warm-up
             for (auto& t : batch) t = random_token(rng);
             const auto start = std::chrono::steady_clock::now();
             KVQ_CHECK(model.forward(batch, depth, *cache, logits.data(), false).ok());
-            tps.push_back(p / seconds_since(start));
+            if (r >= 0) tps.push_back(p / seconds_since(start));
           }
           record("pp" + std::to_string(p), p, tps, 0.0);
         }
         for (int n : *gens) {
           if (n == 0) continue;
           std::vector<double> tps;
-          for (int r = 0; r < args.repetitions; ++r) {
+          for (int r = -1; r < args.repetitions; ++r) {  // r = -1: untimed warm-up
             const auto start = std::chrono::steady_clock::now();
             for (int i = 0; i < n; ++i) {
               const int32_t one[1] = {random_token(rng)};
               KVQ_CHECK(model.forward(one, depth + i, *cache, logits.data(), false).ok());
             }
-            tps.push_back(n / seconds_since(start));
+            if (r >= 0) tps.push_back(n / seconds_since(start));
           }
           // A generated token reads every weight and the cache up to its position once.
           record("tg" + std::to_string(n), n, tps, weight_bytes + kv_per_token * (depth + n / 2.0));
@@ -198,10 +188,10 @@ void register_bench(CLI::App& app) {
   cmd->add_option("-d,--depth", args->depths, "context depths, comma-separated")->capture_default_str();
   cmd->add_option("--kvq-key,--cache-type-k", args->keys,
                   "key cache types (also -ctk), comma-separated (bits or names), env KVQ_KEY")
-      ->capture_default_str()->envname("KVQ_KEY");
+      ->delimiter(',')->capture_default_str()->envname("KVQ_KEY");
   cmd->add_option("--kvq-val,--cache-type-v", args->values,
                   "value cache types (also -ctv), comma-separated (bits or names), env KVQ_VAL")
-      ->capture_default_str()->envname("KVQ_VAL");
+      ->delimiter(',')->capture_default_str()->envname("KVQ_VAL");
   cmd->add_option("-r,--repetitions", args->repetitions, "repetitions per test")->capture_default_str();
   cmd->add_option("-t,--threads", args->threads, "threads (0 = all cores)")->capture_default_str();
   cmd->add_option("-o,--output", args->output, "md, csv or json")->capture_default_str();

@@ -5,6 +5,9 @@
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
+#include <fstream>
+#include <sstream>
+#include <algorithm>
 #include <iostream>
 
 #include "cli/commands.h"
@@ -51,6 +54,25 @@ std::string describe_kv_types(const std::vector<KvTypes>& types) {
     if (t.k != types[0].k || t.v != types[0].v) return "per-layer mix";
   }
   return types.empty() ? "none" : one(types[0]);
+}
+
+Result<std::vector<GgmlType>> parse_kv_type_list(const std::vector<std::string>& names, const char* flag) {
+  std::vector<GgmlType> types;
+  for (const std::string& name : names) {
+    auto t = parse_kv_type(name);
+    if (!t) return make_error("{}: {}", flag, t.error().message);
+    if (std::find(types.begin(), types.end(), *t) == types.end()) types.push_back(*t);
+  }
+  return types;
+}
+
+Result<std::string> read_text_file(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) return make_error("{}: cannot open the text file", path);
+  std::ostringstream s;
+  s << in.rdbuf();
+  if (in.bad()) return make_error("{}: read error", path);
+  return s.str();
 }
 
 void report_error(const Error& error) {

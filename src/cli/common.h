@@ -24,6 +24,12 @@ Result<std::vector<KvTypes>> resolve_kv_types(const KvOptions& options, int n_la
 // "q8_0/q4_0", or "mixed (n layers)" when layers differ.
 std::string describe_kv_types(const std::vector<KvTypes>& types);
 
+// Distinct cache types named by `names` (bits or type names); errors name the flag.
+Result<std::vector<GgmlType>> parse_kv_type_list(const std::vector<std::string>& names, const char* flag);
+
+// The whole file as bytes; errors name the file.
+Result<std::string> read_text_file(const std::string& path);
+
 // Prints "kvq: error: ..." on stderr and sets the process exit code to 1.
 void report_error(const Error& error);
 

@@ -21,6 +21,10 @@ Result<KvCache> make_checked_cache(const LoadedModel& loaded, int n_ctx) {
     std::fprintf(stderr, "kvq: warning: context %d exceeds the model's trained context %d\n", n_ctx,
                  c.n_ctx_train);
   }
+  if (c.sliding_window > 0 && n_ctx > c.sliding_window) {
+    return make_error("the model uses sliding-window attention (window {}), which kvq does not "
+                      "implement; use a context of at most {}", c.sliding_window, c.sliding_window);
+  }
   const KvCacheShape shape{c.n_layer, n_ctx, c.n_head_kv, c.head_dim};
   const uint64_t kv_bytes = KvCache::bytes_per_token(shape, loaded.kv_types) * uint64_t(n_ctx);
   const uint64_t weight_bytes = loaded.model->weights().total_bytes;

@@ -1,9 +1,7 @@
 // kvq perplexity: llama.cpp-compatible perplexity of a text (DESIGN.md §5), optionally saving a
 // KL-divergence baseline (--kld-base) or comparing against one (--kld).
-#include <fstream>
 #include <iostream>
 #include <optional>
-#include <sstream>
 
 #include "cli/commands.h"
 #include "cli/model_setup.h"
@@ -25,15 +23,6 @@ struct PerplexityArgs {
   bool json = false;
   KvOptions kv;
 };
-
-Result<std::string> read_text(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) return make_error("{}: cannot open the text file", path);
-  std::ostringstream s;
-  s << in.rdbuf();
-  if (in.bad()) return make_error("{}: read error", path);
-  return s.str();
-}
 
 nlohmann::json kld_json(const eval::KldStats& k) {
   return {{"n", k.n},
@@ -75,7 +64,7 @@ int run_perplexity_command(const PerplexityArgs& args) {
   LlamaModel& model = *loaded->model;
   auto tokenizer = Tokenizer::from_gguf(model.file());
   if (!tokenizer) return report_error(tokenizer.error()), 1;
-  auto text = read_text(args.text);
+  auto text = read_text_file(args.text);
   if (!text) return report_error(text.error()), 1;
 
   const eval::EvalText tokens = eval::tokenize_eval_text(*tokenizer, *text);

@@ -1,9 +1,7 @@
 // kvq sweep: the K type x V type x context matrix of perplexity and KL-divergence in one command.
 // Markdown on stdout; CSV + JSON (rewritten after every finished row) and gnuplot charts in -o DIR.
 #include <algorithm>
-#include <fstream>
 #include <iostream>
-#include <sstream>
 
 #include "cli/commands.h"
 #include "cli/model_setup.h"
@@ -28,32 +26,13 @@ struct SweepArgs {
   bool no_charts = false;
 };
 
-Result<std::vector<GgmlType>> parse_types(const std::vector<std::string>& names, const char* flag) {
-  std::vector<GgmlType> types;
-  for (const std::string& name : names) {
-    auto t = parse_kv_type(name);
-    if (!t) return make_error("{}: {}", flag, t.error().message);
-    if (std::find(types.begin(), types.end(), *t) == types.end()) types.push_back(*t);
-  }
-  return types;
-}
-
-Result<std::string> read_text(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) return make_error("{}: cannot open the text file", path);
-  std::ostringstream s;
-  s << in.rdbuf();
-  if (in.bad()) return make_error("{}: read error", path);
-  return s.str();
-}
-
 int run_sweep_command(const SweepArgs& args) {
   const std::atomic<bool>& stop = eval::install_interrupt_handler();
   const auto start = std::chrono::steady_clock::now();
   eval::SweepSpec spec;
-  auto keys = parse_types(args.keys, "--keys");
+  auto keys = parse_kv_type_list(args.keys, "--keys");
   if (!keys) return report_error(keys.error()), 1;
-  auto vals = parse_types(args.vals, "--vals");
+  auto vals = parse_kv_type_list(args.vals, "--vals");
   if (!vals) return report_error(vals.error()), 1;
   spec.keys = *keys;
   spec.vals = *vals;
@@ -66,7 +45,7 @@ int run_sweep_command(const SweepArgs& args) {
   const LlamaConfig& c = (*model)->config();
   auto tokenizer = Tokenizer::from_gguf((*model)->file());
   if (!tokenizer) return report_error(tokenizer.error()), 1;
-  auto text = read_text(args.text);
+  auto text = read_text_file(args.text);
   if (!text) return report_error(text.error()), 1;
   const eval::EvalText tokens = eval::tokenize_eval_text(*tokenizer, *text);
 

@@ -9,10 +9,10 @@
 //   which keeps AVX-512 lanes full for 8-head groups. The key tile is then stored as token pairs
 //   [pair][dim][2] so that one 64-bit broadcast feeds both tokens. The pairing permutes the dims of a
 //   vector; the query tile uses the same permutation, and a dot product does not care about order.
-// - K·q is computed as dequantize-then-FMA in f32. The int8 alternative (q quantized to 8 bits, integer
-//   dot products) needs a horizontal reduction per (token, head) and an extra rounding of q; with the
-//   heads-on-lanes layout the f32 FMA path has no reductions, works for every type pair and every target,
-//   and keeps decode bandwidth-bound (see docs/kv-cache.md for the measurement).
+// - K·q is computed as dequantize-then-FMA in f32, except in the decode layout on AVX-512 VNNI with q8_0,
+//   q4_0 or iq4_nl keys: there the query heads are rounded to 8-bit blocks once per item and the scores are
+//   integer dot products on the cache's codes (attention_int8-inl.h, ~1.5-1.8x faster per key type), and
+//   q4_0 / q8_0 values are decoded straight into the p·v registers.
 
 #ifndef KVQ_KERNELS_ATTENTION_SHARED_
 #define KVQ_KERNELS_ATTENTION_SHARED_

@@ -6,6 +6,7 @@
 namespace kvq {
 
 void rms_norm(const float* x, const float* weight, float* out, int64_t n_tokens, int64_t n, float eps) {
+#pragma omp parallel for schedule(static) if (n_tokens > 1)
   for (int64_t t = 0; t < n_tokens; ++t) {
     const float* row = x + t * n;
     float* dst = out + t * n;
@@ -43,6 +44,8 @@ void rope(float* x, int64_t n_tokens, int64_t pos0, const RopeParams& p) {
 }
 
 void swiglu(const float* gate, const float* up, float* out, int64_t n) {
+  // Parallel only for prompt batches: one token's n_ff values are not worth waking threads for.
+#pragma omp parallel for schedule(static) if (n > 65536)
   for (int64_t i = 0; i < n; ++i) {
     const float g = gate[i];
     out[i] = g / (1.0f + std::exp(-g)) * up[i];

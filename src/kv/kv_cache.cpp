@@ -20,13 +20,13 @@ void store_rows(GgmlType type, const float* src, int n_rows, int row_values, uin
   const size_t dst_row = row_bytes(type, padded);
   if (padded == row_values) {
     // Rows are contiguous on both sides: one call converts them all.
-    quantize_row(type, src, dst, int64_t(n_rows) * row_values);
+    quantize_row_kv(type, src, dst, int64_t(n_rows) * row_values);
     return;
   }
   staging.assign(size_t(padded), 0.0f);
   for (int t = 0; t < n_rows; ++t) {
     std::memcpy(staging.data(), src + size_t(t) * size_t(row_values), size_t(row_values) * sizeof(float));
-    quantize_row(type, staging.data(), dst + size_t(t) * dst_row, padded);
+    quantize_row_kv(type, staging.data(), dst + size_t(t) * dst_row, padded);
   }
 }
 

@@ -278,6 +278,42 @@ void quantize_row_iq4_nl_ref(const float* x, BlockIQ4_NL* y, int64_t n) {
   }
 }
 
+void quantize_row_iq4_nl_nosearch_ref(const float* x, BlockIQ4_NL* y, int64_t n) {
+  constexpr float kGroupMaxEps = 1e-15f;
+  const int8_t* values = kIq4nlValues;
+  for (int64_t i = 0; i < n / kQK; ++i, x += kQK) {
+    float amax = 0.0f, max = 0.0f;
+    for (int j = 0; j < kQK; ++j) {
+      if (std::fabs(x[j]) > amax) {
+        amax = std::fabs(x[j]);
+        max = x[j];
+      }
+    }
+    uint8_t codes[kQK] = {};
+    float scale = 0.0f;
+    if (amax >= kGroupMaxEps) {
+      const float id = float(values[0]) / max;  // the extreme value lands on the codebook's end
+      float sumqx = 0.0f, sumq2 = 0.0f;
+      for (int j = 0; j < kQK; ++j) {
+        codes[j] = uint8_t(best_index_int8(values, 16, id * x[j]));
+        const float q = float(values[codes[j]]), weight = x[j] * x[j];
+        sumqx += weight * q * x[j];
+        sumq2 += weight * q * q;
+      }
+      scale = sumqx / sumq2;
+    }
+    y[i].d = f32_to_fp16(scale);
+    for (int j = 0; j < kQK / 2; ++j) y[i].qs[j] = uint8_t(codes[j] | (codes[j + kQK / 2] << 4));
+  }
+}
+
+void quantize_row_kv(GgmlType type, const float* src, void* dst, int64_t n) {
+  if (type == GgmlType::IQ4_NL) {
+    return quantize_row_iq4_nl_nosearch_ref(src, static_cast<BlockIQ4_NL*>(dst), n);
+  }
+  quantize_row(type, src, dst, n);
+}
+
 // ---- type-generic entry points ----
 
 bool is_kv_cache_type(GgmlType type) {
