@@ -62,8 +62,8 @@ void BM_Decode(benchmark::State& state, KvTypes types) {
     attention(kParams, cache, 0, q.data(), 1, depth - 1, out.data());
     benchmark::DoNotOptimize(out.data());
   }
-  const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count() /
-                         double(state.iterations());
+  const double seconds =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count() / double(state.iterations());
   const KvLayerView view = cache.layer(0);
   state.SetBytesProcessed(int64_t(state.iterations()) * int64_t(view.k_row_bytes + view.v_row_bytes) * depth);
   state.counters["kv_MiB"] = double(view.k_row_bytes + view.v_row_bytes) * depth / double(1 << 20);

@@ -59,8 +59,11 @@ std::vector<uint8_t> make_weights(GgmlType type, int64_t n_in, int64_t n_out) {
         std::memcpy(&w[off + offsetof(BlockQ4_K, d)], &d, 2);
         std::memcpy(&w[off + offsetof(BlockQ4_K, dmin)], &d, 2);
         break;
-      case GgmlType::Q6_K: std::memcpy(&w[off + offsetof(BlockQ6_K, d)], &d, 2); break;
-      default: KVQ_CHECK(false && "bench: no random-weight recipe for this type");
+      case GgmlType::Q6_K:
+        std::memcpy(&w[off + offsetof(BlockQ6_K, d)], &d, 2);
+        break;
+      default:
+        KVQ_CHECK(false && "bench: no random-weight recipe for this type");
     }
   }
   return w;
@@ -77,8 +80,8 @@ std::vector<float> make_acts(int64_t n_tokens, int64_t n_in) {
 const char* path_name(Path p) { return p == Path::kFloat ? "dequant_fma" : "auto"; }
 
 // One matrix, n_tokens, optionally cycled through enough copies to defeat the caches.
-void bm_matmul(benchmark::State& state, GgmlType type, int64_t n_in, int64_t n_out, int64_t n_tokens,
-               Path path, bool cold) {
+void bm_matmul(benchmark::State& state, GgmlType type, int64_t n_in, int64_t n_out, int64_t n_tokens, Path path,
+               bool cold) {
   const std::vector<uint8_t> one = make_weights(type, n_in, n_out);
   const size_t copies = cold ? (kColdBytes + one.size() - 1) / one.size() : 1;
   std::vector<uint8_t> all(one.size() * copies);  // [copies, n_out, row_bytes]
@@ -94,8 +97,8 @@ void bm_matmul(benchmark::State& state, GgmlType type, int64_t n_in, int64_t n_o
     benchmark::ClobberMemory();
   }
   state.SetBytesProcessed(int64_t(state.iterations()) * int64_t(one.size()));
-  state.counters["FLOP/s"] =
-      benchmark::Counter(2.0 * double(n_in) * double(n_out) * double(n_tokens), benchmark::Counter::kIsIterationInvariantRate);
+  state.counters["FLOP/s"] = benchmark::Counter(2.0 * double(n_in) * double(n_out) * double(n_tokens),
+                                                benchmark::Counter::kIsIterationInvariantRate);
   state.counters["threads"] = omp_get_max_threads();
 }
 
@@ -161,22 +164,27 @@ void register_all() {
         if (path == Path::kFloat && (!quantized || s[1] != 2048)) continue;  // float path: one shape
         const std::string suffix = std::string(type_name(type)) + "/" + shape + "/" + path_name(path);
         for (bool cold : {true, false}) {
-          benchmark::RegisterBenchmark(("gemv_" + std::string(cold ? "cold/" : "warm/") + suffix).c_str(),
-                                       bm_matmul, type, s[0], s[1], int64_t(1), path, cold)
-              ->UseRealTime()->Unit(benchmark::kMicrosecond);
+          benchmark::RegisterBenchmark(("gemv_" + std::string(cold ? "cold/" : "warm/") + suffix).c_str(), bm_matmul,
+                                       type, s[0], s[1], int64_t(1), path, cold)
+              ->UseRealTime()
+              ->Unit(benchmark::kMicrosecond);
         }
-        benchmark::RegisterBenchmark(("gemm512/" + suffix).c_str(), bm_matmul, type, s[0], s[1], kPromptTokens,
-                                     path, false)
-            ->UseRealTime()->Unit(benchmark::kMillisecond);
+        benchmark::RegisterBenchmark(("gemm512/" + suffix).c_str(), bm_matmul, type, s[0], s[1], kPromptTokens, path,
+                                     false)
+            ->UseRealTime()
+            ->Unit(benchmark::kMillisecond);
       }
     }
   }
   for (GgmlType type : {GgmlType::Q4_0, GgmlType::Q8_0, GgmlType::Q4_K}) {
     const std::string name(type_name(type));
     benchmark::RegisterBenchmark(("tinyllama_projections/tg1/" + name).c_str(), bm_tinyllama, type, int64_t(1))
-        ->UseRealTime()->Unit(benchmark::kMillisecond);
+        ->UseRealTime()
+        ->Unit(benchmark::kMillisecond);
     benchmark::RegisterBenchmark(("tinyllama_projections/pp512/" + name).c_str(), bm_tinyllama, type, kPromptTokens)
-        ->UseRealTime()->Unit(benchmark::kMillisecond)->MinTime(2.0);
+        ->UseRealTime()
+        ->Unit(benchmark::kMillisecond)
+        ->MinTime(2.0);
   }
 }
 

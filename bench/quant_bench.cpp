@@ -48,17 +48,13 @@ void BM_Quantize(benchmark::State& state, GgmlType type, bool reference) {
 }
 
 void register_all() {
-  for (GgmlType type : {GgmlType::F16, GgmlType::BF16, GgmlType::Q8_0, GgmlType::Q4_0,
-                        GgmlType::Q4_1, GgmlType::Q5_0, GgmlType::Q5_1, GgmlType::IQ4_NL,
-                        GgmlType::Q2_K, GgmlType::Q4_K, GgmlType::Q6_K}) {
+  for (GgmlType type : {GgmlType::F16, GgmlType::BF16, GgmlType::Q8_0, GgmlType::Q4_0, GgmlType::Q4_1, GgmlType::Q5_0,
+                        GgmlType::Q5_1, GgmlType::IQ4_NL, GgmlType::Q2_K, GgmlType::Q4_K, GgmlType::Q6_K}) {
     const std::string name(type_name(type));
-    benchmark::RegisterBenchmark(("dequantize/" + name + "/simd").c_str(), BM_Dequantize, type,
-                                 false);
-    benchmark::RegisterBenchmark(("dequantize/" + name + "/ref").c_str(), BM_Dequantize, type,
-                                 true);
+    benchmark::RegisterBenchmark(("dequantize/" + name + "/simd").c_str(), BM_Dequantize, type, false);
+    benchmark::RegisterBenchmark(("dequantize/" + name + "/ref").c_str(), BM_Dequantize, type, true);
     if (has_quantizer(type)) {
-      benchmark::RegisterBenchmark(("quantize/" + name + "/simd").c_str(), BM_Quantize, type,
-                                   false);
+      benchmark::RegisterBenchmark(("quantize/" + name + "/simd").c_str(), BM_Quantize, type, false);
       benchmark::RegisterBenchmark(("quantize/" + name + "/ref").c_str(), BM_Quantize, type, true);
     }
   }

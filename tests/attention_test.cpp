@@ -47,12 +47,19 @@ constexpr double kMaxAttnNmseQ4 = 1.6e-2;
 
 double max_attention_nmse(GgmlType type) {
   switch (type) {
-    case GgmlType::F32: return 0.0;
-    case GgmlType::F16: return kMaxAttnNmseF16;
-    case GgmlType::BF16: return kMaxAttnNmseBF16;
-    case GgmlType::Q8_0: return kMaxAttnNmseQ8;
-    case GgmlType::Q5_0: case GgmlType::Q5_1: return kMaxAttnNmseQ5;
-    default: return kMaxAttnNmseQ4;
+    case GgmlType::F32:
+      return 0.0;
+    case GgmlType::F16:
+      return kMaxAttnNmseF16;
+    case GgmlType::BF16:
+      return kMaxAttnNmseBF16;
+    case GgmlType::Q8_0:
+      return kMaxAttnNmseQ8;
+    case GgmlType::Q5_0:
+    case GgmlType::Q5_1:
+      return kMaxAttnNmseQ5;
+    default:
+      return kMaxAttnNmseQ4;
   }
 }
 
@@ -110,8 +117,8 @@ std::vector<float> make_queries(int n_tokens, int n_head, int head_dim, uint32_t
   return randn(size_t(n_tokens) * n_head * head_dim, seed, scale);
 }
 
-std::vector<float> run_kernel(const AttentionParams& p, const KvCache& cache, const std::vector<float>& q,
-                              int n_tokens, int pos0) {
+std::vector<float> run_kernel(const AttentionParams& p, const KvCache& cache, const std::vector<float>& q, int n_tokens,
+                              int pos0) {
   std::vector<float> out(q.size(), std::numeric_limits<float>::quiet_NaN());
   attention(p, cache, 0, q.data(), n_tokens, pos0, out.data());
   return out;
@@ -151,12 +158,12 @@ TEST_P(AttentionPair, MatchesF64OracleOnSameValues) {
         const int n_tokens = std::min(ctx, gqa == 4 ? 2 : 3);
         const int pos0 = ctx - n_tokens;
         const AttentionParams p = params_for(n_head, n_head_kv, head_dim);
-        const std::vector<float> q = q8_round_trip(make_queries(n_tokens, n_head, head_dim, uint32_t(gqa + ctx)), head_dim);
+        const std::vector<float> q =
+            q8_round_trip(make_queries(n_tokens, n_head, head_dim, uint32_t(gqa + ctx)), head_dim);
         const std::vector<float> out = run_kernel(p, f.cache, q, n_tokens, pos0);
         std::vector<float> ref(q.size());
         attention_ref(p, f.cache, 0, q.data(), n_tokens, pos0, ref.data());
-        EXPECT_LE(nmse(out, ref), kMaxNmseKernel)
-            << "head_dim " << head_dim << ", gqa " << gqa << ", context " << ctx;
+        EXPECT_LE(nmse(out, ref), kMaxNmseKernel) << "head_dim " << head_dim << ", gqa " << gqa << ", context " << ctx;
       }
     }
   }
@@ -259,13 +266,16 @@ TEST(Attention, Stories260kShapeQuantized) {
 // Every SIMD target compiled in (and available on this CPU), including the scalar one: each layout choice
 // (two tokens per vector or one, head sizes not a multiple of the vector or of 4, multi-tile prefill).
 TEST(Attention, EveryCompiledTargetMatchesOracle) {
-  const Pair pairs[] = {{GgmlType::Q8_0, GgmlType::Q4_0}, {GgmlType::F16, GgmlType::IQ4_NL},
-                        {GgmlType::Q5_1, GgmlType::BF16}, {GgmlType::F32, GgmlType::Q5_0},
+  const Pair pairs[] = {{GgmlType::Q8_0, GgmlType::Q4_0},
+                        {GgmlType::F16, GgmlType::IQ4_NL},
+                        {GgmlType::Q5_1, GgmlType::BF16},
+                        {GgmlType::F32, GgmlType::Q5_0},
                         {GgmlType::Q4_1, GgmlType::F32}};
   for (int64_t target : hwy::SupportedAndGeneratedTargets()) {
     hwy::SetSupportedTargetsForTest(target);
     for (const auto& [k_type, v_type] : pairs) {
-      for (const auto& [head_dim, n_head_kv] : {std::pair{6, 3}, std::pair{8, 4}, std::pair{64, 2}, std::pair{128, 1}}) {
+      for (const auto& [head_dim, n_head_kv] :
+           {std::pair{6, 3}, std::pair{8, 4}, std::pair{64, 2}, std::pair{128, 1}}) {
         for (int gqa : {1, 2, 8}) {
           const int ctx = 100, n_tokens = 40;  // 40 queries: more than one tile when gqa = 1
           const int n_head = n_head_kv * gqa;
@@ -275,9 +285,8 @@ TEST(Attention, EveryCompiledTargetMatchesOracle) {
           const std::vector<float> out = run_kernel(p, f.cache, q, n_tokens, ctx - n_tokens);
           std::vector<float> ref(q.size());
           attention_ref(p, f.cache, 0, q.data(), n_tokens, ctx - n_tokens, ref.data());
-          EXPECT_LE(nmse(out, ref), kMaxNmseKernel)
-              << hwy::TargetName(target) << " " << type_name(k_type) << "/" << type_name(v_type) << " head_dim "
-              << head_dim << " gqa " << gqa;
+          EXPECT_LE(nmse(out, ref), kMaxNmseKernel) << hwy::TargetName(target) << " " << type_name(k_type) << "/"
+                                                    << type_name(v_type) << " head_dim " << head_dim << " gqa " << gqa;
         }
       }
     }

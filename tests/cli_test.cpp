@@ -20,8 +20,7 @@ struct CommandResult {
 };
 
 CommandResult run_kvq(const std::string& args, bool merge_stderr = false) {
-  const std::string command =
-      std::string(KVQ_BINARY_DIR) + "/kvq " + args + (merge_stderr ? " 2>&1" : " 2>/dev/null");
+  const std::string command = std::string(KVQ_BINARY_DIR) + "/kvq " + args + (merge_stderr ? " 2>&1" : " 2>/dev/null");
   CommandResult r;
   FILE* pipe = popen(command.c_str(), "r");
   if (!pipe) return r;
@@ -82,8 +81,11 @@ TEST(Info, SynthMiniFiguresForEveryWeightType) {
 // A model with TinyLlama-1.1B's KV shape (22 layers, 4 KV heads, head_dim 64), kept narrow elsewhere.
 TEST(Synth, TinyLlamaKvShapeAndMemoryBudget) {
   const std::string path = test::temp_dir() + "/tinyllama-kv.gguf";
-  const CommandResult synth = run_kvq("synth --preset tinyllama-1.1b --n-embd 256 --n-head 4 --n-ff 256 "
-                                      "--type q8_0 -o " + path, true);
+  const CommandResult synth = run_kvq(
+      "synth --preset tinyllama-1.1b --n-embd 256 --n-head 4 --n-ff 256 "
+      "--type q8_0 -o " +
+          path,
+      true);
   ASSERT_EQ(synth.exit_code, 0) << synth.out;
   const auto j = info_json(path, "--mem-budget 1GiB --kvq-key 8 --kvq-val 4");
   ASSERT_FALSE(j.is_discarded());

@@ -258,9 +258,7 @@ void check_truncations(const std::string& relative, uint64_t sweep_step) {
     const std::string message = parse_error(prefix);
     ASSERT_NE(message.find("truncated"), std::string::npos) << "cut at " << cut << ": " << message;
   }
-  EXPECT_TRUE(
-      File::parse(std::vector<uint8_t>(bytes.begin(), bytes.begin() + ptrdiff_t(needed)), kName)
-          .ok());
+  EXPECT_TRUE(File::parse(std::vector<uint8_t>(bytes.begin(), bytes.begin() + ptrdiff_t(needed)), kName).ok());
 }
 
 TEST(GgufCorruption, TruncatedRealFiles) {
@@ -271,8 +269,7 @@ TEST(GgufCorruption, TruncatedRealFiles) {
 
 TEST(GgufCorruption, TruncatedVocabularyMetadata) {
   // Big string arrays: cut inside the token list at a sweep of offsets.
-  const std::vector<uint8_t> bytes =
-      read_bytes(test::shared_path("data/llama.cpp-vocab/ggml-vocab-llama-spm.gguf"));
+  const std::vector<uint8_t> bytes = read_bytes(test::shared_path("data/llama.cpp-vocab/ggml-vocab-llama-spm.gguf"));
   ASSERT_TRUE(File::parse(bytes, kName).ok());
   for (uint64_t cut = 0; cut < bytes.size(); cut += 7919) {
     const std::vector<uint8_t> prefix(bytes.begin(), bytes.begin() + ptrdiff_t(cut));
@@ -281,8 +278,7 @@ TEST(GgufCorruption, TruncatedVocabularyMetadata) {
 }
 
 TEST(GgufCorruption, RandomHeaderMutationsNeverCrash) {
-  const std::vector<uint8_t> original =
-      read_bytes(test::shared_path("fixtures/quant/quant-vectors.gguf"));
+  const std::vector<uint8_t> original = read_bytes(test::shared_path("fixtures/quant/quant-vectors.gguf"));
   auto clean = File::parse(original, kName);
   ASSERT_TRUE(clean.ok());
   const uint64_t header = clean->data_offset();

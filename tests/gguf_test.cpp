@@ -23,8 +23,7 @@ std::vector<uint8_t> read_bytes(const std::string& path) {
 std::vector<std::string> shared_gguf_files() {
   std::vector<std::string> paths;
   for (const char* dir : {"data", "fixtures"}) {
-    for (const auto& entry :
-         std::filesystem::recursive_directory_iterator(test::shared_path(dir))) {
+    for (const auto& entry : std::filesystem::recursive_directory_iterator(test::shared_path(dir))) {
       if (entry.is_regular_file() && entry.path().extension() == ".gguf") {
         paths.push_back(entry.path().string());
       }
@@ -59,9 +58,8 @@ Status rewrite(const File& file, const std::string& path) {
   for (const auto& [key, value] : file.metadata()) writer.set_value(key, value);
   for (const TensorInfo& t : file.tensors()) {
     const uint8_t* src = t.data;
-    KVQ_RETURN_IF_ERROR(writer.add_tensor(t.name, t.type, t.dims, [src](std::span<uint8_t> dst) {
-      std::memcpy(dst.data(), src, dst.size());
-    }));
+    KVQ_RETURN_IF_ERROR(writer.add_tensor(t.name, t.type, t.dims,
+                                          [src](std::span<uint8_t> dst) { std::memcpy(dst.data(), src, dst.size()); }));
   }
   return writer.write(path);
 }
@@ -125,10 +123,9 @@ TEST(GgufRead, QuantVectorsTensors) {
   EXPECT_EQ(file->get_int("vectors.n_per_row").value(), 256);
   EXPECT_EQ(file->get_int("vectors.nrows").value(), 16);
   const std::pair<const char*, GgmlType> expected[] = {
-      {"f16", GgmlType::F16},   {"bf16", GgmlType::BF16},     {"q8_0", GgmlType::Q8_0},
-      {"q4_0", GgmlType::Q4_0}, {"q4_1", GgmlType::Q4_1},     {"q5_0", GgmlType::Q5_0},
-      {"q5_1", GgmlType::Q5_1}, {"iq4_nl", GgmlType::IQ4_NL}, {"q2_K", GgmlType::Q2_K},
-      {"q3_K", GgmlType::Q3_K}, {"q4_K", GgmlType::Q4_K},     {"q5_K", GgmlType::Q5_K},
+      {"f16", GgmlType::F16},   {"bf16", GgmlType::BF16},    {"q8_0", GgmlType::Q8_0}, {"q4_0", GgmlType::Q4_0},
+      {"q4_1", GgmlType::Q4_1}, {"q5_0", GgmlType::Q5_0},    {"q5_1", GgmlType::Q5_1}, {"iq4_nl", GgmlType::IQ4_NL},
+      {"q2_K", GgmlType::Q2_K}, {"q3_K", GgmlType::Q3_K},    {"q4_K", GgmlType::Q4_K}, {"q5_K", GgmlType::Q5_K},
       {"q6_K", GgmlType::Q6_K}, {"iq4_xs", GgmlType::IQ4_XS}};
   ASSERT_EQ(file->tensors().size(), 1 + 2 * std::size(expected));
   const TensorInfo* input = file->find_tensor("input");
@@ -179,8 +176,7 @@ TEST(GgufRead, GetterErrorsNameFileKeyAndType) {
 TEST(GgufWrite, RewritesSharedFilesByteForByte) {
   for (const char* relative :
        {"data/models/stories260K/stories260K.gguf", "fixtures/quant/quant-vectors.gguf",
-        "fixtures/models/synth-mini-q4_k_m.gguf",
-        "fixtures/logits/logits-synth-mini-f32.kv-f32-f32.gguf",
+        "fixtures/models/synth-mini-q4_k_m.gguf", "fixtures/logits/logits-synth-mini-f32.kv-f32-f32.gguf",
         "data/llama.cpp-vocab/ggml-vocab-llama-spm.gguf"}) {
     SCOPED_TRACE(relative);
     const std::string path = test::shared_path(relative);
@@ -314,16 +310,15 @@ TEST(GgufWrite, RefusesInvalidInput) {
   Writer writer;
   EXPECT_FALSE(writer.add_tensor("", GgmlType::F32, {4}, std::vector<uint8_t>(16)).ok());
   EXPECT_FALSE(writer.add_tensor("x", GgmlType::F32, {}, std::vector<uint8_t>(4)).ok());
-  EXPECT_FALSE(
-      writer.add_tensor("x", GgmlType::F32, {1, 1, 1, 1, 1}, std::vector<uint8_t>(4)).ok());
+  EXPECT_FALSE(writer.add_tensor("x", GgmlType::F32, {1, 1, 1, 1, 1}, std::vector<uint8_t>(4)).ok());
   EXPECT_FALSE(writer.add_tensor("x", GgmlType::F32, {0}, std::vector<uint8_t>()).ok());
   EXPECT_FALSE(writer.add_tensor("x", GgmlType::Q4_0, {48}, std::vector<uint8_t>(27)).ok());
   EXPECT_FALSE(writer.add_tensor("x", GgmlType::F32, {4}, std::vector<uint8_t>(15)).ok());
   EXPECT_FALSE(writer.add_tensor("x", GgmlType(77), {4}, std::vector<uint8_t>(16)).ok());
-  EXPECT_FALSE(writer
-                   .add_tensor("x", GgmlType::F32, {int64_t(1) << 40, int64_t(1) << 40},
-                               Writer::Fill([](std::span<uint8_t>) {}))
-                   .ok());
+  EXPECT_FALSE(
+      writer
+          .add_tensor("x", GgmlType::F32, {int64_t(1) << 40, int64_t(1) << 40}, Writer::Fill([](std::span<uint8_t>) {}))
+          .ok());
   ASSERT_TRUE(writer.add_tensor("x", GgmlType::F32, {4}, std::vector<uint8_t>(16)).ok());
   Status dup = writer.add_tensor("x", GgmlType::F32, {4}, std::vector<uint8_t>(16));
   EXPECT_NE(dup.message().find("duplicate"), std::string::npos) << dup.message();

@@ -27,13 +27,19 @@ constexpr double kMaxNmseQ4 = 1.6e-2;
 
 double max_quant_nmse(GgmlType type) {
   switch (type) {
-    case GgmlType::F32: return kMaxNmseF32;
-    case GgmlType::F16: return kMaxNmseF16;
-    case GgmlType::BF16: return kMaxNmseBF16;
-    case GgmlType::Q8_0: return kMaxNmseQ8;
+    case GgmlType::F32:
+      return kMaxNmseF32;
+    case GgmlType::F16:
+      return kMaxNmseF16;
+    case GgmlType::BF16:
+      return kMaxNmseBF16;
+    case GgmlType::Q8_0:
+      return kMaxNmseQ8;
     case GgmlType::Q5_0:
-    case GgmlType::Q5_1: return kMaxNmseQ5;
-    default: return kMaxNmseQ4;
+    case GgmlType::Q5_1:
+      return kMaxNmseQ5;
+    default:
+      return kMaxNmseQ4;
   }
 }
 
@@ -130,8 +136,9 @@ TEST(KvCache, RowsPadOnlyToTheBlockSize) {
   // stories260K-like rows of 4 heads x 8 = 32 values: no padding; 3 x 6 = 18 values pad to 32 when quantized.
   EXPECT_EQ(KvCache::bytes_per_token({1, 1, 4, 8}, {{GgmlType::Q4_0, GgmlType::Q8_0}}), 18u + 34u);
   EXPECT_EQ(KvCache::bytes_per_token({1, 1, 3, 6}, {{GgmlType::Q4_0, GgmlType::F16}}), 18u + 36u);
-  EXPECT_EQ(KvCache::bytes_per_token({2, 1, 3, 6}, {{GgmlType::F32, GgmlType::BF16}, {GgmlType::Q5_1, GgmlType::IQ4_NL}}),
-            72u + 36u + 24u + 18u);
+  EXPECT_EQ(
+      KvCache::bytes_per_token({2, 1, 3, 6}, {{GgmlType::F32, GgmlType::BF16}, {GgmlType::Q5_1, GgmlType::IQ4_NL}}),
+      72u + 36u + 24u + 18u);
 }
 
 TEST(KvCache, CreateRejectsBadArguments) {
@@ -147,7 +154,8 @@ TEST(KvCache, CreateRejectsBadArguments) {
 // and whether they arrive one by one or together.
 TEST(KvCache, StorePlacesQuantizedRows) {
   for (GgmlType type : kKvCacheTypes) {
-    for (const KvCacheShape shape : {KvCacheShape{2, 12, 4, 8}, KvCacheShape{2, 12, 3, 6}, KvCacheShape{2, 12, 2, 64}}) {
+    for (const KvCacheShape shape :
+         {KvCacheShape{2, 12, 4, 8}, KvCacheShape{2, 12, 3, 6}, KvCacheShape{2, 12, 2, 64}}) {
       const int row_values = shape.n_head_kv * shape.head_dim;
       const int padded = KvCache::padded_row_values(type, row_values);
       auto cache = KvCache::create(shape, std::vector<KvTypes>(2, KvTypes{type, GgmlType::F32}));

@@ -36,10 +36,10 @@ constexpr double kMaxRelRmseInt8Outliers = 6e-2;
 // With activations that 8 bits represent exactly, the int8 path is exact up to f32 accumulation.
 constexpr double kMaxRelRmseInt8Exact = 1e-5;
 
-const std::vector<GgmlType> kAllTypes = {
-    GgmlType::F32,  GgmlType::F16,  GgmlType::BF16, GgmlType::Q8_0, GgmlType::Q4_0,
-    GgmlType::Q4_1, GgmlType::Q5_0, GgmlType::Q5_1, GgmlType::IQ4_NL, GgmlType::Q2_K,
-    GgmlType::Q3_K, GgmlType::Q4_K, GgmlType::Q5_K, GgmlType::Q6_K, GgmlType::IQ4_XS};
+const std::vector<GgmlType> kAllTypes = {GgmlType::F32,    GgmlType::F16,  GgmlType::BF16,  GgmlType::Q8_0,
+                                         GgmlType::Q4_0,   GgmlType::Q4_1, GgmlType::Q5_0,  GgmlType::Q5_1,
+                                         GgmlType::IQ4_NL, GgmlType::Q2_K, GgmlType::Q3_K,  GgmlType::Q4_K,
+                                         GgmlType::Q5_K,   GgmlType::Q6_K, GgmlType::IQ4_XS};
 
 struct Shape {
   int64_t n_in, n_out;
@@ -91,7 +91,9 @@ std::vector<uint8_t> random_weights(GgmlType type, Shape s, uint32_t seed) {
         set_fp16(b + offsetof(BlockQ2_K, d), scale(rng));
         set_fp16(b + offsetof(BlockQ2_K, dmin), scale(rng));
         break;
-      case GgmlType::Q3_K: set_fp16(b + offsetof(BlockQ3_K, d), scale(rng)); break;
+      case GgmlType::Q3_K:
+        set_fp16(b + offsetof(BlockQ3_K, d), scale(rng));
+        break;
       case GgmlType::Q4_K:
         set_fp16(b + offsetof(BlockQ4_K, d), scale(rng));
         set_fp16(b + offsetof(BlockQ4_K, dmin), scale(rng));
@@ -100,9 +102,14 @@ std::vector<uint8_t> random_weights(GgmlType type, Shape s, uint32_t seed) {
         set_fp16(b + offsetof(BlockQ5_K, d), scale(rng));
         set_fp16(b + offsetof(BlockQ5_K, dmin), scale(rng));
         break;
-      case GgmlType::Q6_K: set_fp16(b + offsetof(BlockQ6_K, d), scale(rng)); break;
-      case GgmlType::IQ4_XS: set_fp16(b + offsetof(BlockIQ4_XS, d), scale(rng)); break;
-      default: ADD_FAILURE() << "no random-weight recipe for " << type_name(type);
+      case GgmlType::Q6_K:
+        set_fp16(b + offsetof(BlockQ6_K, d), scale(rng));
+        break;
+      case GgmlType::IQ4_XS:
+        set_fp16(b + offsetof(BlockIQ4_XS, d), scale(rng));
+        break;
+      default:
+        ADD_FAILURE() << "no random-weight recipe for " << type_name(type);
     }
   }
   return w;
@@ -137,8 +144,8 @@ std::vector<float> make_acts(Acts kind, int64_t n_tokens, int64_t n_in, uint32_t
 }
 
 // References are reused across targets and paths.
-const std::vector<float>& reference(GgmlType type, Shape s, const std::vector<uint8_t>& w, Acts kind,
-                                    int64_t n_tokens, const std::vector<float>& x) {
+const std::vector<float>& reference(GgmlType type, Shape s, const std::vector<uint8_t>& w, Acts kind, int64_t n_tokens,
+                                    const std::vector<float>& x) {
   static std::map<std::tuple<int, int64_t, int64_t, int, int64_t>, std::vector<float>> cache;
   auto key = std::make_tuple(int(type), s.n_in, s.n_out, int(kind), n_tokens);
   auto it = cache.find(key);
@@ -191,9 +198,7 @@ TEST_P(MatmulTarget, DefaultPathMatchesReference) {
 // The int8 path exists for quantized weights only.
 class MatmulTargetInt8 : public MatmulTarget {};
 
-TEST_P(MatmulTargetInt8, Int8PathWithOutlierChannels) {
-  check(Acts::kOutliers, Path::kInt8, kMaxRelRmseInt8Outliers);
-}
+TEST_P(MatmulTargetInt8, Int8PathWithOutlierChannels) { check(Acts::kOutliers, Path::kInt8, kMaxRelRmseInt8Outliers); }
 
 // Exact activations isolate the weight decoding and the kernel: any wrong code, scale or min shows.
 TEST_P(MatmulTargetInt8, Int8PathExactForRepresentableActivations) {
@@ -201,8 +206,7 @@ TEST_P(MatmulTargetInt8, Int8PathExactForRepresentableActivations) {
 }
 
 std::string target_type_name(const ::testing::TestParamInfo<std::tuple<int64_t, GgmlType>>& info) {
-  return std::string(hwy::TargetName(std::get<0>(info.param))) + "_" +
-         std::string(type_name(std::get<1>(info.param)));
+  return std::string(hwy::TargetName(std::get<0>(info.param))) + "_" + std::string(type_name(std::get<1>(info.param)));
 }
 
 std::vector<GgmlType> quantized_types() {

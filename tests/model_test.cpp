@@ -17,7 +17,7 @@ namespace {
 // (fixtures/README.md): a wrong kernel lands at KLD >= 0.1.
 constexpr double kMaxKldFloatWeights = 1e-3;      // f32 / f16 / bf16 weights
 constexpr double kMaxKldQuantizedWeights = 5e-3;  // activations are quantized to 8 bits on the fly
-constexpr double kMinArgmaxAgreement = 0.98;  // f32 / f16 / bf16 weights
+constexpr double kMinArgmaxAgreement = 0.98;      // f32 / f16 / bf16 weights
 constexpr double kMinArgmaxAgreementStories = 0.995;
 // Same KV quantization as the fixture: our KLD to it must be far below its KLD to the f32 cache.
 constexpr double kMaxKldFractionOfFixtureGap = 0.25;
@@ -46,8 +46,8 @@ LogitsFixture read_logits_fixture(const std::string& name) {
 }
 
 struct Agreement {
-  double mean_kld = 0;   // mean over positions of KL(reference || other)
-  double argmax = 0;     // fraction of positions with the same top token
+  double mean_kld = 0;  // mean over positions of KL(reference || other)
+  double argmax = 0;    // fraction of positions with the same top token
 };
 
 Agreement compare_logits(const float* reference, const float* other, int n_tokens, int n_vocab) {
@@ -74,8 +74,7 @@ Agreement compare_logits(const float* reference, const float* other, int n_token
   return a;
 }
 
-std::vector<float> run_all_logits(const std::string& model_path, const std::vector<int32_t>& tokens,
-                                  KvTypes kv) {
+std::vector<float> run_all_logits(const std::string& model_path, const std::vector<int32_t>& tokens, KvTypes kv) {
   auto model = LlamaModel::load(model_path);
   EXPECT_TRUE(model.ok()) << (model.ok() ? "" : model.error().message);
   if (!model.ok()) return {};
@@ -94,8 +93,8 @@ TEST_P(WeightTypeLogits, MatchesReferenceImplementation) {
   const std::string weights = GetParam();
   const LogitsFixture f = read_logits_fixture("logits-synth-mini-" + weights + ".kv-f32-f32.gguf");
   ASSERT_FALSE(f.tokens.empty());
-  const auto logits = run_all_logits(test::shared_path("fixtures/models/synth-mini-" + weights + ".gguf"),
-                                     f.tokens, {GgmlType::F32, GgmlType::F32});
+  const auto logits = run_all_logits(test::shared_path("fixtures/models/synth-mini-" + weights + ".gguf"), f.tokens,
+                                     {GgmlType::F32, GgmlType::F32});
   ASSERT_EQ(logits.size(), f.logits.size());
   const Agreement a = compare_logits(f.logits.data(), logits.data(), int(f.tokens.size()), f.n_vocab);
   const bool float_weights = weights == "f32" || weights == "f16" || weights == "bf16";
@@ -108,14 +107,14 @@ TEST_P(WeightTypeLogits, MatchesReferenceImplementation) {
 }
 
 INSTANTIATE_TEST_SUITE_P(AllWeightTypes, WeightTypeLogits,
-                         ::testing::Values("f32", "f16", "bf16", "q8_0", "q4_0", "q4_1", "q5_0", "q5_1",
-                                           "iq4_nl", "q2_k", "q3_k_m", "q4_k_m", "q5_k_m", "q6_k"));
+                         ::testing::Values("f32", "f16", "bf16", "q8_0", "q4_0", "q4_1", "q5_0", "q5_1", "iq4_nl",
+                                           "q2_k", "q3_k_m", "q4_k_m", "q5_k_m", "q6_k"));
 
 TEST(Stories260K, LogitsMatchReferenceImplementation) {
   const LogitsFixture f = read_logits_fixture("logits-stories260K.kv-f32-f32.fa0.gguf");
   ASSERT_FALSE(f.tokens.empty());
-  const auto logits = run_all_logits(test::shared_path("data/models/stories260K/stories260K.gguf"),
-                                     f.tokens, {GgmlType::F32, GgmlType::F32});
+  const auto logits = run_all_logits(test::shared_path("data/models/stories260K/stories260K.gguf"), f.tokens,
+                                     {GgmlType::F32, GgmlType::F32});
   ASSERT_EQ(logits.size(), f.logits.size());
   const Agreement a = compare_logits(f.logits.data(), logits.data(), int(f.tokens.size()), f.n_vocab);
   EXPECT_LE(a.mean_kld, kMaxKldFloatWeights);
@@ -125,8 +124,8 @@ TEST(Stories260K, LogitsMatchReferenceImplementation) {
 TEST(Stories260K, F16CacheMatchesReference) {
   const LogitsFixture f = read_logits_fixture("logits-stories260K.kv-f16-f16.fa1.gguf");
   ASSERT_FALSE(f.tokens.empty());
-  const auto logits = run_all_logits(test::shared_path("data/models/stories260K/stories260K.gguf"),
-                                     f.tokens, {GgmlType::F16, GgmlType::F16});
+  const auto logits = run_all_logits(test::shared_path("data/models/stories260K/stories260K.gguf"), f.tokens,
+                                     {GgmlType::F16, GgmlType::F16});
   const Agreement a = compare_logits(f.logits.data(), logits.data(), int(f.tokens.size()), f.n_vocab);
   EXPECT_LE(a.mean_kld, kMaxKldFloatWeights);
   EXPECT_GE(a.argmax, kMinArgmaxAgreementStories);
@@ -142,7 +141,7 @@ TEST(Stories260K, GreedyGenerationIsGolden) {
   auto cache = m.make_cache(257, std::vector<KvTypes>(m.config().n_layer, {GgmlType::F32, GgmlType::F32}));
   ASSERT_TRUE(cache.ok());
   std::vector<float> logits(size_t(m.config().n_vocab));  // [n_vocab]
-  int32_t token = 1;  // BOS
+  int32_t token = 1;                                      // BOS
   for (int pos = 0; pos < 256; ++pos) {
     const int32_t one[1] = {token};
     ASSERT_TRUE(m.forward(one, pos, *cache, logits.data(), false).ok());
@@ -171,21 +170,20 @@ TEST_P(QuantizedCacheLogits, MatchReferenceWithSameQuantization) {
   const Agreement ours = compare_logits(fixture.logits.data(), logits.data(), n, fixture.n_vocab);
   const Agreement gap = compare_logits(f32_cache.logits.data(), fixture.logits.data(), n, fixture.n_vocab);
   const Agreement ours_vs_f32 = compare_logits(f32_cache.logits.data(), logits.data(), n, fixture.n_vocab);
-  std::printf("kv %-16s KLD to fixture %.2e (fixture to f32 cache %.2e, ours to f32 cache %.2e)\n",
-              c.fixture_types, ours.mean_kld, gap.mean_kld, ours_vs_f32.mean_kld);
+  std::printf("kv %-16s KLD to fixture %.2e (fixture to f32 cache %.2e, ours to f32 cache %.2e)\n", c.fixture_types,
+              ours.mean_kld, gap.mean_kld, ours_vs_f32.mean_kld);
   EXPECT_LE(ours.mean_kld, std::max(kMaxKldFractionOfFixtureGap * gap.mean_kld, kMaxKldFloatWeights));
 }
 
-INSTANTIATE_TEST_SUITE_P(
-    FixturePairs, QuantizedCacheLogits,
-    ::testing::Values(KvCase{"f16-f16.fa1", GgmlType::F16, GgmlType::F16},
-                      KvCase{"q8_0-q8_0.fa1", GgmlType::Q8_0, GgmlType::Q8_0},
-                      KvCase{"q8_0-q4_0.fa1", GgmlType::Q8_0, GgmlType::Q4_0},
-                      KvCase{"q4_0-q8_0.fa1", GgmlType::Q4_0, GgmlType::Q8_0},
-                      KvCase{"q4_0-q4_0.fa1", GgmlType::Q4_0, GgmlType::Q4_0},
-                      KvCase{"q5_1-q5_0.fa1", GgmlType::Q5_1, GgmlType::Q5_0},
-                      KvCase{"q4_1-iq4_nl.fa1", GgmlType::Q4_1, GgmlType::IQ4_NL},
-                      KvCase{"q8_0-f16.fa0", GgmlType::Q8_0, GgmlType::F16}));
+INSTANTIATE_TEST_SUITE_P(FixturePairs, QuantizedCacheLogits,
+                         ::testing::Values(KvCase{"f16-f16.fa1", GgmlType::F16, GgmlType::F16},
+                                           KvCase{"q8_0-q8_0.fa1", GgmlType::Q8_0, GgmlType::Q8_0},
+                                           KvCase{"q8_0-q4_0.fa1", GgmlType::Q8_0, GgmlType::Q4_0},
+                                           KvCase{"q4_0-q8_0.fa1", GgmlType::Q4_0, GgmlType::Q8_0},
+                                           KvCase{"q4_0-q4_0.fa1", GgmlType::Q4_0, GgmlType::Q4_0},
+                                           KvCase{"q5_1-q5_0.fa1", GgmlType::Q5_1, GgmlType::Q5_0},
+                                           KvCase{"q4_1-iq4_nl.fa1", GgmlType::Q4_1, GgmlType::IQ4_NL},
+                                           KvCase{"q8_0-f16.fa0", GgmlType::Q8_0, GgmlType::F16}));
 
 // The finding kvq is built on: keys are more sensitive than values.
 TEST(QuantizedCache, KeysAreMoreSensitiveThanValues) {
@@ -215,13 +213,13 @@ TEST(Prefill, ChunkedEqualsAllAtOnce) {
     // 40 tokens of prefill, then 7, then one at a time.
     int pos = 0;
     for (int len : {40, 7}) {
-      ASSERT_TRUE(m.forward(std::span(tokens).subspan(pos, len), pos, *chunked,
-                            got.data() + size_t(pos) * n_vocab, true).ok());
+      ASSERT_TRUE(
+          m.forward(std::span(tokens).subspan(pos, len), pos, *chunked, got.data() + size_t(pos) * n_vocab, true).ok());
       pos += len;
     }
     for (; pos < n; ++pos) {
-      ASSERT_TRUE(m.forward(std::span(tokens).subspan(pos, 1), pos, *chunked,
-                            got.data() + size_t(pos) * n_vocab, true).ok());
+      ASSERT_TRUE(
+          m.forward(std::span(tokens).subspan(pos, 1), pos, *chunked, got.data() + size_t(pos) * n_vocab, true).ok());
     }
     const Agreement a = compare_logits(expected.data(), got.data(), n, n_vocab);
     EXPECT_LE(a.mean_kld, 1e-6);

@@ -41,14 +41,12 @@ bool sanitized() {
 // ---- The method on a fake model -------------------------------------------------------------
 
 // Logits that depend only on the token at a position: a "bigram model" with known probabilities.
-Status bigram_logits(std::span<const int32_t> tokens, float* logits, int n_vocab, float noise,
-                     uint32_t seed) {
+Status bigram_logits(std::span<const int32_t> tokens, float* logits, int n_vocab, float noise, uint32_t seed) {
   std::mt19937 rng(seed);
   std::normal_distribution<float> gauss(0.0f, 1.0f);
   for (size_t i = 0; i < tokens.size(); ++i) {
     for (int v = 0; v < n_vocab; ++v) {
-      logits[i * size_t(n_vocab) + size_t(v)] =
-          float((tokens[i] * 7 + v * 3) % n_vocab) * 0.05f + noise * gauss(rng);
+      logits[i * size_t(n_vocab) + size_t(v)] = float((tokens[i] * 7 + v * 3) % n_vocab) * 0.05f + noise * gauss(rng);
     }
   }
   return Status::Ok();
@@ -180,8 +178,7 @@ FakeRun fake_run(int n_vocab) {
   return f;
 }
 
-Result<PerplexityResult> run_fake(const FakeRun& f, int n_vocab, float noise, uint32_t seed,
-                                  PositionObserver observe) {
+Result<PerplexityResult> run_fake(const FakeRun& f, int n_vocab, float noise, uint32_t seed, PositionObserver observe) {
   PerplexityRun run;
   run.tokens = f.tokens;
   run.plan = f.plan;
@@ -231,10 +228,12 @@ TEST(Kld, MatchesExactComputationForAPerturbedRun) {
                 targets.push_back(p.target);
               }).ok());
   KldAccumulator acc(base);
-  ASSERT_TRUE(run_fake(f, kVocab, 0.3f, 99, [&](const ScoredPosition& p) {  // other noise
-                acc.add(p);
-                other_lp.emplace_back(p.log_probs.begin(), p.log_probs.end());
-              }).ok());
+  ASSERT_TRUE(run_fake(f, kVocab, 0.3f, 99,
+                       [&](const ScoredPosition& p) {  // other noise
+                         acc.add(p);
+                         other_lp.emplace_back(p.log_probs.begin(), p.log_probs.end());
+                       })
+                  .ok());
   const KldStats s = acc.finish();
   double kld = 0, dnll = 0;
   for (size_t i = 0; i < base_lp.size(); ++i) {
@@ -243,7 +242,7 @@ TEST(Kld, MatchesExactComputationForAPerturbedRun) {
   }
   kld /= double(base_lp.size());
   dnll /= double(base_lp.size());
-  EXPECT_GT(s.kld_mean, 1e-3);  // the perturbation is visible...
+  EXPECT_GT(s.kld_mean, 1e-3);               // the perturbation is visible...
   EXPECT_NEAR(s.kld_mean, kld, 1e-3 * kld);  // ...and measured to the storage's precision
   EXPECT_NEAR(s.ln_ppl_ratio, dnll, 1e-6);
   EXPECT_GT(s.kld_stderr, 0.0);
@@ -323,11 +322,9 @@ ModelRun load(const std::string& name) {
   return m;
 }
 
-Result<ModelPerplexityResult> run_model(ModelRun& m, int n_ctx, KvTypes kv, int chunks,
-                                        KldBase* record = nullptr,
+Result<ModelPerplexityResult> run_model(ModelRun& m, int n_ctx, KvTypes kv, int chunks, KldBase* record = nullptr,
                                         const KldBase* compare = nullptr) {
-  auto cache = m.model->make_cache(
-      n_ctx, std::vector<KvTypes>(size_t(m.model->config().n_layer), kv));
+  auto cache = m.model->make_cache(n_ctx, std::vector<KvTypes>(size_t(m.model->config().n_layer), kv));
   if (!cache) return cache.error();
   ModelPerplexityOptions options;
   options.max_chunks = chunks;
@@ -349,8 +346,8 @@ KldIdentity identity_for(ModelRun& m, const std::string& name, const ModelPerple
 class ReferenceRow : public ::testing::TestWithParam<int> {};
 
 TEST_P(ReferenceRow, MatchesLlamaCpp) {
-  const auto reference = nlohmann::json::parse(
-      test::read_text_file(test::shared_path("fixtures/perplexity/perplexity-reference.json")));
+  const auto reference =
+      nlohmann::json::parse(test::read_text_file(test::shared_path("fixtures/perplexity/perplexity-reference.json")));
   const auto& row = reference.at("rows").at(size_t(GetParam()));
   const std::string name = row.at("model");
   const int n_ctx = row.at("n_ctx");
@@ -374,11 +371,10 @@ TEST_P(ReferenceRow, MatchesLlamaCpp) {
   const double tol = float_cache ? kPplTolFloatCache : kPplTolQuantCache;
   EXPECT_NEAR(ppl, row.at("ppl").get<double>(), tol * row.at("ppl").get<double>());
   // The error estimate is the same formula over nearly the same NLL values.
-  EXPECT_NEAR(r->ppl.ppl_stderr(), row.at("ppl_stderr").get<double>(),
-              0.05 * row.at("ppl_stderr").get<double>());
-  std::printf("  %s n_ctx %d %s: PPL %.4f ± %.5f (llama.cpp %.4f), %.0f tok/s\n", name.c_str(),
-              n_ctx, kv_types_name(kv).c_str(), ppl, r->ppl.ppl_stderr(),
-              row.at("ppl").get<double>(), r->ppl.tokens_per_second);
+  EXPECT_NEAR(r->ppl.ppl_stderr(), row.at("ppl_stderr").get<double>(), 0.05 * row.at("ppl_stderr").get<double>());
+  std::printf("  %s n_ctx %d %s: PPL %.4f ± %.5f (llama.cpp %.4f), %.0f tok/s\n", name.c_str(), n_ctx,
+              kv_types_name(kv).c_str(), ppl, r->ppl.ppl_stderr(), row.at("ppl").get<double>(),
+              r->ppl.tokens_per_second);
 }
 
 INSTANTIATE_TEST_SUITE_P(Fixture, ReferenceRow, ::testing::Range(0, 8));

@@ -43,27 +43,23 @@ struct FixtureNmse {
   const char* type;
   double nmse;
 };
-constexpr FixtureNmse kFixtureNmse[] = {{"q8_0", 1.5e-5}, {"q5_1", 8.9e-4}, {"q5_0", 9.7e-4},
-                                        {"q4_1", 3.8e-3}, {"q4_0", 4.2e-3}, {"iq4_nl", 4.2e-3},
-                                        {"q6_K", 2.1e-4}, {"q5_K", 8.5e-4}, {"q4_K", 3.1e-3},
-                                        {"q3_K", 1.6e-2}, {"q2_K", 5.5e-2}};
+constexpr FixtureNmse kFixtureNmse[] = {{"q8_0", 1.5e-5}, {"q5_1", 8.9e-4},   {"q5_0", 9.7e-4}, {"q4_1", 3.8e-3},
+                                        {"q4_0", 4.2e-3}, {"iq4_nl", 4.2e-3}, {"q6_K", 2.1e-4}, {"q5_K", 8.5e-4},
+                                        {"q4_K", 3.1e-3}, {"q3_K", 1.6e-2},   {"q2_K", 5.5e-2}};
 constexpr double kReadmeNmseRelTolerance = 0.05;  // 2 significant digits
 
 const char* const kFixtureTypes[] = {"f16",    "bf16", "q8_0", "q4_0", "q4_1", "q5_0", "q5_1",
                                      "iq4_nl", "q2_K", "q3_K", "q4_K", "q5_K", "q6_K", "iq4_xs"};
 // The KV-cache quantizers must reproduce ggml's reference bytes (f16/bf16 conversions too).
-const char* const kBytesExactTypes[] = {"f16",  "bf16", "q8_0", "q4_0",
-                                        "q4_1", "q5_0", "q5_1", "iq4_nl"};
+const char* const kBytesExactTypes[] = {"f16", "bf16", "q8_0", "q4_0", "q4_1", "q5_0", "q5_1", "iq4_nl"};
 
 // Types with a Highway kernel; the others go through the reference in both entry points.
-const GgmlType kSimdQuantTypes[] = {GgmlType::F16,  GgmlType::BF16,  GgmlType::Q8_0,
-                                    GgmlType::Q4_0, GgmlType::Q4_1,  GgmlType::Q5_0,
-                                    GgmlType::Q5_1, GgmlType::IQ4_NL};
-const GgmlType kAllDequantTypes[] = {
-    GgmlType::F32,  GgmlType::F16,   GgmlType::BF16, GgmlType::Q8_0, GgmlType::Q8_1,
-    GgmlType::Q4_0, GgmlType::Q4_1,  GgmlType::Q5_0, GgmlType::Q5_1, GgmlType::IQ4_NL,
-    GgmlType::Q2_K, GgmlType::Q3_K,  GgmlType::Q4_K, GgmlType::Q5_K, GgmlType::Q6_K,
-    GgmlType::Q8_K, GgmlType::IQ4_XS};
+const GgmlType kSimdQuantTypes[] = {GgmlType::F16,  GgmlType::BF16, GgmlType::Q8_0, GgmlType::Q4_0,
+                                    GgmlType::Q4_1, GgmlType::Q5_0, GgmlType::Q5_1, GgmlType::IQ4_NL};
+const GgmlType kAllDequantTypes[] = {GgmlType::F32,  GgmlType::F16,   GgmlType::BF16, GgmlType::Q8_0, GgmlType::Q8_1,
+                                     GgmlType::Q4_0, GgmlType::Q4_1,  GgmlType::Q5_0, GgmlType::Q5_1, GgmlType::IQ4_NL,
+                                     GgmlType::Q2_K, GgmlType::Q3_K,  GgmlType::Q4_K, GgmlType::Q5_K, GgmlType::Q6_K,
+                                     GgmlType::Q8_K, GgmlType::IQ4_XS};
 
 double nmse(const float* ref, const float* test, size_t n) {
   double err = 0, norm = 0;
@@ -116,14 +112,12 @@ std::vector<NamedRow> adversarial_rows() {
   };
   for (float sigma : {1.0f, 1e-3f, 1e3f, 3e4f})
     add("gauss*" + std::to_string(sigma), [&](int) { return sigma * gauss(rng); });
-  add("log-uniform magnitudes", [&](int) {
-    return (unit(rng) < 0.5f ? -1.0f : 1.0f) * std::pow(10.0f, 6.0f * unit(rng) - 3.0f);
-  });
+  add("log-uniform magnitudes",
+      [&](int) { return (unit(rng) < 0.5f ? -1.0f : 1.0f) * std::pow(10.0f, 6.0f * unit(rng) - 3.0f); });
   add("outlier channels", [&](int i) { return (i % 37 == 0 ? 80.0f : 0.05f) * gauss(rng); });
   add("zeros", [](int) { return 0.0f; });
   add("signed zeros", [](int i) { return i % 3 == 0 ? -0.0f : 0.0f; });
-  add("negative zero first",
-      [](int i) { return i % 32 == 0 ? -0.0f : (i % 32 == 5 ? 0.0f : 0.0f); });
+  add("negative zero first", [](int i) { return i % 32 == 0 ? -0.0f : (i % 32 == 5 ? 0.0f : 0.0f); });
   add("constant 0.75", [](int) { return 0.75f; });
   add("constant -2", [](int) { return -2.0f; });
   add("single spike", [](int i) { return i == 77 ? 42.0f : 0.0f; });
@@ -150,8 +144,7 @@ std::vector<uint8_t> random_blocks(GgmlType type, int64_t n, uint32_t seed) {
 // ---- fixture: ggml's outputs ----
 
 const gguf::File& fixture() {
-  static const Result<gguf::File> file =
-      gguf::File::open(test::shared_path("fixtures/quant/quant-vectors.gguf"));
+  static const Result<gguf::File> file = gguf::File::open(test::shared_path("fixtures/quant/quant-vectors.gguf"));
   if (!file.ok()) {
     ADD_FAILURE() << file.error().message;
     std::abort();
@@ -208,23 +201,14 @@ void expect_fixture_quant_bytes(bool reference) {
     for (size_t i = 0; i < got.size() && first_diff == got.size(); ++i) {
       if (got[i] != t.bytes[i]) first_diff = i;
     }
-    EXPECT_EQ(first_diff, got.size())
-        << "first differing byte " << first_diff << " of " << got.size();
+    EXPECT_EQ(first_diff, got.size()) << "first differing byte " << first_diff << " of " << got.size();
   }
 }
 
-TEST(QuantFixture, ReferenceDequantizationIsBitExact) {
-  expect_fixture_dequant(/*reference=*/true);
-}
-TEST(QuantFixture, DispatchedDequantizationIsBitExact) {
-  expect_fixture_dequant(/*reference=*/false);
-}
-TEST(QuantFixture, ReferenceQuantizationReproducesGgmlBytes) {
-  expect_fixture_quant_bytes(/*reference=*/true);
-}
-TEST(QuantFixture, DispatchedQuantizationReproducesGgmlBytes) {
-  expect_fixture_quant_bytes(/*reference=*/false);
-}
+TEST(QuantFixture, ReferenceDequantizationIsBitExact) { expect_fixture_dequant(/*reference=*/true); }
+TEST(QuantFixture, DispatchedDequantizationIsBitExact) { expect_fixture_dequant(/*reference=*/false); }
+TEST(QuantFixture, ReferenceQuantizationReproducesGgmlBytes) { expect_fixture_quant_bytes(/*reference=*/true); }
+TEST(QuantFixture, DispatchedQuantizationReproducesGgmlBytes) { expect_fixture_quant_bytes(/*reference=*/false); }
 
 TEST(QuantFixture, ErrorMatchesPublishedNmse) {
   const std::vector<float> input = fixture_input();
@@ -270,8 +254,8 @@ TEST_P(QuantSimdTarget, DequantizeMatchesReferenceBits) {
       for (const NamedRow& row : adversarial_rows()) {
         const std::vector<uint8_t> bytes = quantize(type, row.values, true);
         size_t diff = 0;
-        EXPECT_TRUE(same_floats(dequantize(type, bytes.data(), kRow, false),
-                                dequantize(type, bytes.data(), kRow, true), &diff))
+        EXPECT_TRUE(
+            same_floats(dequantize(type, bytes.data(), kRow, false), dequantize(type, bytes.data(), kRow, true), &diff))
             << row.name << " value " << diff;
       }
     }
@@ -294,18 +278,15 @@ TEST_P(QuantSimdTarget, HalfConversionsAreExactForEveryPattern) {
     SCOPED_TRACE(type_name(type));
     const int64_t n = int64_t(patterns.size());
     const auto* bytes = reinterpret_cast<const uint8_t*>(patterns.data());
-    std::vector<float> simd = dequantize(type, bytes, n, false),
-                       ref = dequantize(type, bytes, n, true);
-    EXPECT_EQ(
-        0, std::memcmp(simd.data(), ref.data(), simd.size() * sizeof(float)));  // NaN payloads too
+    std::vector<float> simd = dequantize(type, bytes, n, false), ref = dequantize(type, bytes, n, true);
+    EXPECT_EQ(0, std::memcmp(simd.data(), ref.data(), simd.size() * sizeof(float)));  // NaN payloads too
   }
   // f32 -> f16 / bf16 on random bit patterns plus the rounding and range boundaries.
   std::mt19937 rng(7);
   std::vector<float> values;  // [~70k] f32
   for (int i = 0; i < 65536; ++i) values.push_back(bits_to_f32(uint32_t(rng())));
-  for (uint32_t bits : {0x477fefffu, 0x477ff000u, 0x38800000u, 0x387fffffu, 0x33000000u,
-                        0x33000001u, 0x7f800000u, 0x7fc00001u, 0x7f800001u, 0x00000001u,
-                        0x3f808000u, 0x3f818000u, 0x3f800fffu, 0x3f801000u}) {
+  for (uint32_t bits : {0x477fefffu, 0x477ff000u, 0x38800000u, 0x387fffffu, 0x33000000u, 0x33000001u, 0x7f800000u,
+                        0x7fc00001u, 0x7f800001u, 0x00000001u, 0x3f808000u, 0x3f818000u, 0x3f800fffu, 0x3f801000u}) {
     values.push_back(bits_to_f32(bits));
     values.push_back(-bits_to_f32(bits));
   }
@@ -346,9 +327,8 @@ TEST_P(QuantSimdTarget, NoFusedMultiplyAdd) {
     int levels;    // codes 0..levels-1
     bool has_min;
   };
-  for (const Case c :
-       {Case{GgmlType::Q4_0, 8.5f, 16, false}, Case{GgmlType::Q5_0, 16.5f, 32, false},
-        Case{GgmlType::Q4_1, 0.5f, 16, true}, Case{GgmlType::Q5_1, 0.5f, 32, true}}) {
+  for (const Case c : {Case{GgmlType::Q4_0, 8.5f, 16, false}, Case{GgmlType::Q5_0, 16.5f, 32, false},
+                       Case{GgmlType::Q4_1, 0.5f, 16, true}, Case{GgmlType::Q5_1, 0.5f, 32, true}}) {
     SCOPED_TRACE(type_name(c.type));
     // One block per upper code k: [0 (the min, with a min),] the extreme M, the sensitive x, then
     // filler.
@@ -366,13 +346,11 @@ TEST_P(QuantSimdTarget, NoFusedMultiplyAdd) {
       for (int trial = 0; trial < 400; ++trial) {
         const float extreme = (c.has_min ? 1.0f : -1.0f) * (7.3f + 0.01f * float(trial));
         // The quantizer's own scale, operation for operation.
-        const float d =
-            c.has_min ? (extreme - 0.0f) / float(c.levels - 1) : extreme / -float(c.levels / 2);
+        const float d = c.has_min ? (extreme - 0.0f) / float(c.levels - 1) : extreme / -float(c.levels / 2);
         const float id = 1.0f / d;
         float x = std::nextafter(m / id, 100.0f);
         bool found = false;
-        for (int i = 0; i < 8 && !found;
-             ++i, x = std::nextafter(x, 0.0f)) {  // walk down: the product decreases
+        for (int i = 0; i < 8 && !found; ++i, x = std::nextafter(x, 0.0f)) {  // walk down: the product decreases
           found = x * id == m && double(x) * double(id) < double(m);
         }
         if (!found) continue;
@@ -392,15 +370,13 @@ TEST_P(QuantSimdTarget, NoFusedMultiplyAdd) {
     const std::vector<uint8_t> ref = quantize(c.type, row, true);
     const size_t block_bytes = row_bytes(c.type, 32);
     for (const auto& [index, k] : expected) {
-      EXPECT_EQ(code_at(c.type, ref.data() + index / 32 * block_bytes, int(index % 32)), k)
-          << "value " << index;
+      EXPECT_EQ(code_at(c.type, ref.data() + index / 32 * block_bytes, int(index % 32)), k) << "value " << index;
     }
     EXPECT_EQ(quantize(c.type, row, false), ref);
   }
 }
 
-INSTANTIATE_TEST_SUITE_P(AllTargets, QuantSimdTarget,
-                         ::testing::ValuesIn(hwy::SupportedAndGeneratedTargets()),
+INSTANTIATE_TEST_SUITE_P(AllTargets, QuantSimdTarget, ::testing::ValuesIn(hwy::SupportedAndGeneratedTargets()),
                          [](const ::testing::TestParamInfo<int64_t>& info) {
                            return std::string(hwy::TargetName(info.param));
                          });
@@ -423,8 +399,7 @@ TEST_P(QuantRoundTrip, GaussianNmseWithinBound) {
   for (bool reference : {true, false}) {
     SCOPED_TRACE(reference ? "reference" : "dispatched");
     const std::vector<uint8_t> bytes = quantize(c.type, x, reference);
-    const std::vector<float> restored =
-        dequantize(c.type, bytes.data(), int64_t(x.size()), reference);
+    const std::vector<float> restored = dequantize(c.type, bytes.data(), int64_t(x.size()), reference);
     const double error = nmse(x.data(), restored.data(), x.size());
     EXPECT_LE(error, c.max_nmse);
     EXPECT_GT(error, 0.0);  // a lossy format that reports no loss is not quantizing at all
@@ -440,20 +415,14 @@ TEST_P(QuantRoundTrip, ZerosStayZero) {
   }
 }
 
-INSTANTIATE_TEST_SUITE_P(AllQuantizers, QuantRoundTrip,
-                         ::testing::Values(RoundTripCase{GgmlType::F16, kMaxNmseF16},
-                                           RoundTripCase{GgmlType::BF16, kMaxNmseBF16},
-                                           RoundTripCase{GgmlType::Q8_0, kMaxNmseQ8_0},
-                                           RoundTripCase{GgmlType::Q8_1, kMaxNmseQ8_1},
-                                           RoundTripCase{GgmlType::Q8_K, kMaxNmseQ8_K},
-                                           RoundTripCase{GgmlType::Q5_0, kMaxNmseQ5_0},
-                                           RoundTripCase{GgmlType::Q5_1, kMaxNmseQ5_1},
-                                           RoundTripCase{GgmlType::Q4_0, kMaxNmseQ4_0},
-                                           RoundTripCase{GgmlType::Q4_1, kMaxNmseQ4_1},
-                                           RoundTripCase{GgmlType::IQ4_NL, kMaxNmseIQ4_NL}),
-                         [](const ::testing::TestParamInfo<RoundTripCase>& info) {
-                           return std::string(type_name(info.param.type));
-                         });
+INSTANTIATE_TEST_SUITE_P(
+    AllQuantizers, QuantRoundTrip,
+    ::testing::Values(RoundTripCase{GgmlType::F16, kMaxNmseF16}, RoundTripCase{GgmlType::BF16, kMaxNmseBF16},
+                      RoundTripCase{GgmlType::Q8_0, kMaxNmseQ8_0}, RoundTripCase{GgmlType::Q8_1, kMaxNmseQ8_1},
+                      RoundTripCase{GgmlType::Q8_K, kMaxNmseQ8_K}, RoundTripCase{GgmlType::Q5_0, kMaxNmseQ5_0},
+                      RoundTripCase{GgmlType::Q5_1, kMaxNmseQ5_1}, RoundTripCase{GgmlType::Q4_0, kMaxNmseQ4_0},
+                      RoundTripCase{GgmlType::Q4_1, kMaxNmseQ4_1}, RoundTripCase{GgmlType::IQ4_NL, kMaxNmseIQ4_NL}),
+    [](const ::testing::TestParamInfo<RoundTripCase>& info) { return std::string(type_name(info.param.type)); });
 
 // ---- type predicates and q8_K's layout ----
 
@@ -466,8 +435,10 @@ TEST(QuantIq4Nl, NoSearchVariantBetweenSearchAndQ4_0) {
   for (float& v : x) v = gauss(rng);
   std::vector<BlockIQ4_NL> blocks(x.size() / kQK);
   quantize_row_iq4_nl_nosearch_ref(x.data(), blocks.data(), int64_t(x.size()));
-  const double nosearch = nmse(x.data(), dequantize(GgmlType::IQ4_NL, reinterpret_cast<const uint8_t*>(blocks.data()),
-                                                    int64_t(x.size()), true).data(), x.size());
+  const double nosearch = nmse(
+      x.data(),
+      dequantize(GgmlType::IQ4_NL, reinterpret_cast<const uint8_t*>(blocks.data()), int64_t(x.size()), true).data(),
+      x.size());
   auto roundtrip = [&](GgmlType type) {
     const std::vector<uint8_t> bytes = quantize(type, x, true);
     return nmse(x.data(), dequantize(type, bytes.data(), int64_t(x.size()), true).data(), x.size());

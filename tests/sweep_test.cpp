@@ -57,8 +57,7 @@ struct FakeModel {
           for (int v = 0; v < kVocab; ++v) {
             const uint64_t r = (h ^ uint64_t(v) * 0x9e3779b97f4a7c15ull) * 0xbf58476d1ce4e5b9ull;
             const double u = double(r >> 11) / double(1ull << 53) - 0.5;
-            logits[i * kVocab + size_t(v)] =
-                float(((chunk[i] + v) % 5 == 0 ? 2.0 : 0.0) + noise * u);
+            logits[i * kVocab + size_t(v)] = float(((chunk[i] + v) % 5 == 0 ? 2.0 : 0.0) + noise * u);
           }
         }
         ++chunks_evaluated;
@@ -108,10 +107,8 @@ TEST(Sweep, EveryPairAndContextWithOneBaselineEach) {
     EXPECT_EQ(row.n_scored, 5 * (row.n_ctx - 1 - row.n_ctx / 2));
     EXPECT_NEAR(row.dppl_pct, 100.0 * (row.ppl / row.base_ppl - 1.0), 1e-9);
     EXPECT_EQ(row.kv_bytes, backend.cache_bytes(row.kv, row.n_ctx));
-    EXPECT_NEAR(row.saved_pct, 100.0 * (1.0 - double(row.kv_bytes) / double(row.base_kv_bytes)),
-                1e-9);
-    EXPECT_NEAR(row.bits_per_value, (bits_per_value(row.kv.k) + bits_per_value(row.kv.v)) / 2,
-                1e-12);
+    EXPECT_NEAR(row.saved_pct, 100.0 * (1.0 - double(row.kv_bytes) / double(row.base_kv_bytes)), 1e-9);
+    EXPECT_NEAR(row.bits_per_value, (bits_per_value(row.kv.k) + bits_per_value(row.kv.v)) / 2, 1e-12);
     if (row.kv == kF16) {
       EXPECT_NEAR(row.dppl_pct, 0.0, 1e-12);
       EXPECT_LT(row.kld.kld_mean, kMaxBaselineSelfKld);
@@ -236,8 +233,8 @@ TEST(Report, JsonCsvAndMarkdownSchemas) {
   meta.model = "fake.gguf";
   meta.base_kv = "f16/f16";
   const nlohmann::json j = sweep_json(r->rows, meta);
-  for (const char* key : {"model", "text", "text_bytes", "n_tokens", "max_chunks", "threads",
-                          "base_kv", "complete", "seconds"}) {
+  for (const char* key :
+       {"model", "text", "text_bytes", "n_tokens", "max_chunks", "threads", "base_kv", "complete", "seconds"}) {
     EXPECT_TRUE(j.at("meta").contains(key)) << key;
   }
   ASSERT_EQ(j.at("rows").size(), r->rows.size());
@@ -245,8 +242,10 @@ TEST(Report, JsonCsvAndMarkdownSchemas) {
     EXPECT_EQ(row.size(), kCsvColumns.size());
     for (const std::string& column : kCsvColumns) {
       ASSERT_TRUE(row.contains(column)) << column;
-      if (column == "type_k" || column == "type_v") EXPECT_TRUE(row[column].is_string());
-      else EXPECT_TRUE(row[column].is_number()) << column;
+      if (column == "type_k" || column == "type_v")
+        EXPECT_TRUE(row[column].is_string());
+      else
+        EXPECT_TRUE(row[column].is_number()) << column;
     }
   }
   EXPECT_EQ(j["rows"][1]["type_v"], "q8_0");
@@ -278,8 +277,7 @@ TEST(Report, ChartScriptsRenderWithGnuplot) {
     EXPECT_NE(text.find("pngcairo"), std::string::npos);
     EXPECT_NE(text.find("set terminal svg"), std::string::npos);
   }
-  EXPECT_NE(test::read_text_file(dir + "/dppl_vs_context.gp").find("K q4_0 / V q8_0"),
-            std::string::npos);
+  EXPECT_NE(test::read_text_file(dir + "/dppl_vs_context.gp").find("K q4_0 / V q8_0"), std::string::npos);
   const std::string gnuplot = find_program("gnuplot");
   if (gnuplot.empty()) GTEST_SKIP() << "gnuplot not installed: scripts checked, not rendered";
   ASSERT_TRUE(render_charts(gnuplot, dir, *scripts).ok());
@@ -304,8 +302,7 @@ TEST(SweepModel, Stories260KSmallMatrix) {
   ASSERT_TRUE(model.ok()) << model.error().message;
   auto tokenizer = Tokenizer::from_gguf((*model)->file());
   ASSERT_TRUE(tokenizer.ok());
-  const std::string text =
-      test::read_text_file(test::shared_path("data/text/tinystories_val.txt")).substr(0, 60000);
+  const std::string text = test::read_text_file(test::shared_path("data/text/tinystories_val.txt")).substr(0, 60000);
   const EvalText tokens = tokenize_eval_text(*tokenizer, text);
   KldIdentity identity;
   fingerprint_text(text, identity);
@@ -326,8 +323,7 @@ TEST(SweepModel, Stories260KSmallMatrix) {
   EXPECT_LT(base.ppl, 10.0);  // llama.cpp: 4.06 over the whole 60 KB at this context
   EXPECT_GT(q4q4.kld.kld_mean, base.kld.kld_mean);
   EXPECT_GT(q4q4.saved_pct, 60.0);  // 4.5 of 16 bits per value, plus any row padding
-  EXPECT_EQ(q4q4.kv_bytes * 16, backend.cache_bytes(kF16, 128) * 16 * q4q4.kv_bytes /
-                                    backend.cache_bytes(kF16, 128));
+  EXPECT_EQ(q4q4.kv_bytes * 16, backend.cache_bytes(kF16, 128) * 16 * q4q4.kv_bytes / backend.cache_bytes(kF16, 128));
 }
 
 }  // namespace

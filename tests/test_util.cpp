@@ -9,9 +9,7 @@
 
 namespace kvq::test {
 
-std::string shared_path(const std::string& relative) {
-  return std::string(KVQ_SHARED_DIR) + "/" + relative;
-}
+std::string shared_path(const std::string& relative) { return std::string(KVQ_SHARED_DIR) + "/" + relative; }
 
 std::string read_text_file(const std::string& path) {
   std::ifstream in(path, std::ios::binary);

@@ -25,9 +25,7 @@ Tokenizer load(const std::string& relative) {
   return std::move(*tok);
 }
 
-std::string vocab_path(const std::string& name) {
-  return "data/llama.cpp-vocab/ggml-vocab-" + name + ".gguf";
-}
+std::string vocab_path(const std::string& name) { return "data/llama.cpp-vocab/ggml-vocab-" + name + ".gguf"; }
 
 // The .inp cases: strings separated by kCaseSeparator; the file ends with a separator.
 std::vector<std::string> read_cases(const std::string& path) {
@@ -94,8 +92,7 @@ TEST_P(VocabCases, MatchLlamaCppExactly) {
   std::printf("[ %s ] %d / %zu cases exact\n", name.c_str(), passed, cases.size());
 }
 
-INSTANTIATE_TEST_SUITE_P(LlamaCpp, VocabCases,
-                         testing::Values("llama-spm", "phi-3", "gpt-2", "deepseek-llm"),
+INSTANTIATE_TEST_SUITE_P(LlamaCpp, VocabCases, testing::Values("llama-spm", "phi-3", "gpt-2", "deepseek-llm"),
                          [](const testing::TestParamInfo<const char*>& info) {
                            std::string s = info.param;
                            for (char& c : s) c = std::isalnum(static_cast<unsigned char>(c)) ? c : '_';
@@ -130,31 +127,41 @@ using tokenizer_detail::pre_tokenize;
 using tokenizer_detail::PreTokenizer;
 using Words = std::vector<std::string>;
 
-const char kMixedWhitespace[] = "  \n\n  Hello\r\n\r\nWorld \t\xE3\x80\x80" "x\xC2\xA0" "y";
+const char kMixedWhitespace[] =
+    "  \n\n  Hello\r\n\r\nWorld \t\xE3\x80\x80"
+    "x\xC2\xA0"
+    "y";
 const char kContractions[] = "'S 'LL 'Ve it's 3333333";
 // a + combining acute (a mark, not a letter), Cyrillic, ASCII and Arabic-Indic digits, Roman twelve.
-const char kScripts[] = "a\xCC\x81" "b \xD0\x9F\xD1\x80\xD0\xB8 123456 \xD9\xA3\xD9\xA4\xD9\xA5 \xE2\x85\xAB!!\n\n";
+const char kScripts[] =
+    "a\xCC\x81"
+    "b \xD0\x9F\xD1\x80\xD0\xB8 123456 \xD9\xA3\xD9\xA4\xD9\xA5 \xE2\x85\xAB!!\n\n";
 
 TEST(PreTokenizer, Gpt2MatchesRegex) {
   EXPECT_EQ(pre_tokenize(PreTokenizer::kGpt2, kMixedWhitespace),
-            (Words{"  \n\n ", " Hello", "\r\n\r", "\n", "World", " \t", "\xE3\x80\x80", "x",
-                   "\xC2\xA0", "y"}));
+            (Words{"  \n\n ", " Hello", "\r\n\r", "\n", "World", " \t", "\xE3\x80\x80", "x", "\xC2\xA0", "y"}));
   EXPECT_EQ(pre_tokenize(PreTokenizer::kGpt2, kContractions),
             (Words{"'", "S", " '", "LL", " '", "Ve", " it", "'s", " 3333333"}));
   EXPECT_EQ(pre_tokenize(PreTokenizer::kGpt2, kScripts),
-            (Words{"a", "\xCC\x81", "b", " \xD0\x9F\xD1\x80\xD0\xB8", " 123456",
-                   " \xD9\xA3\xD9\xA4\xD9\xA5", " \xE2\x85\xAB", "!!", "\n\n"}));
+            (Words{"a", "\xCC\x81", "b", " \xD0\x9F\xD1\x80\xD0\xB8", " 123456", " \xD9\xA3\xD9\xA4\xD9\xA5",
+                   " \xE2\x85\xAB", "!!", "\n\n"}));
 }
 
 TEST(PreTokenizer, Llama3MatchesRegex) {
   EXPECT_EQ(pre_tokenize(PreTokenizer::kLlama3, kMixedWhitespace),
-            (Words{"  \n\n", " ", " Hello", "\r\n\r\n", "World", " \t", "\xE3\x80\x80" "x",
-                   "\xC2\xA0" "y"}));
+            (Words{"  \n\n", " ", " Hello", "\r\n\r\n", "World", " \t",
+                   "\xE3\x80\x80"
+                   "x",
+                   "\xC2\xA0"
+                   "y"}));
   EXPECT_EQ(pre_tokenize(PreTokenizer::kLlama3, kContractions),
             (Words{"'S", " '", "LL", " '", "Ve", " it", "'s", " ", "333", "333", "3"}));
   EXPECT_EQ(pre_tokenize(PreTokenizer::kLlama3, kScripts),
-            (Words{"a", "\xCC\x81" "b", " \xD0\x9F\xD1\x80\xD0\xB8", " ", "123", "456", " ",
-                   "\xD9\xA3\xD9\xA4\xD9\xA5", " ", "\xE2\x85\xAB", "!!\n\n"}));
+            (Words{"a",
+                   "\xCC\x81"
+                   "b",
+                   " \xD0\x9F\xD1\x80\xD0\xB8", " ", "123", "456", " ", "\xD9\xA3\xD9\xA4\xD9\xA5", " ", "\xE2\x85\xAB",
+                   "!!\n\n"}));
 }
 
 // DeepSeek as llama.cpp runs it: non-ASCII whitespace never matches the explicit classes
@@ -162,7 +169,10 @@ TEST(PreTokenizer, Llama3MatchesRegex) {
 TEST(PreTokenizer, DeepseekFollowsLlamaCpp) {
   EXPECT_EQ(pre_tokenize(PreTokenizer::kDeepseekLlm, kMixedWhitespace),
             (Words{"  ", "\n", "\n", " ", " Hello", "\r", "\n", "\r", "\n", "World", " \t",
-                   "\xE3\x80\x80" "x", "\xC2\xA0" "y"}));
+                   "\xE3\x80\x80"
+                   "x",
+                   "\xC2\xA0"
+                   "y"}));
   EXPECT_EQ(pre_tokenize(PreTokenizer::kDeepseekLlm, "12ab\xE4\xBD\xA0\xE5\xA5\xBD  "),
             (Words{"12", "ab", "\xE4\xBD\xA0\xE5\xA5\xBD", "  "}));
 }
@@ -206,26 +216,23 @@ TEST_P(TextFixtures, MatchLlamaCppAndRoundTrip) {
 
 INSTANTIATE_TEST_SUITE_P(
     Fixtures, TextFixtures,
-    testing::Values(
-        TextCase{"stories260K_ts60k", "fixtures/tokenize/tok-stories260K-ts60k.ids", "data/models/stories260K/stories260K.gguf",
-                 "data/text/tinystories_val.txt", 60000},
-        TextCase{"llama_spm_ts60k", "fixtures/tokenize/tok-llama-spm-ts60k.ids", "data/llama.cpp-vocab/ggml-vocab-llama-spm.gguf",
-                 "data/text/tinystories_val.txt", 60000},
-        TextCase{"llama_spm_wiki5k", "fixtures/tokenize/tok-llama-spm-wiki5k.ids", "data/llama.cpp-vocab/ggml-vocab-llama-spm.gguf",
-                 "data/text/wiki.test.raw", 5000}),
+    testing::Values(TextCase{"stories260K_ts60k", "fixtures/tokenize/tok-stories260K-ts60k.ids",
+                             "data/models/stories260K/stories260K.gguf", "data/text/tinystories_val.txt", 60000},
+                    TextCase{"llama_spm_ts60k", "fixtures/tokenize/tok-llama-spm-ts60k.ids",
+                             "data/llama.cpp-vocab/ggml-vocab-llama-spm.gguf", "data/text/tinystories_val.txt", 60000},
+                    TextCase{"llama_spm_wiki5k", "fixtures/tokenize/tok-llama-spm-wiki5k.ids",
+                             "data/llama.cpp-vocab/ggml-vocab-llama-spm.gguf", "data/text/wiki.test.raw", 5000}),
     [](const testing::TestParamInfo<TextCase>& info) { return std::string(info.param.name); });
 
 // Byte-level BPE on the same 60 KB: DeepSeek (no space cleanup) must give the text back exactly,
 // and GPT-2 everything but the spaces its cleanup removes.
 TEST(Tokenizer, BpeRoundTripsEvaluationText) {
-  const std::string text =
-      test::read_text_file(test::shared_path("data/text/tinystories_val.txt")).substr(0, 60000);
+  const std::string text = test::read_text_file(test::shared_path("data/text/tinystories_val.txt")).substr(0, 60000);
   for (const char* name : {"deepseek-llm", "gpt-2"}) {
     const Tokenizer tok = load(vocab_path(name));
     const auto start = std::chrono::steady_clock::now();
     const std::vector<int32_t> ids = tok.encode(text, /*add_special=*/true);
-    const double ms =
-        std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count();
+    const double ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count();
     std::printf("[ %s ] %zu bytes -> %zu tokens in %.1f ms\n", name, text.size(), ids.size(), ms);
     const std::string decoded = tok.decode(ids);
     if (std::string(name) == "deepseek-llm") {
@@ -250,10 +257,10 @@ TEST(Tokenizer, SentencePiecePiecesAndFlags) {
   EXPECT_TRUE(tok.add_bos());
   EXPECT_TRUE(tok.is_eog(2));
   EXPECT_FALSE(tok.is_eog(1));
-  EXPECT_EQ(tok.token_to_piece(3 + 0x41), "A");      // <0x41>
-  EXPECT_EQ(tok.token_to_piece(3 + '\n'), "\n");     // <0x0A>
-  EXPECT_EQ(tok.token_to_piece(29871), " ");         // "▁"
-  EXPECT_EQ(tok.token_to_piece(1), "");              // control: nothing unless asked
+  EXPECT_EQ(tok.token_to_piece(3 + 0x41), "A");   // <0x41>
+  EXPECT_EQ(tok.token_to_piece(3 + '\n'), "\n");  // <0x0A>
+  EXPECT_EQ(tok.token_to_piece(29871), " ");      // "▁"
+  EXPECT_EQ(tok.token_to_piece(1), "");           // control: nothing unless asked
   EXPECT_EQ(tok.token_to_piece(1, /*special=*/true), "<s>");
   EXPECT_EQ(tok.token_to_piece(-1), "");
   EXPECT_EQ(tok.token_to_piece(32000), "");
@@ -274,9 +281,9 @@ TEST(Tokenizer, SpecialTokenTextIsPlainTextUnlessParsed) {
 
 TEST(Tokenizer, EndOfGenerationTokens) {
   const Tokenizer phi = load(vocab_path("phi-3"));
-  EXPECT_TRUE(phi.is_eog(32000));  // <|endoftext|> = eos
-  EXPECT_TRUE(phi.is_eog(32007));  // <|end|>
-  EXPECT_FALSE(phi.is_eog(32010)); // <|user|>
+  EXPECT_TRUE(phi.is_eog(32000));   // <|endoftext|> = eos
+  EXPECT_TRUE(phi.is_eog(32007));   // <|end|>
+  EXPECT_FALSE(phi.is_eog(32010));  // <|user|>
   const Tokenizer gpt2 = load(vocab_path("gpt-2"));
   EXPECT_TRUE(gpt2.is_eog(50256));
   EXPECT_FALSE(gpt2.add_bos());
@@ -291,12 +298,17 @@ TEST(Tokenizer, InvalidUtf8IsSafe) {
   EXPECT_EQ(spm.decode(spm.encode(bad, true)), bad);
   // As in llama.cpp, a symbol is as long as its lead byte says, so a stray lead byte swallows the
   // escaped space after it into byte tokens: the space comes back as U+2581.
-  EXPECT_EQ(spm.decode(spm.encode("a\xf0 b", false)), "a\xf0\xE2\x96\x81" "b");
+  EXPECT_EQ(spm.decode(spm.encode("a\xf0 b", false)),
+            "a\xf0\xE2\x96\x81"
+            "b");
   for (const char* name : {"gpt-2", "deepseek-llm"}) {
     const Tokenizer bpe = load(vocab_path(name));
     const std::string decoded = bpe.decode(bpe.encode(bad, false));
     // One U+FFFD per byte that does not start a complete sequence (llama.cpp's decoding).
-    EXPECT_EQ(decoded, "ok\xEF\xBF\xBD\xEF\xBF\xBDx\xEF\xBF\xBD(\xEF\xBF\xBD\xEF\xBF\xBD" "yz\xEF\xBF\xBD\xEF\xBF\xBD\xEF\xBF\xBD") << name;
+    EXPECT_EQ(decoded,
+              "ok\xEF\xBF\xBD\xEF\xBF\xBDx\xEF\xBF\xBD(\xEF\xBF\xBD\xEF\xBF\xBD"
+              "yz\xEF\xBF\xBD\xEF\xBF\xBD\xEF\xBF\xBD")
+        << name;
   }
 }
 

@@ -83,7 +83,8 @@ int run_bench(const BenchArgs& args) {
       auto v = parse_kv_type(slash == std::string::npos ? "" : pair.substr(slash + 1));
       if (!k || !v) {
         return report_error(make_error("--kv-pairs: '{}' is not K/V (e.g. q8_0/q4_0): {}", pair,
-                                       (k ? v.error() : k.error()).message)), 1;
+                                       (k ? v.error() : k.error()).message)),
+               1;
       }
       kv_pairs.push_back({*k, *v});
     }
@@ -105,8 +106,8 @@ int run_bench(const BenchArgs& args) {
   nlohmann::json rows = nlohmann::json::array();
   std::vector<float> logits(size_t(c.n_vocab));  // [n_vocab]
 
-  const int max_new = std::max(*std::max_element(prompts->begin(), prompts->end()),
-                               *std::max_element(gens->begin(), gens->end()));
+  const int max_new =
+      std::max(*std::max_element(prompts->begin(), prompts->end()), *std::max_element(gens->begin(), gens->end()));
   for (const KvTypes pair : kv_pairs) {
     const GgmlType k = pair.k, v = pair.v;
     {
@@ -120,8 +121,8 @@ int run_bench(const BenchArgs& args) {
         if (depth > filled) {
           std::vector<int32_t> fill(static_cast<size_t>(depth - filled));
           for (auto& t : fill) t = random_token(rng);
-          std::fprintf(stderr, "kvq bench: %s/%s filling the context to %d tokens...\n",
-                       type_name(k).data(), type_name(v).data(), depth);
+          std::fprintf(stderr, "kvq bench: %s/%s filling the context to %d tokens...\n", type_name(k).data(),
+                       type_name(v).data(), depth);
           KVQ_CHECK(model.forward(fill, filled, *cache, logits.data(), false).ok());
           filled = depth;
         }
@@ -129,9 +130,10 @@ int run_bench(const BenchArgs& args) {
         auto record = [&](const std::string& test, int n_tokens, const std::vector<double>& tps,
                           double bytes_per_token_step) {
           const Stats s = stats_of(tps);
-          nlohmann::json row = {{"model", args.model}, {"key", type_name(k)}, {"value", type_name(v)},
-                                {"test", test}, {"n_tokens", n_tokens}, {"depth", depth},
-                                {"threads", threads}, {"repetitions", args.repetitions},
+          nlohmann::json row = {{"model", args.model},      {"key", type_name(k)},
+                                {"value", type_name(v)},    {"test", test},
+                                {"n_tokens", n_tokens},     {"depth", depth},
+                                {"threads", threads},       {"repetitions", args.repetitions},
                                 {"tok_s_median", s.median}, {"tok_s_mean", s.mean},
                                 {"tok_s_stdev", s.stdev}};
           if (bytes_per_token_step > 0) {
@@ -183,13 +185,12 @@ int run_bench(const BenchArgs& args) {
   } else if (args.output == "csv") {
     std::cout << "model,key,value,test,depth,threads,tok_s_median,tok_s_stdev,gbs,bandwidth_fraction,machine_gbs\n";
     for (const auto& r : rows) {
-      std::cout << fmt::format("{},{},{},{},{},{},{:.3f},{:.3f},{},{},{:.2f}\n", r["model"].get<std::string>(),
-                               r["key"].get<std::string>(), r["value"].get<std::string>(),
-                               r["test"].get<std::string>(), r["depth"].get<int>(), r["threads"].get<int>(),
-                               r["tok_s_median"].get<double>(), r["tok_s_stdev"].get<double>(),
-                               r.contains("gbs") ? fmt::format("{:.2f}", r["gbs"].get<double>()) : "",
-                               r.contains("gbs") ? fmt::format("{:.3f}", r["bandwidth_fraction"].get<double>()) : "",
-                               machine_gbs);
+      std::cout << fmt::format(
+          "{},{},{},{},{},{},{:.3f},{:.3f},{},{},{:.2f}\n", r["model"].get<std::string>(), r["key"].get<std::string>(),
+          r["value"].get<std::string>(), r["test"].get<std::string>(), r["depth"].get<int>(), r["threads"].get<int>(),
+          r["tok_s_median"].get<double>(), r["tok_s_stdev"].get<double>(),
+          r.contains("gbs") ? fmt::format("{:.2f}", r["gbs"].get<double>()) : "",
+          r.contains("gbs") ? fmt::format("{:.3f}", r["bandwidth_fraction"].get<double>()) : "", machine_gbs);
     }
   } else {
     std::cout << fmt::format("model {} ({}), {} threads, {} repetitions, machine read bandwidth {:.1f} GB/s\n\n",
@@ -197,11 +198,12 @@ int run_bench(const BenchArgs& args) {
     std::cout << "| K | V | test | depth | tok/s (median ± stdev) | GB/s | of bandwidth |\n";
     std::cout << "|---|---|---|---:|---:|---:|---:|\n";
     for (const auto& r : rows) {
-      std::cout << fmt::format("| {} | {} | {} | {} | {:.2f} ± {:.2f} | {} | {} |\n", r["key"].get<std::string>(),
-                               r["value"].get<std::string>(), r["test"].get<std::string>(), r["depth"].get<int>(),
-                               r["tok_s_median"].get<double>(), r["tok_s_stdev"].get<double>(),
-                               r.contains("gbs") ? fmt::format("{:.1f}", r["gbs"].get<double>()) : "",
-                               r.contains("gbs") ? fmt::format("{:.0f}%", 100 * r["bandwidth_fraction"].get<double>()) : "");
+      std::cout << fmt::format(
+          "| {} | {} | {} | {} | {:.2f} ± {:.2f} | {} | {} |\n", r["key"].get<std::string>(),
+          r["value"].get<std::string>(), r["test"].get<std::string>(), r["depth"].get<int>(),
+          r["tok_s_median"].get<double>(), r["tok_s_stdev"].get<double>(),
+          r.contains("gbs") ? fmt::format("{:.1f}", r["gbs"].get<double>()) : "",
+          r.contains("gbs") ? fmt::format("{:.0f}%", 100 * r["bandwidth_fraction"].get<double>()) : "");
     }
   }
   return 0;
@@ -218,12 +220,15 @@ void register_bench(CLI::App& app) {
   cmd->add_option("-d,--depth", args->depths, "context depths, comma-separated")->capture_default_str();
   cmd->add_option("--kvq-key,--cache-type-k", args->keys,
                   "key cache types (also -ctk), comma-separated (bits or names), env KVQ_KEY")
-      ->delimiter(',')->capture_default_str()->envname("KVQ_KEY");
+      ->delimiter(',')
+      ->capture_default_str()
+      ->envname("KVQ_KEY");
   cmd->add_option("--kvq-val,--cache-type-v", args->values,
                   "value cache types (also -ctv), comma-separated (bits or names), env KVQ_VAL")
-      ->delimiter(',')->capture_default_str()->envname("KVQ_VAL");
-  cmd->add_option("--kv-pairs", args->pairs,
-                  "K/V pairs to compare, e.g. f16/f16,q8_0/q4_0 (instead of keys x values)")
+      ->delimiter(',')
+      ->capture_default_str()
+      ->envname("KVQ_VAL");
+  cmd->add_option("--kv-pairs", args->pairs, "K/V pairs to compare, e.g. f16/f16,q8_0/q4_0 (instead of keys x values)")
       ->delimiter(',');
   cmd->add_option("-r,--repetitions", args->repetitions, "repetitions per test")->capture_default_str();
   cmd->add_option("-t,--threads", args->threads, "threads (0 = all cores)")->capture_default_str();

@@ -20,14 +20,12 @@ void add_kv_options(CLI::App* command, KvOptions& options) {
                       std::string("key cache type (also -ctk), env KVQ_KEY; ") + type_help + " (default f16)");
   command->add_option("--kvq-val,--cache-type-v", options.val,
                       std::string("value cache type (also -ctv), env KVQ_VAL; ") + type_help + " (default f16)");
-  command->add_option("--kvq-layers", options.layers,
-                      "per-layer overrides, e.g. \"0-1:f16/f16,2-21:q8_0/q4_0\"");
+  command->add_option("--kvq-layers", options.layers, "per-layer overrides, e.g. \"0-1:f16/f16,2-21:q8_0/q4_0\"");
 }
 
 Result<std::vector<KvTypes>> resolve_kv_types(const KvOptions& options, int n_layer) {
   KvTypes defaults;
-  auto pick = [](const std::string& flag, const char* env, const char* name,
-                 GgmlType& out) -> Status {
+  auto pick = [](const std::string& flag, const char* env, const char* name, GgmlType& out) -> Status {
     std::string text = flag;
     if (text.empty()) {
       if (const char* value = std::getenv(env); value && *value) text = value;
@@ -47,9 +45,7 @@ Result<std::vector<KvTypes>> resolve_kv_types(const KvOptions& options, int n_la
 }
 
 std::string describe_kv_types(const std::vector<KvTypes>& types) {
-  auto one = [](const KvTypes& t) {
-    return std::string(type_name(t.k)) + "/" + std::string(type_name(t.v));
-  };
+  auto one = [](const KvTypes& t) { return std::string(type_name(t.k)) + "/" + std::string(type_name(t.v)); };
   for (const KvTypes& t : types) {
     if (t.k != types[0].k || t.v != types[0].v) return "per-layer mix";
   }
@@ -96,15 +92,24 @@ Result<uint64_t> parse_size(const std::string& text) {
   std::string suffix = end ? std::string(end) : "";
   for (char& ch : suffix) ch = char(std::tolower(static_cast<unsigned char>(ch)));
   double scale = 0;
-  if (suffix.empty() || suffix == "b") scale = 1;
-  else if (suffix == "k" || suffix == "kib") scale = 1024.0;
-  else if (suffix == "m" || suffix == "mib") scale = 1024.0 * 1024;
-  else if (suffix == "g" || suffix == "gib") scale = 1024.0 * 1024 * 1024;
-  else if (suffix == "t" || suffix == "tib") scale = 1024.0 * 1024 * 1024 * 1024;
-  else if (suffix == "kb") scale = 1e3;
-  else if (suffix == "mb") scale = 1e6;
-  else if (suffix == "gb") scale = 1e9;
-  else if (suffix == "tb") scale = 1e12;
+  if (suffix.empty() || suffix == "b")
+    scale = 1;
+  else if (suffix == "k" || suffix == "kib")
+    scale = 1024.0;
+  else if (suffix == "m" || suffix == "mib")
+    scale = 1024.0 * 1024;
+  else if (suffix == "g" || suffix == "gib")
+    scale = 1024.0 * 1024 * 1024;
+  else if (suffix == "t" || suffix == "tib")
+    scale = 1024.0 * 1024 * 1024 * 1024;
+  else if (suffix == "kb")
+    scale = 1e3;
+  else if (suffix == "mb")
+    scale = 1e6;
+  else if (suffix == "gb")
+    scale = 1e9;
+  else if (suffix == "tb")
+    scale = 1e12;
   if (end == text.c_str() || scale == 0 || !(number >= 0) || number * scale > 1.8e19) {
     return make_error("'{}' is not a size (examples: 4GiB, 512MiB, 8GB, 1e9)", text);
   }

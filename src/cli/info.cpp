@@ -17,7 +17,7 @@ namespace {
 struct InfoArgs {
   std::string model;
   bool json = false;
-  std::string mem_budget;    // empty = no context-fit column
+  std::string mem_budget;  // empty = no context-fit column
   std::string kv_list = "f32,f16,bf16,q8_0,q5_1,q5_0,q4_1,q4_0,iq4_nl";
   KvOptions kv;
 };
@@ -56,8 +56,7 @@ int run_info(const InfoArgs& args) {
   if (const gguf::Value* v = file->find("tokenizer.ggml.tokens")) vocab_size = v->array.size();
 
   const KvCacheShape shape{c.n_layer, 0, c.n_head_kv, c.head_dim};
-  const uint64_t f16_per_token =
-      KvCache::bytes_per_token(shape, std::vector<KvTypes>(c.n_layer, KvTypes{}));
+  const uint64_t f16_per_token = KvCache::bytes_per_token(shape, std::vector<KvTypes>(c.n_layer, KvTypes{}));
   std::vector<int> contexts(std::begin(kContexts), std::end(kContexts));
   if (std::find(contexts.begin(), contexts.end(), c.n_ctx_train) == contexts.end()) {
     contexts.push_back(c.n_ctx_train);
@@ -70,10 +69,17 @@ int run_info(const InfoArgs& args) {
   j["gguf_version"] = file->version();
   j["architecture"] = c.architecture;
   j["name"] = c.name;
-  j["hparams"] = {{"n_layer", c.n_layer},     {"n_embd", c.n_embd},         {"n_head", c.n_head},
-                  {"n_head_kv", c.n_head_kv}, {"head_dim", c.head_dim},     {"n_ff", c.n_ff},
-                  {"n_vocab", c.n_vocab},     {"n_ctx_train", c.n_ctx_train}, {"n_rot", c.n_rot},
-                  {"rope_freq_base", c.rope_freq_base}, {"rope_freq_scale", c.rope_freq_scale},
+  j["hparams"] = {{"n_layer", c.n_layer},
+                  {"n_embd", c.n_embd},
+                  {"n_head", c.n_head},
+                  {"n_head_kv", c.n_head_kv},
+                  {"head_dim", c.head_dim},
+                  {"n_ff", c.n_ff},
+                  {"n_vocab", c.n_vocab},
+                  {"n_ctx_train", c.n_ctx_train},
+                  {"n_rot", c.n_rot},
+                  {"rope_freq_base", c.rope_freq_base},
+                  {"rope_freq_scale", c.rope_freq_scale},
                   {"rms_eps", c.rms_eps}};
   j["n_params"] = weights->n_params;
   j["weight_bytes"] = weight_bytes;
@@ -93,8 +99,7 @@ int run_info(const InfoArgs& args) {
     for (int ctx : contexts) at[std::to_string(ctx)] = per_token * uint64_t(ctx);
     row["bytes_at_context"] = at;
     if (budget) {
-      row["max_context_in_budget"] =
-          budget > weight_bytes ? (budget - weight_bytes) / per_token : 0;
+      row["max_context_in_budget"] = budget > weight_bytes ? (budget - weight_bytes) / per_token : 0;
     }
     return row;
   };
@@ -133,16 +138,15 @@ int run_info(const InfoArgs& args) {
   std::string types_line;
   for (const auto& [name, count] : type_counts) types_line += fmt::format("{} x{}  ", name, count);
   out << fmt::format("weight types {}\n", types_line);
-  out << fmt::format("layers {}  embd {}  heads {} (kv {}, head_dim {}, GQA {})  ff {}\n", c.n_layer,
-                     c.n_embd, c.n_head, c.n_head_kv, c.head_dim, c.n_gqa(), c.n_ff);
-  out << fmt::format("context {} (trained)  rope base {} scale {}  rms eps {}  output {}\n",
-                     c.n_ctx_train, c.rope_freq_base, c.rope_freq_scale, c.rms_eps,
-                     weights->tied_output ? "tied" : "untied");
+  out << fmt::format("layers {}  embd {}  heads {} (kv {}, head_dim {}, GQA {})  ff {}\n", c.n_layer, c.n_embd,
+                     c.n_head, c.n_head_kv, c.head_dim, c.n_gqa(), c.n_ff);
+  out << fmt::format("context {} (trained)  rope base {} scale {}  rms eps {}  output {}\n", c.n_ctx_train,
+                     c.rope_freq_base, c.rope_freq_scale, c.rms_eps, weights->tied_output ? "tied" : "untied");
   out << fmt::format("vocabulary   {} tokens ({})\n\n", vocab_size, tokenizer_model);
 
   out << "KV cache per K/V pair (bits/value averaged over K and V; saved = against f16/f16)\n";
-  std::string header = fmt::format("| {:<6} | {:<6} | {:>9} | {:>11} | {:>7} |", "K", "V", "bits/val",
-                                   "bytes/token", "saved");
+  std::string header =
+      fmt::format("| {:<6} | {:<6} | {:>9} | {:>11} | {:>7} |", "K", "V", "bits/val", "bytes/token", "saved");
   std::string rule = "|--------|--------|-----------|-------------|---------|";
   for (int ctx : contexts) {
     header += fmt::format(" {:>12} |", fmt::format("MiB @ {}", ctx));
@@ -154,13 +158,11 @@ int run_info(const InfoArgs& args) {
   }
   out << header << "\n" << rule << "\n";
   for (const auto& row : table) {
-    std::string line = fmt::format(
-        "| {:<6} | {:<6} | {:>9.2f} | {:>11} | {:>6.1f}% |", row["key"].get<std::string>(),
-        row["value"].get<std::string>(), row["bits_per_value"].get<double>(),
-        row["bytes_per_token"].get<uint64_t>(), 100.0 * row["saved_vs_f16"].get<double>());
+    std::string line = fmt::format("| {:<6} | {:<6} | {:>9.2f} | {:>11} | {:>6.1f}% |", row["key"].get<std::string>(),
+                                   row["value"].get<std::string>(), row["bits_per_value"].get<double>(),
+                                   row["bytes_per_token"].get<uint64_t>(), 100.0 * row["saved_vs_f16"].get<double>());
     for (int ctx : contexts) {
-      line += fmt::format(" {:>12.1f} |",
-                          row["bytes_at_context"][std::to_string(ctx)].get<uint64_t>() / 1048576.0);
+      line += fmt::format(" {:>12.1f} |", row["bytes_at_context"][std::to_string(ctx)].get<uint64_t>() / 1048576.0);
     }
     if (budget) line += fmt::format(" {:>14} |", row["max_context_in_budget"].get<uint64_t>());
     out << line << "\n";
@@ -168,8 +170,7 @@ int run_info(const InfoArgs& args) {
   const auto& sel = j["selected_kv"];
   out << fmt::format("\nselected K/V {}: {} bytes/token (K {} + V {}), {:.1f}% saved against f16\n",
                      sel["description"].get<std::string>(), sel["bytes_per_token"].get<uint64_t>(),
-                     sel["key_bytes_per_token"].get<uint64_t>(),
-                     sel["value_bytes_per_token"].get<uint64_t>(),
+                     sel["key_bytes_per_token"].get<uint64_t>(), sel["value_bytes_per_token"].get<uint64_t>(),
                      100.0 * sel["saved_vs_f16"].get<double>());
   if (budget) {
     out << fmt::format("memory budget {}: weights take {}; max ctx = (budget - weights) / KV bytes per token\n",
@@ -188,8 +189,7 @@ void register_info(CLI::App& app) {
   cmd->add_flag("--json", args->json, "print everything as JSON");
   cmd->add_option("--mem-budget", args->mem_budget,
                   "memory budget (e.g. 4GiB): adds the longest context that fits next to the weights");
-  cmd->add_option("--kv-types", args->kv_list, "comma-separated cache types for the table")
-      ->capture_default_str();
+  cmd->add_option("--kv-types", args->kv_list, "comma-separated cache types for the table")->capture_default_str();
   add_kv_options(cmd, args->kv);
   cmd->callback([args] { set_exit_code(run_info(*args)); });
 }

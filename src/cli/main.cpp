@@ -15,8 +15,10 @@ std::vector<std::string> llama_cpp_flag_aliases(int argc, char** argv) {
     std::string arg = argv[i];
     for (auto [alias, name] : {std::pair{"-ctk", "--cache-type-k"}, std::pair{"-ctv", "--cache-type-v"}}) {
       const std::string a = alias;
-      if (arg == a) arg = name;
-      else if (arg.rfind(a + "=", 0) == 0) arg = name + arg.substr(a.size());
+      if (arg == a)
+        arg = name;
+      else if (arg.rfind(a + "=", 0) == 0)
+        arg = name + arg.substr(a.size());
     }
     args.push_back(arg);
   }

@@ -18,12 +18,13 @@ Result<KvCache> make_checked_cache(const LoadedModel& loaded, int n_ctx) {
   const LlamaConfig& c = loaded.model->config();
   if (n_ctx <= 0) return make_error("context length {} must be positive", n_ctx);
   if (n_ctx > c.n_ctx_train) {
-    std::fprintf(stderr, "kvq: warning: context %d exceeds the model's trained context %d\n", n_ctx,
-                 c.n_ctx_train);
+    std::fprintf(stderr, "kvq: warning: context %d exceeds the model's trained context %d\n", n_ctx, c.n_ctx_train);
   }
   if (c.sliding_window > 0 && n_ctx > c.sliding_window) {
-    return make_error("the model uses sliding-window attention (window {}), which kvq does not "
-                      "implement; use a context of at most {}", c.sliding_window, c.sliding_window);
+    return make_error(
+        "the model uses sliding-window attention (window {}), which kvq does not "
+        "implement; use a context of at most {}",
+        c.sliding_window, c.sliding_window);
   }
   const KvCacheShape shape{c.n_layer, n_ctx, c.n_head_kv, c.head_dim};
   const uint64_t kv_bytes = KvCache::bytes_per_token(shape, loaded.kv_types) * uint64_t(n_ctx);
@@ -33,22 +34,19 @@ Result<KvCache> make_checked_cache(const LoadedModel& loaded, int n_ctx) {
     return make_error(
         "context {} does not fit: KV cache {} ({}) + weights {} = {} > {} available; "
         "use a smaller -c or a smaller K/V type (kvq info --mem-budget shows what fits)",
-        n_ctx, format_bytes(double(kv_bytes)), describe_kv_types(loaded.kv_types),
-        format_bytes(double(weight_bytes)), format_bytes(double(kv_bytes + weight_bytes)),
-        format_bytes(double(available)));
+        n_ctx, format_bytes(double(kv_bytes)), describe_kv_types(loaded.kv_types), format_bytes(double(weight_bytes)),
+        format_bytes(double(kv_bytes + weight_bytes)), format_bytes(double(available)));
   }
   return loaded.model->make_cache(n_ctx, loaded.kv_types);
 }
 
 std::string describe_cache_memory(const KvCache& cache) {
   const KvCacheShape& s = cache.shape();
-  const uint64_t f16 = KvCache::bytes_per_token(s, std::vector<KvTypes>(size_t(s.n_layer))) *
-                       uint64_t(s.n_ctx);
+  const uint64_t f16 = KvCache::bytes_per_token(s, std::vector<KvTypes>(size_t(s.n_layer))) * uint64_t(s.n_ctx);
   const uint64_t total = cache.k_bytes() + cache.v_bytes();
-  return fmt::format("{}: K {} + V {} = {} for {} tokens ({:.1f}% saved against f16)",
-                     describe_kv_types(cache.types()), format_bytes(double(cache.k_bytes())),
-                     format_bytes(double(cache.v_bytes())), format_bytes(double(total)), s.n_ctx,
-                     100.0 * (1.0 - double(total) / double(f16)));
+  return fmt::format("{}: K {} + V {} = {} for {} tokens ({:.1f}% saved against f16)", describe_kv_types(cache.types()),
+                     format_bytes(double(cache.k_bytes())), format_bytes(double(cache.v_bytes())),
+                     format_bytes(double(total)), s.n_ctx, 100.0 * (1.0 - double(total) / double(f16)));
 }
 
 }  // namespace kvq::cli

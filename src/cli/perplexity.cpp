@@ -55,7 +55,8 @@ void print_kld(const eval::KldStats& k) {
 int run_perplexity_command(const PerplexityArgs& args) {
   if (!args.kld.empty() && !args.kld_base.empty()) {
     return report_error(make_error("--kld-base (write a baseline) and --kld (compare with one) "
-                                   "are separate runs; give one of them")), 1;
+                                   "are separate runs; give one of them")),
+           1;
   }
   const std::atomic<bool>& stop = eval::install_interrupt_handler();
   const int threads = set_threads(args.threads);
@@ -94,32 +95,27 @@ int run_perplexity_command(const PerplexityArgs& args) {
   }
   if (!args.kld_base.empty()) record.emplace(identity);
 
-  std::fprintf(stderr,
-               "kvq: %s: %zu tokens, %d chunks of %d, scoring %lld tokens; %d threads; KV %s\n",
+  std::fprintf(stderr, "kvq: %s: %zu tokens, %d chunks of %d, scoring %lld tokens; %d threads; KV %s\n",
                args.text.c_str(), tokens.tokens.size(), plan->n_chunks, plan->n_ctx,
-               static_cast<long long>(plan->scored_total()), threads,
-               describe_cache_memory(*cache).c_str());
+               static_cast<long long>(plan->scored_total()), threads, describe_cache_memory(*cache).c_str());
   ProgressBar bar(double(plan->n_chunks));
   eval::ModelPerplexityOptions options;
   options.max_chunks = args.chunks;
   options.record_base = record ? &*record : nullptr;
   options.compare_base = compare ? &*compare : nullptr;
   options.stop = &stop;
-  options.on_chunk = [&](int done, int total) {
-    bar.update(double(done), fmt::format("chunk {}/{}", done, total));
-  };
+  options.on_chunk = [&](int done, int total) { bar.update(double(done), fmt::format("chunk {}/{}", done, total)); };
   auto result = eval::model_perplexity(model, *cache, tokens, options);
   bar.finish();
   if (!result) return report_error(result.error()), 1;
   const eval::PerplexityResult& r = result->ppl;
   if (r.interrupted) {
-    std::fprintf(stderr, "kvq: interrupted after %d of %d chunks; the estimate covers those\n",
-                 r.n_chunks, plan->n_chunks);
+    std::fprintf(stderr, "kvq: interrupted after %d of %d chunks; the estimate covers those\n", r.n_chunks,
+                 plan->n_chunks);
   }
   if (record && !r.interrupted) {
     if (Status st = record->save(args.kld_base); !st) return report_error(st.error()), 1;
-    std::fprintf(stderr, "kvq: KLD base written to %s (%zu positions)\n", args.kld_base.c_str(),
-                 record->size());
+    std::fprintf(stderr, "kvq: KLD base written to %s (%zu positions)\n", args.kld_base.c_str(), record->size());
   } else if (record) {
     std::fprintf(stderr, "kvq: no KLD base written: the run was interrupted\n");
   }
@@ -142,9 +138,8 @@ int run_perplexity_command(const PerplexityArgs& args) {
     print_json(j);
   } else {
     std::printf("Final estimate: PPL = %.4f +/- %.5f\n", r.ppl(), r.ppl_stderr());
-    std::printf("tokens scored: %lld over %d chunks of %d; %.1f tok/s (%.2f s)\n",
-                static_cast<long long>(r.nll.count), r.n_chunks, plan->n_ctx,
-                r.tokens_per_second, r.seconds);
+    std::printf("tokens scored: %lld over %d chunks of %d; %.1f tok/s (%.2f s)\n", static_cast<long long>(r.nll.count),
+                r.n_chunks, plan->n_ctx, r.tokens_per_second, r.seconds);
     if (result->kld) print_kld(*result->kld);
   }
   std::fflush(stdout);
@@ -155,14 +150,12 @@ int run_perplexity_command(const PerplexityArgs& args) {
 
 void register_perplexity(CLI::App& app) {
   auto args = std::make_shared<PerplexityArgs>();
-  CLI::App* cmd = app.add_subcommand(
-      "perplexity", "perplexity of a text, llama.cpp's method; KL-divergence against a baseline");
+  CLI::App* cmd =
+      app.add_subcommand("perplexity", "perplexity of a text, llama.cpp's method; KL-divergence against a baseline");
   cmd->add_option("-m,--model", args->model, "GGUF model file")->required();
   cmd->add_option("-f,--file", args->text, "text file")->required();
-  cmd->add_option("-c,--ctx-size", args->n_ctx, "context length = chunk size")
-      ->capture_default_str();
-  cmd->add_option("--chunks", args->chunks, "evaluate at most this many chunks (0 = all)")
-      ->capture_default_str();
+  cmd->add_option("-c,--ctx-size", args->n_ctx, "context length = chunk size")->capture_default_str();
+  cmd->add_option("--chunks", args->chunks, "evaluate at most this many chunks (0 = all)")->capture_default_str();
   cmd->add_option("-t,--threads", args->threads, "threads (0 = all cores)")->capture_default_str();
   cmd->add_option("--kld-base", args->kld_base,
                   "save this run's log-probabilities as a KL-divergence baseline (run it with the "

@@ -36,16 +36,18 @@ int run_generate(RunArgs args) {
   std::vector<int32_t> tokens = tokenizer->encode(args.prompt, true);
   if (tokens.empty()) tokens.push_back(tokenizer->bos());
   if (int(tokens.size()) >= n_ctx) {
-    return report_error(make_error("the prompt is {} tokens; it does not fit a context of {}",
-                                   tokens.size(), n_ctx)), 1;
+    return report_error(make_error("the prompt is {} tokens; it does not fit a context of {}", tokens.size(), n_ctx)),
+           1;
   }
   auto cache = make_checked_cache(*loaded, n_ctx);
   if (!cache) return report_error(cache.error()), 1;
-  std::fprintf(stderr, "kvq: %s, %d threads, context %d, prompt %zu tokens\n", args.model.c_str(),
-               threads, n_ctx, tokens.size());
+  std::fprintf(stderr, "kvq: %s, %d threads, context %d, prompt %zu tokens\n", args.model.c_str(), threads, n_ctx,
+               tokens.size());
 
-  if (args.seed < 0) args.sampling.seed = std::random_device{}();
-  else args.sampling.seed = uint64_t(args.seed);
+  if (args.seed < 0)
+    args.sampling.seed = std::random_device{}();
+  else
+    args.sampling.seed = uint64_t(args.seed);
   Sampler sampler(args.sampling);
   std::vector<float> logits(size_t(c.n_vocab));  // [n_vocab] of the last evaluated token
 
@@ -84,8 +86,7 @@ int run_generate(RunArgs args) {
                "\nkvq: prompt %d tokens in %.2f s (%.1f tok/s); generated %d tokens (%.2f tok/s, "
                "%.1f ms/token, %.1f GB/s)\nkvq: KV %s\n",
                n_prompt, prompt_seconds, n_prompt / prompt_seconds, n_generated, gen_tps,
-               gen_tps > 0 ? 1000.0 / gen_tps : 0.0,
-               gen_tps * (weight_bytes + kv_per_token * mean_depth) / 1e9,
+               gen_tps > 0 ? 1000.0 / gen_tps : 0.0, gen_tps * (weight_bytes + kv_per_token * mean_depth) / 1e9,
                describe_cache_memory(*cache).c_str());
   return 0;
 }
@@ -98,8 +99,7 @@ void register_run(CLI::App& app) {
   cmd->add_option("-m,--model", args->model, "GGUF model file")->required();
   cmd->add_option("-p,--prompt", args->prompt, "prompt text")->capture_default_str();
   cmd->add_option("-n,--n-predict", args->n_predict, "tokens to generate")->capture_default_str();
-  cmd->add_option("-c,--ctx-size", args->n_ctx, "context length (0 = min(trained, 4096))")
-      ->capture_default_str();
+  cmd->add_option("-c,--ctx-size", args->n_ctx, "context length (0 = min(trained, 4096))")->capture_default_str();
   cmd->add_option("-t,--threads", args->threads, "threads (0 = all cores)")->capture_default_str();
   cmd->add_option("--temp", args->sampling.temperature, "temperature (0 = greedy)")->capture_default_str();
   cmd->add_option("--top-k", args->sampling.top_k, "top-k (0 = off)")->capture_default_str();

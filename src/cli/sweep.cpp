@@ -62,8 +62,7 @@ int run_sweep_command(const SweepArgs& args) {
   uint64_t largest = 0;
   for (int n_ctx : spec.contexts) {
     if (n_ctx > c.n_ctx_train) {
-      std::fprintf(stderr, "kvq: warning: context %d exceeds the model's trained context %d\n",
-                   n_ctx, c.n_ctx_train);
+      std::fprintf(stderr, "kvq: warning: context %d exceeds the model's trained context %d\n", n_ctx, c.n_ctx_train);
     }
     largest = std::max(largest, backend.cache_bytes(spec.base, n_ctx));
     for (GgmlType k : spec.keys) {
@@ -71,17 +70,18 @@ int run_sweep_command(const SweepArgs& args) {
     }
   }
   const uint64_t weights = (*model)->weights().total_bytes;
-  if (const uint64_t available = available_memory_bytes();
-      available && largest + weights > available) {
+  if (const uint64_t available = available_memory_bytes(); available && largest + weights > available) {
     return report_error(make_error("the largest cache ({}) + weights ({}) exceed the {} available; "
-                                   "use smaller contexts", format_bytes(double(largest)),
-                                   format_bytes(double(weights)), format_bytes(double(available)))),
+                                   "use smaller contexts",
+                                   format_bytes(double(largest)), format_bytes(double(weights)),
+                                   format_bytes(double(available)))),
            1;
   }
-  std::fprintf(stderr, "kvq: %s: %zu tokens; %zu K x %zu V types x %zu contexts, %.0f tokens to "
+  std::fprintf(stderr,
+               "kvq: %s: %zu tokens; %zu K x %zu V types x %zu contexts, %.0f tokens to "
                "evaluate; %d threads; results in %s/\n",
-               args.text.c_str(), tokens.tokens.size(), spec.keys.size(), spec.vals.size(),
-               spec.contexts.size(), *total, threads, args.out_dir.c_str());
+               args.text.c_str(), tokens.tokens.size(), spec.keys.size(), spec.vals.size(), spec.contexts.size(),
+               *total, threads, args.out_dir.c_str());
 
   eval::SweepMeta meta;
   meta.model = args.model;
@@ -96,14 +96,11 @@ int run_sweep_command(const SweepArgs& args) {
   ProgressBar bar(*total);
   eval::SweepCallbacks callbacks;
   callbacks.stop = &stop;
-  callbacks.progress = [&](double done, double all, std::string_view status) {
-    bar.update(done, status);
-  };
+  callbacks.progress = [&](double done, double all, std::string_view status) { bar.update(done, status); };
   callbacks.on_row = [&](const std::vector<eval::SweepRow>& rows) -> Status {
     const eval::SweepRow& r = rows.back();
-    bar.message(fmt::format("kvq: {} @ {}: PPL {:.4f} ({:+.2f}%), KLD {:.2e}, top-1 {:.2f}%",
-                            kv_types_name(r.kv), r.n_ctx, r.ppl, r.dppl_pct, r.kld.kld_mean,
-                            r.kld.top1_pct));
+    bar.message(fmt::format("kvq: {} @ {}: PPL {:.4f} ({:+.2f}%), KLD {:.2e}, top-1 {:.2f}%", kv_types_name(r.kv),
+                            r.n_ctx, r.ppl, r.dppl_pct, r.kld.kld_mean, r.kld.top1_pct));
     meta.seconds = seconds_since(start);
     return eval::write_sweep_data(args.out_dir, rows, meta);
   };
@@ -121,19 +118,19 @@ int run_sweep_command(const SweepArgs& args) {
     if (!scripts) return report_error(scripts.error()), 1;
     const std::string gnuplot = eval::find_program("gnuplot");
     if (gnuplot.empty()) {
-      std::fprintf(stderr, "kvq: gnuplot not found: wrote the chart scripts (%s/*.gp) but no "
-                   "PNG/SVG; install gnuplot and run them there\n", args.out_dir.c_str());
+      std::fprintf(stderr,
+                   "kvq: gnuplot not found: wrote the chart scripts (%s/*.gp) but no "
+                   "PNG/SVG; install gnuplot and run them there\n",
+                   args.out_dir.c_str());
     } else if (Status st = eval::render_charts(gnuplot, args.out_dir, *scripts); !st) {
       std::fprintf(stderr, "kvq: warning: %s\n", st.message().c_str());
     }
   }
   std::cout << eval::sweep_markdown(result->rows) << std::flush;
-  std::fprintf(stderr, "kvq: %zu rows in %s; wrote %s/sweep.csv, sweep.json%s\n",
-               result->rows.size(), format_duration(meta.seconds).c_str(), args.out_dir.c_str(),
-               args.no_charts ? "" : " and charts");
+  std::fprintf(stderr, "kvq: %zu rows in %s; wrote %s/sweep.csv, sweep.json%s\n", result->rows.size(),
+               format_duration(meta.seconds).c_str(), args.out_dir.c_str(), args.no_charts ? "" : " and charts");
   if (result->interrupted) {
-    std::fprintf(stderr, "kvq: interrupted: the %zu finished rows are kept\n",
-                 result->rows.size());
+    std::fprintf(stderr, "kvq: interrupted: the %zu finished rows are kept\n", result->rows.size());
     return eval::kInterruptedExitCode;
   }
   return 0;
@@ -143,23 +140,16 @@ int run_sweep_command(const SweepArgs& args) {
 
 void register_sweep(CLI::App& app) {
   auto args = std::make_shared<SweepArgs>();
-  CLI::App* cmd = app.add_subcommand(
-      "sweep", "perplexity and KL-divergence over every K type x V type x context");
+  CLI::App* cmd = app.add_subcommand("sweep", "perplexity and KL-divergence over every K type x V type x context");
   cmd->add_option("-m,--model", args->model, "GGUF model file")->required();
   cmd->add_option("-f,--file", args->text, "text file")->required();
-  cmd->add_option("--keys", args->keys, "key cache types, comma-separated")
-      ->delimiter(',')
-      ->capture_default_str();
-  cmd->add_option("--vals", args->vals, "value cache types, comma-separated")
-      ->delimiter(',')
-      ->capture_default_str();
+  cmd->add_option("--keys", args->keys, "key cache types, comma-separated")->delimiter(',')->capture_default_str();
+  cmd->add_option("--vals", args->vals, "value cache types, comma-separated")->delimiter(',')->capture_default_str();
   cmd->add_option("-c,--ctx-size", args->contexts, "context lengths, comma-separated")
       ->delimiter(',')
       ->capture_default_str();
-  cmd->add_option("--chunks", args->chunks, "chunks per context (0 = all the text holds)")
-      ->capture_default_str();
-  cmd->add_option("-o,--out", args->out_dir, "output folder for CSV, JSON and charts")
-      ->capture_default_str();
+  cmd->add_option("--chunks", args->chunks, "chunks per context (0 = all the text holds)")->capture_default_str();
+  cmd->add_option("-o,--out", args->out_dir, "output folder for CSV, JSON and charts")->capture_default_str();
   cmd->add_option("-t,--threads", args->threads, "threads (0 = all cores)")->capture_default_str();
   cmd->add_flag("--no-charts", args->no_charts, "skip the gnuplot scripts and images");
   cmd->callback([args] { set_exit_code(run_sweep_command(*args)); });

@@ -46,16 +46,26 @@ struct SynthArgs {
 // ggml's general.file_type ids for files whose tensors are all one type.
 int file_type_id(GgmlType type) {
   switch (type) {
-    case GgmlType::F32: return 0;
-    case GgmlType::F16: return 1;
-    case GgmlType::Q4_0: return 2;
-    case GgmlType::Q4_1: return 3;
-    case GgmlType::Q8_0: return 7;
-    case GgmlType::Q5_0: return 8;
-    case GgmlType::Q5_1: return 9;
-    case GgmlType::IQ4_NL: return 25;
-    case GgmlType::BF16: return 32;
-    default: return -1;
+    case GgmlType::F32:
+      return 0;
+    case GgmlType::F16:
+      return 1;
+    case GgmlType::Q4_0:
+      return 2;
+    case GgmlType::Q4_1:
+      return 3;
+    case GgmlType::Q8_0:
+      return 7;
+    case GgmlType::Q5_0:
+      return 8;
+    case GgmlType::Q5_1:
+      return 9;
+    case GgmlType::IQ4_NL:
+      return 25;
+    case GgmlType::BF16:
+      return 32;
+    default:
+      return -1;
   }
 }
 
@@ -105,12 +115,15 @@ int run_synth(SynthArgs args) {
   auto type = parse_type_name(args.type);
   if (!type || !has_quantizer(*type) || file_type_id(*type) < 0) {
     return report_error(make_error("--type '{}' unsupported (supported: f32 f16 bf16 q8_0 q4_0 q4_1 "
-                                   "q5_0 q5_1 iq4_nl)", args.type)), 1;
+                                   "q5_0 q5_1 iq4_nl)",
+                                   args.type)),
+           1;
   }
   const int block = type_traits(*type).block_size;
   if (s.n_embd % s.n_head || s.n_head % s.n_head_kv || (s.n_embd / s.n_head) % 2) {
-    return report_error(make_error("inconsistent shape: n_embd {} / n_head {} / n_head_kv {}", s.n_embd,
-                                   s.n_head, s.n_head_kv)), 1;
+    return report_error(
+               make_error("inconsistent shape: n_embd {} / n_head {} / n_head_kv {}", s.n_embd, s.n_head, s.n_head_kv)),
+           1;
   }
   if (s.n_embd % block || s.n_ff % block) {
     return report_error(make_error("{} needs n_embd and n_ff multiples of {}", args.type, block)), 1;
@@ -185,8 +198,8 @@ int run_synth(SynthArgs args) {
   KVQ_CHECK(add_matrix("output.weight", s.n_embd, n_vocab).ok());
 
   std::fprintf(stderr, "kvq synth: %s, %d layers, n_embd %d, %d heads (%d kv), ff %d, vocab %d, %s -> %s\n",
-               args.preset.c_str(), s.n_layer, s.n_embd, s.n_head, s.n_head_kv, s.n_ff, n_vocab,
-               args.type.c_str(), args.output.c_str());
+               args.preset.c_str(), s.n_layer, s.n_embd, s.n_head, s.n_head_kv, s.n_ff, n_vocab, args.type.c_str(),
+               args.output.c_str());
   if (Status st = w.write(args.output); !st) return report_error(st.error()), 1;
   std::fprintf(stderr, "kvq synth: wrote %s (%s)\n", args.output.c_str(),
                format_bytes(double(std::filesystem::file_size(args.output))).c_str());
@@ -197,10 +210,9 @@ int run_synth(SynthArgs args) {
 
 void register_synth(CLI::App& app) {
   auto args = std::make_shared<SynthArgs>();
-  CLI::App* cmd = app.add_subcommand(
-      "synth", "write a Llama GGUF with random weights (speed/memory work only, never quality)");
-  cmd->add_option("--preset", args->preset,
-                  "shape: mini, tinyllama-1.1b, llama-2-7b, llama-3-8b, mistral-7b")
+  CLI::App* cmd =
+      app.add_subcommand("synth", "write a Llama GGUF with random weights (speed/memory work only, never quality)");
+  cmd->add_option("--preset", args->preset, "shape: mini, tinyllama-1.1b, llama-2-7b, llama-3-8b, mistral-7b")
       ->capture_default_str();
   cmd->add_option("-o,--output", args->output, "output GGUF path")->required();
   cmd->add_option("--type", args->type, "weight type: f32 f16 bf16 q8_0 q4_0 q4_1 q5_0 q5_1 iq4_nl")

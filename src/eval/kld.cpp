@@ -107,8 +107,7 @@ Status fingerprint_model(const std::string& path, KldIdentity& id) {
 
 void fingerprint_text(std::string_view text, KldIdentity& id) {
   id.text_bytes = text.size();
-  id.text_hash =
-      fnv1a64({reinterpret_cast<const uint8_t*>(text.data()), text.size()});
+  id.text_hash = fnv1a64({reinterpret_cast<const uint8_t*>(text.data()), text.size()});
 }
 
 KldBase::KldBase(KldIdentity identity)
@@ -155,22 +154,25 @@ void KldBase::decode(size_t i, double* out) const {
 Status KldBase::check_matches(const KldIdentity& run) const {
   const KldIdentity& b = identity_;
   if (b.model_bytes != run.model_bytes || b.model_hash != run.model_hash) {
-    return make_error("the KLD base was made with another model ({}, {} bytes); this run uses {} "
-                      "({} bytes)", b.model_path, b.model_bytes, run.model_path, run.model_bytes);
+    return make_error(
+        "the KLD base was made with another model ({}, {} bytes); this run uses {} "
+        "({} bytes)",
+        b.model_path, b.model_bytes, run.model_path, run.model_bytes);
   }
   if (b.text_hash != run.text_hash || b.text_bytes != run.text_bytes) {
-    return make_error("the KLD base was made from another text ({} bytes, hash {:016x}); this "
-                      "text has {} bytes, hash {:016x}", b.text_bytes, b.text_hash, run.text_bytes,
-                      run.text_hash);
+    return make_error(
+        "the KLD base was made from another text ({} bytes, hash {:016x}); this "
+        "text has {} bytes, hash {:016x}",
+        b.text_bytes, b.text_hash, run.text_bytes, run.text_hash);
   }
   if (b.n_vocab != run.n_vocab) {
-    return make_error("the KLD base has a vocabulary of {}; the model has {}", b.n_vocab,
-                      run.n_vocab);
+    return make_error("the KLD base has a vocabulary of {}; the model has {}", b.n_vocab, run.n_vocab);
   }
   if (b.n_ctx != run.n_ctx || b.n_chunks != run.n_chunks) {
-    return make_error("the KLD base was made with -c {} over {} chunks; this run is -c {} over {} "
-                      "chunks (use the same -c and --chunks)", b.n_ctx, b.n_chunks, run.n_ctx,
-                      run.n_chunks);
+    return make_error(
+        "the KLD base was made with -c {} over {} chunks; this run is -c {} over {} "
+        "chunks (use the same -c and --chunks)",
+        b.n_ctx, b.n_chunks, run.n_ctx, run.n_chunks);
   }
   return Status::Ok();
 }
@@ -224,44 +226,39 @@ Result<KldBase> KldBase::load(const std::string& path) {
     return make_error("{}: not a kvq KLD base file (written by kvq perplexity --kld-base)", path);
   }
   if (!r.get(version) || version != kVersion) {
-    return make_error("{}: KLD base version {} is not supported (expected {})", path, version,
-                      kVersion);
+    return make_error("{}: KLD base version {} is not supported (expected {})", path, version, kVersion);
   }
   KldIdentity id;
   uint64_t n_pos = 0;
-  const bool header_ok = r.get(id.n_vocab) && r.get(id.n_ctx) && r.get(id.n_chunks) &&
-                         r.get(id.model_bytes) && r.get(id.model_hash) && r.get(id.text_bytes) &&
-                         r.get(id.text_hash) && r.get_string(id.model_path) &&
-                         r.get_string(id.base_kv) && r.get(n_pos);
+  const bool header_ok = r.get(id.n_vocab) && r.get(id.n_ctx) && r.get(id.n_chunks) && r.get(id.model_bytes) &&
+                         r.get(id.model_hash) && r.get(id.text_bytes) && r.get(id.text_hash) &&
+                         r.get_string(id.model_path) && r.get_string(id.base_kv) && r.get(n_pos);
   if (!header_ok || id.n_vocab <= 0 || id.n_ctx <= 0 || id.n_chunks <= 0) {
     return make_error("{}: truncated or corrupt KLD base header", path);
   }
   KldBase base(std::move(id));
   const int64_t per_chunk = base.identity_.n_ctx - 1 - base.identity_.n_ctx / 2;
   if (n_pos != uint64_t(per_chunk) * uint64_t(base.identity_.n_chunks)) {
-    return make_error("{}: {} positions do not match {} chunks of context {}", path, n_pos,
-                      base.identity_.n_chunks, base.identity_.n_ctx);
+    return make_error("{}: {} positions do not match {} chunks of context {}", path, n_pos, base.identity_.n_chunks,
+                      base.identity_.n_ctx);
   }
   const size_t n = size_t(n_pos);
-  const bool body_ok = r.get_array(base.lo_, n) && r.get_array(base.step_, n) &&
-                       r.get_array(base.target_lp_, n) && r.get_array(base.target_, n) &&
-                       r.get_array(base.top_, n) && n <= SIZE_MAX / base.stride_ &&
+  const bool body_ok = r.get_array(base.lo_, n) && r.get_array(base.step_, n) && r.get_array(base.target_lp_, n) &&
+                       r.get_array(base.target_, n) && r.get_array(base.top_, n) && n <= SIZE_MAX / base.stride_ &&
                        r.get_array(base.codes_, n * base.stride_);
   if (!body_ok || r.offset != bytes.size()) {
     return make_error("{}: truncated or corrupt KLD base ({} bytes)", path, bytes.size());
   }
   for (size_t i = 0; i < n; ++i) {
     if (base.target_[i] < 0 || base.target_[i] >= base.identity_.n_vocab || base.top_[i] < 0 ||
-        base.top_[i] >= base.identity_.n_vocab || !std::isfinite(base.lo_[i]) ||
-        !std::isfinite(base.step_[i])) {
+        base.top_[i] >= base.identity_.n_vocab || !std::isfinite(base.lo_[i]) || !std::isfinite(base.step_[i])) {
       return make_error("{}: corrupt KLD base record {}", path, i);
     }
   }
   return base;
 }
 
-KldAccumulator::KldAccumulator(const KldBase& base)
-    : base_(base), base_lp_(size_t(base.identity().n_vocab)) {}
+KldAccumulator::KldAccumulator(const KldBase& base) : base_(base), base_lp_(size_t(base.identity().n_vocab)) {}
 
 void KldAccumulator::add(const ScoredPosition& p) {
   const size_t i = kld_.size();

@@ -15,22 +15,20 @@ ChunkEvaluator model_chunk_evaluator(LlamaModel& model, KvCache& cache) {
   };
 }
 
-Result<ModelPerplexityResult> model_perplexity(LlamaModel& model, KvCache& cache,
-                                               const EvalText& text,
+Result<ModelPerplexityResult> model_perplexity(LlamaModel& model, KvCache& cache, const EvalText& text,
                                                const ModelPerplexityOptions& options) {
   const int n_ctx = cache.shape().n_ctx;
   auto plan = plan_chunks(text.tokens.size(), n_ctx, options.max_chunks);
   if (!plan) return plan.error();
   const int n_vocab = model.config().n_vocab;
   if (options.record_base) {
-    KVQ_CHECK(options.record_base->size() == 0 &&
-              options.record_base->identity().n_vocab == n_vocab);
+    KVQ_CHECK(options.record_base->size() == 0 && options.record_base->identity().n_vocab == n_vocab);
   }
   std::optional<KldAccumulator> kld;
   if (options.compare_base) {
     if (options.compare_base->size() != size_t(plan->scored_total())) {
-      return make_error("the KLD base holds {} positions; this run scores {}",
-                        options.compare_base->size(), plan->scored_total());
+      return make_error("the KLD base holds {} positions; this run scores {}", options.compare_base->size(),
+                        plan->scored_total());
     }
     kld.emplace(*options.compare_base);
   }
@@ -58,16 +56,14 @@ Result<ModelPerplexityResult> model_perplexity(LlamaModel& model, KvCache& cache
   return result;
 }
 
-SweepBackend model_sweep_backend(LlamaModel& model, const EvalText& text,
-                                 const KldIdentity& identity) {
+SweepBackend model_sweep_backend(LlamaModel& model, const EvalText& text, const KldIdentity& identity) {
   SweepBackend b;
   b.tokens = text.tokens;
   b.n_vocab = model.config().n_vocab;
   b.bos = text.bos;
   b.identity = identity;
   const LlamaConfig& c = model.config();
-  b.make_evaluator = [&model, n_layer = c.n_layer](KvTypes kv,
-                                                   int n_ctx) -> Result<ChunkEvaluator> {
+  b.make_evaluator = [&model, n_layer = c.n_layer](KvTypes kv, int n_ctx) -> Result<ChunkEvaluator> {
     auto cache = model.make_cache(n_ctx, std::vector<KvTypes>(size_t(n_layer), kv));
     if (!cache) return cache.error();
     // The evaluator owns its cache: one configuration's cache lives as long as its run.
@@ -78,8 +74,7 @@ SweepBackend model_sweep_backend(LlamaModel& model, const EvalText& text,
   };
   b.cache_bytes = [c](KvTypes kv, int n_ctx) {
     const KvCacheShape shape{c.n_layer, n_ctx, c.n_head_kv, c.head_dim};
-    return KvCache::bytes_per_token(shape, std::vector<KvTypes>(size_t(c.n_layer), kv)) *
-           uint64_t(n_ctx);
+    return KvCache::bytes_per_token(shape, std::vector<KvTypes>(size_t(c.n_layer), kv)) * uint64_t(n_ctx);
   };
   return b;
 }

@@ -47,13 +47,11 @@ struct ModelPerplexityResult {
 // Perplexity at the cache's context. record_base must have been constructed with an identity for
 // this plan (see plan_chunks); compare_base must match it (checked by the caller with
 // KldBase::check_matches, which names the difference).
-Result<ModelPerplexityResult> model_perplexity(LlamaModel& model, KvCache& cache,
-                                               const EvalText& text,
+Result<ModelPerplexityResult> model_perplexity(LlamaModel& model, KvCache& cache, const EvalText& text,
                                                const ModelPerplexityOptions& options);
 
 // A SweepBackend over a model: a fresh cache per configuration, uniform types on every layer.
 // model and text must outlive the backend.
-SweepBackend model_sweep_backend(LlamaModel& model, const EvalText& text,
-                                 const KldIdentity& identity);
+SweepBackend model_sweep_backend(LlamaModel& model, const EvalText& text, const KldIdentity& identity);
 
 }  // namespace kvq::eval

@@ -28,9 +28,10 @@ double NllStats::ppl_stderr() const {
 Result<ChunkPlan> plan_chunks(size_t n_tokens, int n_ctx, int max_chunks) {
   if (n_ctx < 4) return make_error("context {} is too small for perplexity (at least 4)", n_ctx);
   if (n_tokens < 2 * size_t(n_ctx)) {
-    return make_error("the text has {} tokens; perplexity at context {} needs at least {} "
-                      "(2 x context), use a longer text or a smaller -c",
-                      n_tokens, n_ctx, 2 * size_t(n_ctx));
+    return make_error(
+        "the text has {} tokens; perplexity at context {} needs at least {} "
+        "(2 x context), use a longer text or a smaller -c",
+        n_tokens, n_ctx, 2 * size_t(n_ctx));
   }
   ChunkPlan plan;
   plan.n_ctx = n_ctx;
@@ -46,9 +47,9 @@ Result<PerplexityResult> run_perplexity(const PerplexityRun& run) {
   KVQ_CHECK(run.tokens.size() >= size_t(plan.n_chunks) * size_t(plan.n_ctx));
   const size_t n_vocab = size_t(run.n_vocab);
 
-  std::vector<int32_t> chunk(size_t(plan.n_ctx));             // [n_ctx] token ids
-  std::vector<float> logits(size_t(plan.n_ctx) * n_vocab);    // [n_ctx, n_vocab] f32
-  std::vector<double> log_probs(n_vocab);                     // [n_vocab] f64
+  std::vector<int32_t> chunk(size_t(plan.n_ctx));           // [n_ctx] token ids
+  std::vector<float> logits(size_t(plan.n_ctx) * n_vocab);  // [n_ctx, n_vocab] f32
+  std::vector<double> log_probs(n_vocab);                   // [n_vocab] f64
 
   PerplexityResult result;
   const auto start = std::chrono::steady_clock::now();
@@ -71,8 +72,7 @@ Result<PerplexityResult> run_perplexity(const PerplexityRun& run) {
       KVQ_CHECK(target >= 0 && size_t(target) < n_vocab);
       result.nll.add(-log_probs[size_t(target)]);
       if (run.observe) {
-        const int32_t top = int32_t(std::max_element(log_probs.begin(), log_probs.end()) -
-                                    log_probs.begin());
+        const int32_t top = int32_t(std::max_element(log_probs.begin(), log_probs.end()) - log_probs.begin());
         run.observe(ScoredPosition{c, pos, log_probs, target, top});
       }
     }

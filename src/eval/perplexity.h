@@ -69,16 +69,16 @@ struct PerplexityRun {
   int n_vocab = 0;
   int32_t bos = -1;  // written over each chunk's first token; -1: leave chunks as they are
   ChunkEvaluator evaluate;
-  PositionObserver observe;                    // optional
-  const std::atomic<bool>* stop = nullptr;     // optional: checked after every chunk
+  PositionObserver observe;                       // optional
+  const std::atomic<bool>* stop = nullptr;        // optional: checked after every chunk
   std::function<void(int chunks_done)> on_chunk;  // optional: progress
 };
 
 struct PerplexityResult {
   NllStats nll;
-  int n_chunks = 0;       // chunks finished
-  bool interrupted = false;  // stopped by the stop flag before the last chunk
-  double seconds = 0;     // wall time of evaluation and scoring
+  int n_chunks = 0;              // chunks finished
+  bool interrupted = false;      // stopped by the stop flag before the last chunk
+  double seconds = 0;            // wall time of evaluation and scoring
   double tokens_per_second = 0;  // evaluated (not only scored) tokens per second
 
   double ppl() const { return nll.ppl(); }

@@ -33,11 +33,9 @@ std::vector<int> contexts_in(const std::vector<SweepRow>& rows) {
 }
 
 // Both output formats from one script: the PNG first, then the same plot again as SVG.
-std::string chart_script(const std::string& name, const std::string& title,
-                         const std::string& setup, const std::string& data,
-                         const std::string& plot) {
-  std::string s = fmt::format("# kvq sweep chart: {} (run `gnuplot {}.gp` in this folder)\n", title,
-                              name);
+std::string chart_script(const std::string& name, const std::string& title, const std::string& setup,
+                         const std::string& data, const std::string& plot) {
+  std::string s = fmt::format("# kvq sweep chart: {} (run `gnuplot {}.gp` in this folder)\n", title, name);
   s += "set encoding utf8\n" + data;
   s += "set terminal pngcairo noenhanced size 1000,650 font 'Sans,10'\n";
   s += fmt::format("set output '{}.png'\n", name);
@@ -50,8 +48,8 @@ std::string chart_script(const std::string& name, const std::string& title,
 
 // Series styles: colour by key type, dash and point shape by value type, so the pairs that share
 // a key type read as one family of lines.
-constexpr const char* kColours[] = {"#1b9e77", "#d95f02", "#7570b3", "#e7298a",
-                                    "#66a61e", "#e6ab02", "#a6761d", "#666666", "#000000"};
+constexpr const char* kColours[] = {"#1b9e77", "#d95f02", "#7570b3", "#e7298a", "#66a61e",
+                                    "#e6ab02", "#a6761d", "#666666", "#000000"};
 constexpr int kPointTypes[] = {7, 5, 9, 11, 13, 4, 6, 8, 10};
 
 size_t index_of(std::vector<GgmlType>& seen, GgmlType t) {
@@ -66,14 +64,13 @@ std::string x_range_for_contexts(const std::vector<int>& contexts) {
   std::string tics;
   for (int c : contexts) tics += fmt::format("{}{}", tics.empty() ? "" : ", ", c);
   // Padding on a log axis so the first and last contexts are not on the border.
-  return fmt::format("set logscale x 2\nset xrange [{}:{}]\nset xtics ({})\n",
-                     contexts.front() / 1.2, contexts.back() * 1.2, tics);
+  return fmt::format("set logscale x 2\nset xrange [{}:{}]\nset xtics ({})\n", contexts.front() / 1.2,
+                     contexts.back() * 1.2, tics);
 }
 
 // A datablock per K/V pair: "context value" lines.
-std::string per_pair_chart(const std::vector<SweepRow>& rows, const std::string& name,
-                           const std::string& title, const std::string& ylabel,
-                           double (*value)(const SweepRow&)) {
+std::string per_pair_chart(const std::vector<SweepRow>& rows, const std::string& name, const std::string& title,
+                           const std::string& ylabel, double (*value)(const SweepRow&)) {
   const std::vector<KvTypes> pairs = pairs_in(rows);
   std::vector<GgmlType> keys, vals;
   std::string data, plot = "plot ";
@@ -88,18 +85,16 @@ std::string per_pair_chart(const std::vector<SweepRow>& rows, const std::string&
     plot += fmt::format(
         "{}$pair{} using 1:2 with linespoints lw 2 lc rgb '{}' dt {} pt {} ps 1.2 "
         "title 'K {} / V {}'",
-        i ? ", \\\n     " : "", i, kColours[k], v + 1, kPointTypes[v], type_str(pairs[i].k),
-        type_str(pairs[i].v));
+        i ? ", \\\n     " : "", i, kColours[k], v + 1, kPointTypes[v], type_str(pairs[i].k), type_str(pairs[i].v));
   }
-  const std::string setup = x_range_for_contexts(contexts_in(rows)) +
-                            fmt::format("set xlabel 'context (tokens)'\nset ylabel '{}'\n", ylabel);
+  const std::string setup =
+      x_range_for_contexts(contexts_in(rows)) + fmt::format("set xlabel 'context (tokens)'\nset ylabel '{}'\n", ylabel);
   return chart_script(name, title, setup, data, plot);
 }
 
 // A datablock per context: "bits value label" lines; the largest context's points are labelled.
-std::string per_context_chart(const std::vector<SweepRow>& rows, const std::string& name,
-                              const std::string& title, const std::string& ylabel, bool log_y,
-                              double (*value)(const SweepRow&)) {
+std::string per_context_chart(const std::vector<SweepRow>& rows, const std::string& name, const std::string& title,
+                              const std::string& ylabel, bool log_y, double (*value)(const SweepRow&)) {
   const std::vector<int> contexts = contexts_in(rows);
   std::string data, plot = "plot ";
   for (size_t i = 0; i < contexts.size(); ++i) {
@@ -107,34 +102,31 @@ std::string per_context_chart(const std::vector<SweepRow>& rows, const std::stri
     for (const SweepRow& r : rows) {
       // A log axis cannot show 0; the baseline's KLD against itself is only the storage floor.
       if (r.n_ctx != contexts[i] || (log_y && !(value(r) > 0 && !r.baseline))) continue;
-      data += fmt::format("{:.4g} {:.6g} \"{}/{}\"\n", r.bits_per_value, value(r), type_str(r.kv.k),
-                          type_str(r.kv.v));
+      data += fmt::format("{:.4g} {:.6g} \"{}/{}\"\n", r.bits_per_value, value(r), type_str(r.kv.k), type_str(r.kv.v));
     }
     data += "EOD\n";
-    plot += fmt::format("{}$ctx{} using 1:2 with points pt {} ps 1.4 lw 2 lc rgb '{}' "
-                        "title 'context {}'",
-                        i ? ", \\\n     " : "", i, kPointTypes[5 + i % 4], kColours[i % 8],
-                        contexts[i]);
+    plot += fmt::format(
+        "{}$ctx{} using 1:2 with points pt {} ps 1.4 lw 2 lc rgb '{}' "
+        "title 'context {}'",
+        i ? ", \\\n     " : "", i, kPointTypes[5 + i % 4], kColours[i % 8], contexts[i]);
   }
   if (!contexts.empty()) {
-    plot += fmt::format(", \\\n     $ctx{} using 1:2:3 with labels offset 1,0.6 font ',8' notitle",
-                        contexts.size() - 1);
+    plot +=
+        fmt::format(", \\\n     $ctx{} using 1:2:3 with labels offset 1,0.6 font ',8' notitle", contexts.size() - 1);
   }
-  const std::string setup =
-      fmt::format("set xlabel 'bits per value (mean of K and V)'\nset ylabel '{}'\n{}", ylabel,
-                  log_y ? "set logscale y 10\nset format y '%.0e'\n" : "");
+  const std::string setup = fmt::format("set xlabel 'bits per value (mean of K and V)'\nset ylabel '{}'\n{}", ylabel,
+                                        log_y ? "set logscale y 10\nset format y '%.0e'\n" : "");
   return chart_script(name, title, setup, data, plot);
 }
 
 }  // namespace
 
 const std::vector<std::string> kCsvColumns = {
-    "type_k",     "type_v",          "bits_per_value", "n_ctx",       "n_chunks",
-    "n_scored",   "kv_bytes",        "kv_mib",         "kv_saved_pct", "ppl",
-    "ppl_stderr", "base_ppl",        "dppl_pct",       "kld_mean",    "kld_stderr",
-    "kld_median", "kld_p99",         "kld_max",        "ppl_ratio",   "ppl_ratio_stderr",
-    "rms_dp",     "rms_dp_stderr",   "top1_pct",       "top1_pct_stderr", "seconds",
-    "tokens_per_second"};
+    "type_k",    "type_v",           "bits_per_value", "n_ctx",         "n_chunks",   "n_scored",
+    "kv_bytes",  "kv_mib",           "kv_saved_pct",   "ppl",           "ppl_stderr", "base_ppl",
+    "dppl_pct",  "kld_mean",         "kld_stderr",     "kld_median",    "kld_p99",    "kld_max",
+    "ppl_ratio", "ppl_ratio_stderr", "rms_dp",         "rms_dp_stderr", "top1_pct",   "top1_pct_stderr",
+    "seconds",   "tokens_per_second"};
 
 static nlohmann::json row_json(const SweepRow& r) {
   return nlohmann::json{{"type_k", type_str(r.kv.k)},
@@ -170,11 +162,11 @@ std::string sweep_markdown(const std::vector<SweepRow>& rows) {
       "| K | V | bits/value | context | KV MiB | saved | PPL | ΔPPL | mean KLD | top-1 |\n"
       "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|\n";
   for (const SweepRow& r : rows) {
-    s += fmt::format("| {} | {} | {:.2f} | {} | {:.3f} | {:.1f}% | {:.4f} ± {:.4f} | {:+.2f}% | "
-                     "{:.2e} | {:.2f}% |\n",
-                     type_str(r.kv.k), type_str(r.kv.v), r.bits_per_value, r.n_ctx,
-                     double(r.kv_bytes) / kMiB, r.saved_pct, r.ppl, r.ppl_stderr, r.dppl_pct,
-                     r.kld.kld_mean, r.kld.top1_pct);
+    s += fmt::format(
+        "| {} | {} | {:.2f} | {} | {:.3f} | {:.1f}% | {:.4f} ± {:.4f} | {:+.2f}% | "
+        "{:.2e} | {:.2f}% |\n",
+        type_str(r.kv.k), type_str(r.kv.v), r.bits_per_value, r.n_ctx, double(r.kv_bytes) / kMiB, r.saved_pct, r.ppl,
+        r.ppl_stderr, r.dppl_pct, r.kld.kld_mean, r.kld.top1_pct);
   }
   return s;
 }
@@ -188,9 +180,12 @@ std::string sweep_csv(const std::vector<SweepRow>& rows) {
     for (size_t i = 0; i < kCsvColumns.size(); ++i) {
       const nlohmann::json& v = j.at(kCsvColumns[i]);
       if (i) s += ",";
-      if (v.is_string()) s += v.get<std::string>();
-      else if (v.is_number_float()) s += fmt::format("{:.8g}", v.get<double>());
-      else s += v.dump();
+      if (v.is_string())
+        s += v.get<std::string>();
+      else if (v.is_number_float())
+        s += fmt::format("{:.8g}", v.get<double>());
+      else
+        s += v.dump();
     }
     s += "\n";
   }
@@ -199,10 +194,10 @@ std::string sweep_csv(const std::vector<SweepRow>& rows) {
 
 nlohmann::json sweep_json(const std::vector<SweepRow>& rows, const SweepMeta& meta) {
   nlohmann::json j;
-  j["meta"] = {{"model", meta.model},         {"text", meta.text},
+  j["meta"] = {{"model", meta.model},           {"text", meta.text},
                {"text_bytes", meta.text_bytes}, {"n_tokens", meta.n_tokens},
                {"max_chunks", meta.max_chunks}, {"threads", meta.threads},
-               {"base_kv", meta.base_kv},     {"complete", meta.complete},
+               {"base_kv", meta.base_kv},       {"complete", meta.complete},
                {"seconds", meta.seconds}};
   j["rows"] = nlohmann::json::array();
   for (const SweepRow& r : rows) j["rows"].push_back(row_json(r));
@@ -228,8 +223,7 @@ Status write_file_atomic(const std::string& path, const std::string& content) {
   return Status::Ok();
 }
 
-Status write_sweep_data(const std::string& dir, const std::vector<SweepRow>& rows,
-                        const SweepMeta& meta) {
+Status write_sweep_data(const std::string& dir, const std::vector<SweepRow>& rows, const SweepMeta& meta) {
   std::error_code ec;
   std::filesystem::create_directories(dir, ec);
   if (ec) return make_error("{}: cannot create the output folder: {}", dir, ec.message());
@@ -237,25 +231,19 @@ Status write_sweep_data(const std::string& dir, const std::vector<SweepRow>& row
   return write_file_atomic(dir + "/sweep.json", sweep_json(rows, meta).dump(2) + "\n");
 }
 
-Result<std::vector<std::string>> write_sweep_chart_scripts(const std::string& dir,
-                                                           const std::vector<SweepRow>& rows) {
+Result<std::vector<std::string>> write_sweep_chart_scripts(const std::string& dir, const std::vector<SweepRow>& rows) {
   std::error_code ec;
   std::filesystem::create_directories(dir, ec);
   if (ec) return make_error("{}: cannot create the output folder: {}", dir, ec.message());
   const std::vector<std::pair<std::string, std::string>> charts = {
-      {"dppl_vs_context",
-       per_pair_chart(rows, "dppl_vs_context", "Perplexity change against the f16 cache",
-                      "ΔPPL (%)", [](const SweepRow& r) { return r.dppl_pct; })},
-      {"kv_mib_vs_context",
-       per_pair_chart(rows, "kv_mib_vs_context", "KV cache size", "KV cache (MiB)",
-                      [](const SweepRow& r) { return double(r.kv_bytes) / kMiB; })},
-      {"dppl_vs_bits",
-       per_context_chart(rows, "dppl_vs_bits", "Perplexity change against bits per value",
-                         "ΔPPL (%)", false, [](const SweepRow& r) { return r.dppl_pct; })},
-      {"kld_vs_bits",
-       per_context_chart(rows, "kld_vs_bits", "KL-divergence from the f16 cache",
-                         "mean KLD (nats)", true,
-                         [](const SweepRow& r) { return r.kld.kld_mean; })},
+      {"dppl_vs_context", per_pair_chart(rows, "dppl_vs_context", "Perplexity change against the f16 cache", "ΔPPL (%)",
+                                         [](const SweepRow& r) { return r.dppl_pct; })},
+      {"kv_mib_vs_context", per_pair_chart(rows, "kv_mib_vs_context", "KV cache size", "KV cache (MiB)",
+                                           [](const SweepRow& r) { return double(r.kv_bytes) / kMiB; })},
+      {"dppl_vs_bits", per_context_chart(rows, "dppl_vs_bits", "Perplexity change against bits per value", "ΔPPL (%)",
+                                         false, [](const SweepRow& r) { return r.dppl_pct; })},
+      {"kld_vs_bits", per_context_chart(rows, "kld_vs_bits", "KL-divergence from the f16 cache", "mean KLD (nats)",
+                                        true, [](const SweepRow& r) { return r.kld.kld_mean; })},
   };
   std::vector<std::string> scripts;
   for (const auto& [name, text] : charts) {
@@ -281,8 +269,7 @@ std::string find_program(const std::string& program) {
   return "";
 }
 
-Status render_charts(const std::string& gnuplot, const std::string& dir,
-                     const std::vector<std::string>& scripts) {
+Status render_charts(const std::string& gnuplot, const std::string& dir, const std::vector<std::string>& scripts) {
   for (const std::string& script : scripts) {
     std::fflush(nullptr);
     const pid_t pid = fork();

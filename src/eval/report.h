@@ -37,19 +37,16 @@ nlohmann::json sweep_json(const std::vector<SweepRow>& rows, const SweepMeta& me
 Status write_file_atomic(const std::string& path, const std::string& content);
 
 // sweep.csv and sweep.json in dir (created if missing), each written atomically.
-Status write_sweep_data(const std::string& dir, const std::vector<SweepRow>& rows,
-                        const SweepMeta& meta);
+Status write_sweep_data(const std::string& dir, const std::vector<SweepRow>& rows, const SweepMeta& meta);
 
 // The gnuplot scripts (self-contained: data inline), one per chart; each writes <name>.png and
 // <name>.svg when run from dir. Returns the script names.
-Result<std::vector<std::string>> write_sweep_chart_scripts(const std::string& dir,
-                                                           const std::vector<SweepRow>& rows);
+Result<std::vector<std::string>> write_sweep_chart_scripts(const std::string& dir, const std::vector<SweepRow>& rows);
 
 // Full path of `program` found on PATH, or "" when absent.
 std::string find_program(const std::string& program);
 
 // Runs `gnuplot script` in dir for each script; errors name the script that failed.
-Status render_charts(const std::string& gnuplot, const std::string& dir,
-                     const std::vector<std::string>& scripts);
+Status render_charts(const std::string& gnuplot, const std::string& dir, const std::vector<std::string>& scripts);
 
 }  // namespace kvq::eval

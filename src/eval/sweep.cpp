@@ -36,9 +36,7 @@ SweepRow make_row(const SweepBackend& backend, KvTypes kv, KvTypes base, const C
   row.bits_per_value = (bits_per_value(kv.k) + bits_per_value(kv.v)) / 2.0;
   row.kv_bytes = backend.cache_bytes(kv, plan.n_ctx);
   row.base_kv_bytes = backend.cache_bytes(base, plan.n_ctx);
-  row.saved_pct = row.base_kv_bytes
-                      ? 100.0 * (1.0 - double(row.kv_bytes) / double(row.base_kv_bytes))
-                      : 0.0;
+  row.saved_pct = row.base_kv_bytes ? 100.0 * (1.0 - double(row.kv_bytes) / double(row.base_kv_bytes)) : 0.0;
   row.ppl = run.ppl();
   row.ppl_stderr = run.ppl_stderr();
   row.base_ppl = base_ppl;
@@ -61,8 +59,7 @@ Result<double> sweep_total_tokens(const SweepSpec& spec, size_t n_tokens) {
   return total;
 }
 
-Result<SweepResult> run_sweep(const SweepSpec& spec, const SweepBackend& backend,
-                              const SweepCallbacks& callbacks) {
+Result<SweepResult> run_sweep(const SweepSpec& spec, const SweepBackend& backend, const SweepCallbacks& callbacks) {
   if (spec.keys.empty() || spec.vals.empty() || spec.contexts.empty()) {
     return make_error("a sweep needs at least one key type, one value type and one context");
   }
@@ -81,8 +78,7 @@ Result<SweepResult> run_sweep(const SweepSpec& spec, const SweepBackend& backend
   auto stopped = [&] { return callbacks.stop && callbacks.stop->load(std::memory_order_relaxed); };
 
   // One configuration at one context; observe sees every scored position.
-  auto evaluate = [&](KvTypes kv, const ChunkPlan& plan,
-                      PositionObserver observe) -> Result<PerplexityResult> {
+  auto evaluate = [&](KvTypes kv, const ChunkPlan& plan, PositionObserver observe) -> Result<PerplexityResult> {
     auto evaluator = backend.make_evaluator(kv, plan.n_ctx);
     if (!evaluator) return evaluator.error();
     const std::string status = fmt::format("{} @ {}", kv_types_name(kv), plan.n_ctx);
@@ -129,8 +125,8 @@ Result<SweepResult> run_sweep(const SweepSpec& spec, const SweepBackend& backend
     if (base_run->interrupted) return result.interrupted = true, result;
     const double base_ppl = base_run->ppl();
     if (contains(pairs, spec.base)) {
-      KVQ_RETURN_IF_ERROR(finish_row(
-          make_row(backend, spec.base, spec.base, plan, *base_run, base_ppl, self.finish())));
+      KVQ_RETURN_IF_ERROR(
+          finish_row(make_row(backend, spec.base, spec.base, plan, *base_run, base_ppl, self.finish())));
     }
     for (const KvTypes& kv : pairs) {
       if (kv == spec.base) continue;
@@ -139,8 +135,7 @@ Result<SweepResult> run_sweep(const SweepSpec& spec, const SweepBackend& backend
       auto run = evaluate(kv, plan, [&](const ScoredPosition& p) { kld.add(p); });
       if (!run) return run.error();
       if (run->interrupted) return result.interrupted = true, result;
-      KVQ_RETURN_IF_ERROR(
-          finish_row(make_row(backend, kv, spec.base, plan, *run, base_ppl, kld.finish())));
+      KVQ_RETURN_IF_ERROR(finish_row(make_row(backend, kv, spec.base, plan, *run, base_ppl, kld.finish())));
     }
   }
   return result;

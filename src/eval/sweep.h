@@ -32,14 +32,14 @@ struct SweepRow {
   int n_ctx = 0;
   int n_chunks = 0;
   int64_t n_scored = 0;
-  double bits_per_value = 0;  // mean of the K and V types' bits per value
-  uint64_t kv_bytes = 0;      // whole cache at n_ctx
-  uint64_t base_kv_bytes = 0; // the baseline's cache at n_ctx
-  double saved_pct = 0;       // memory saved against the baseline
+  double bits_per_value = 0;   // mean of the K and V types' bits per value
+  uint64_t kv_bytes = 0;       // whole cache at n_ctx
+  uint64_t base_kv_bytes = 0;  // the baseline's cache at n_ctx
+  double saved_pct = 0;        // memory saved against the baseline
   double ppl = 0, ppl_stderr = 0;
   double base_ppl = 0;
-  double dppl_pct = 0;        // 100 * (ppl / base_ppl - 1)
-  KldStats kld;               // against the baseline of this context
+  double dppl_pct = 0;  // 100 * (ppl / base_ppl - 1)
+  KldStats kld;         // against the baseline of this context
   double seconds = 0;
   double tokens_per_second = 0;
 };
@@ -48,8 +48,8 @@ struct SweepRow {
 struct SweepBackend {
   std::span<const int32_t> tokens;  // [n_tokens] the whole text
   int n_vocab = 0;
-  int32_t bos = -1;       // -1: the vocabulary adds none
-  KldIdentity identity;   // model and text; n_ctx / n_chunks are filled per context
+  int32_t bos = -1;      // -1: the vocabulary adds none
+  KldIdentity identity;  // model and text; n_ctx / n_chunks are filled per context
   // An evaluator for one uniform K/V configuration at a context (it owns its cache).
   std::function<Result<ChunkEvaluator>(KvTypes kv, int n_ctx)> make_evaluator;
   // Bytes of a cache of n_ctx tokens of these types.
@@ -70,8 +70,7 @@ struct SweepResult {
 };
 
 // Plans every context first, so a context the text is too short for fails before any work.
-Result<SweepResult> run_sweep(const SweepSpec& spec, const SweepBackend& backend,
-                              const SweepCallbacks& callbacks);
+Result<SweepResult> run_sweep(const SweepSpec& spec, const SweepBackend& backend, const SweepCallbacks& callbacks);
 
 // Tokens the sweep will evaluate (baselines included): the progress bar's total.
 Result<double> sweep_total_tokens(const SweepSpec& spec, size_t n_tokens);

@@ -42,11 +42,11 @@ std::string_view value_type_name(ValueType type);
 struct Value {
   ValueType type = ValueType::UINT8;
   ValueType element_type = ValueType::UINT8;  // arrays only
-  uint64_t u64 = 0;   // unsigned integers and bool
-  int64_t i64 = 0;    // signed integers
-  double f64 = 0;     // floats
-  std::string str;    // STRING
-  std::vector<Value> array;  // ARRAY
+  uint64_t u64 = 0;                           // unsigned integers and bool
+  int64_t i64 = 0;                            // signed integers
+  double f64 = 0;                             // floats
+  std::string str;                            // STRING
+  std::vector<Value> array;                   // ARRAY
 
   bool is_integer() const;
   bool is_float() const { return type == ValueType::FLOAT32 || type == ValueType::FLOAT64; }
@@ -59,8 +59,8 @@ struct TensorInfo {
   std::string name;
   std::vector<int64_t> dims;  // ne[0] first: ne[0] is the contiguous (row) dimension
   GgmlType type = GgmlType::F32;
-  uint64_t offset = 0;  // relative to the data section
-  uint64_t bytes = 0;   // computed from dims and type
+  uint64_t offset = 0;            // relative to the data section
+  uint64_t bytes = 0;             // computed from dims and type
   const uint8_t* data = nullptr;  // into the mapping
 
   int64_t n_elements() const;
@@ -135,8 +135,7 @@ class Writer {
 
   // dims ne[0] first; dims[0] must be a multiple of the type's block size.
   Status add_tensor(std::string name, GgmlType type, std::vector<int64_t> dims, Fill fill);
-  Status add_tensor(std::string name, GgmlType type, std::vector<int64_t> dims,
-                    std::vector<uint8_t> bytes);
+  Status add_tensor(std::string name, GgmlType type, std::vector<int64_t> dims, std::vector<uint8_t> bytes);
 
   Status write(const std::string& path) const;
 

@@ -10,8 +10,7 @@
 
 namespace kvq::gguf {
 
-static_assert(std::endian::native == std::endian::little,
-              "GGUF is read by memcpy of little-endian");
+static_assert(std::endian::native == std::endian::little, "GGUF is read by memcpy of little-endian");
 
 namespace {
 
@@ -25,9 +24,8 @@ constexpr uint64_t kMaxNameBytes = 65535;  // tensor names (ggml itself caps the
 constexpr uint32_t kMaxAlignment = 1u << 30;
 
 // Smallest encodings, used to bound counts by the bytes left before reserving anything.
-constexpr uint64_t kMinKvBytes = 8 + 1 + 4 + 1;  // key length, 1-byte key, type, uint8
-constexpr uint64_t kMinTensorInfoBytes =
-    8 + 1 + 4 + 8 + 4 + 8;  // name, n_dims, one dim, type, offset
+constexpr uint64_t kMinKvBytes = 8 + 1 + 4 + 1;                  // key length, 1-byte key, type, uint8
+constexpr uint64_t kMinTensorInfoBytes = 8 + 1 + 4 + 8 + 4 + 8;  // name, n_dims, one dim, type, offset
 
 // Bytes of one scalar of a fixed-size type; 0 for STRING/ARRAY and ids outside the enum.
 uint64_t scalar_bytes(uint32_t type) {
@@ -77,24 +75,21 @@ uint64_t align_up(uint64_t x, uint64_t alignment) {
 
 class Parser {
  public:
-  Parser(const uint8_t* data, uint64_t size, const std::string& path)
-      : data_(data), size_(size), path_(path) {}
+  Parser(const uint8_t* data, uint64_t size, const std::string& path) : data_(data), size_(size), path_(path) {}
 
   Status parse(File& file);
 
  private:
   template <typename... Args>
   Error fail(fmt::format_string<Args...> format, Args&&... args) const {
-    return make_error("{}: {} (at byte {})", path_,
-                      fmt::format(format, std::forward<Args>(args)...), pos_);
+    return make_error("{}: {} (at byte {})", path_, fmt::format(format, std::forward<Args>(args)...), pos_);
   }
   uint64_t remaining() const { return size_ - pos_; }
 
   template <typename T>
   Status read(T* out, std::string_view what) {
     if (remaining() < sizeof(T)) {
-      return fail("truncated: file ends while reading {} ({} bytes needed, {} left)", what,
-                  sizeof(T), remaining());
+      return fail("truncated: file ends while reading {} ({} bytes needed, {} left)", what, sizeof(T), remaining());
     }
     std::memcpy(out, data_ + pos_, sizeof(T));
     pos_ += sizeof(T);
@@ -126,8 +121,8 @@ Status Parser::read_string(std::string* out, std::string_view what, uint64_t max
   uint64_t length = 0;
   KVQ_RETURN_IF_ERROR(read(&length, what));
   if (length > remaining()) {
-    return fail("truncated: {} of {} bytes extends past the end of the file ({} bytes left)", what,
-                length, remaining());
+    return fail("truncated: {} of {} bytes extends past the end of the file ({} bytes left)", what, length,
+                remaining());
   }
   if (length > max_bytes) return fail("{} is {} bytes long, limit {}", what, length, max_bytes);
   out->assign(reinterpret_cast<const char*>(data_ + pos_), size_t(length));
@@ -173,8 +168,7 @@ Status Parser::read_value(uint32_t type, Value* out, int depth) {
       uint32_t element_type = 0;
       uint64_t count = 0;
       KVQ_RETURN_IF_ERROR(read(&element_type, "array element type"));
-      if (!valid_value_type(element_type))
-        return fail("unknown array element type {}", element_type);
+      if (!valid_value_type(element_type)) return fail("unknown array element type {}", element_type);
       out->element_type = ValueType(element_type);
       KVQ_RETURN_IF_ERROR(read(&count, "array length"));
       // Each element needs at least min_element_bytes: refuse before allocating anything.
@@ -215,8 +209,7 @@ Status Parser::read_header(File& file) {
 
 Status Parser::read_metadata(File& file, uint64_t n_kv) {
   if (n_kv > remaining() / kMinKvBytes) {
-    return fail("truncated or corrupt: {} metadata entries cannot fit in the {} bytes left", n_kv,
-                remaining());
+    return fail("truncated or corrupt: {} metadata entries cannot fit in the {} bytes left", n_kv, remaining());
   }
   file.metadata_.reserve(size_t(n_kv));
   for (uint64_t i = 0; i < n_kv; ++i) {
@@ -236,8 +229,8 @@ Status Parser::read_metadata(File& file, uint64_t n_kv) {
   if (const Value* a = file.find("general.alignment")) {
     if (!a->is_integer() || a->as_int() <= 0 || a->as_int() > int64_t(kMaxAlignment) ||
         !std::has_single_bit(uint64_t(a->as_int()))) {
-      return fail("general.alignment must be a power of two between 1 and {}, got {} {}",
-                  kMaxAlignment, value_type_name(a->type), a->as_int());
+      return fail("general.alignment must be a power of two between 1 and {}, got {} {}", kMaxAlignment,
+                  value_type_name(a->type), a->as_int());
     }
     file.alignment_ = uint32_t(a->as_int());
   }
@@ -270,19 +263,17 @@ Status Parser::read_tensor_info(File& file, TensorInfo* info) {
   if (traits == nullptr) return fail("tensor '{}' has unknown type id {}", name, type_id);
   info->type = traits->type;
   if (info->dims[0] % traits->block_size != 0) {
-    return fail("tensor '{}' row length {} is not a multiple of the {} block size {}", name,
-                info->dims[0], traits->name, traits->block_size);
+    return fail("tensor '{}' row length {} is not a multiple of the {} block size {}", name, info->dims[0],
+                traits->name, traits->block_size);
   }
   uint64_t bytes = 0;
-  if (__builtin_mul_overflow(uint64_t(n_elements / traits->block_size), uint64_t(traits->type_size),
-                             &bytes)) {
+  if (__builtin_mul_overflow(uint64_t(n_elements / traits->block_size), uint64_t(traits->type_size), &bytes)) {
     return fail("tensor '{}' byte size overflows", name);
   }
   info->bytes = bytes;
   KVQ_RETURN_IF_ERROR(read(&info->offset, "tensor data offset"));
   if (info->offset % file.alignment_ != 0) {
-    return fail("tensor '{}' offset {} is not a multiple of the alignment {}", name, info->offset,
-                file.alignment_);
+    return fail("tensor '{}' offset {} is not a multiple of the alignment {}", name, info->offset, file.alignment_);
   }
   return Status::Ok();
 }
@@ -310,9 +301,8 @@ Status Parser::check_tensor_layout(File& file) {
     const TensorInfo& prev = *by_offset[i - 1];
     if (prev.offset + prev.bytes > by_offset[i]->offset) {
       const TensorInfo& next = *by_offset[i];
-      return make_error("{}: tensors '{}' [{}, +{}) and '{}' [{}, +{}) overlap", path_,
-                        shown(prev.name), prev.offset, prev.bytes, shown(next.name), next.offset,
-                        next.bytes);
+      return make_error("{}: tensors '{}' [{}, +{}) and '{}' [{}, +{}) overlap", path_, shown(prev.name), prev.offset,
+                        prev.bytes, shown(next.name), next.offset, next.bytes);
     }
   }
   return Status::Ok();
@@ -328,8 +318,7 @@ Status Parser::parse(File& file) {
   KVQ_RETURN_IF_ERROR(read_metadata(file, n_kv));
 
   if (n_tensors > remaining() / kMinTensorInfoBytes) {
-    return fail("truncated or corrupt: {} tensor infos cannot fit in the {} bytes left", n_tensors,
-                remaining());
+    return fail("truncated or corrupt: {} tensor infos cannot fit in the {} bytes left", n_tensors, remaining());
   }
   file.tensors_.reserve(size_t(n_tensors));
   for (uint64_t i = 0; i < n_tensors; ++i) {

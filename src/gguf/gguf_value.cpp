@@ -42,12 +42,10 @@ std::string_view value_type_name(ValueType type) {
 namespace {
 
 bool is_unsigned_type(ValueType t) {
-  return t == ValueType::UINT8 || t == ValueType::UINT16 || t == ValueType::UINT32 ||
-         t == ValueType::UINT64;
+  return t == ValueType::UINT8 || t == ValueType::UINT16 || t == ValueType::UINT32 || t == ValueType::UINT64;
 }
 bool is_signed_type(ValueType t) {
-  return t == ValueType::INT8 || t == ValueType::INT16 || t == ValueType::INT32 ||
-         t == ValueType::INT64;
+  return t == ValueType::INT8 || t == ValueType::INT16 || t == ValueType::INT32 || t == ValueType::INT64;
 }
 
 // "array of int32" / "uint32": how a value's type is named in error messages.
@@ -101,8 +99,7 @@ namespace {
 Error missing(const std::string& path, std::string_view key) {
   return make_error("{}: missing metadata key '{}'", path, key);
 }
-Error wrong_type(const std::string& path, std::string_view key, std::string_view expected,
-                 const Value& v) {
+Error wrong_type(const std::string& path, std::string_view key, std::string_view expected, const Value& v) {
   return make_error("{}: metadata key '{}' is {}, expected {}", path, key, describe(v), expected);
 }
 
@@ -164,9 +161,8 @@ Result<std::vector<float>> File::get_float_array(std::string_view key) const {
   const Value* v = find(key);
   if (v == nullptr) return missing(path_, key);
   const bool numeric =
-      v->type == ValueType::ARRAY &&
-      (is_unsigned_type(v->element_type) || is_signed_type(v->element_type) ||
-       v->element_type == ValueType::FLOAT32 || v->element_type == ValueType::FLOAT64);
+      v->type == ValueType::ARRAY && (is_unsigned_type(v->element_type) || is_signed_type(v->element_type) ||
+                                      v->element_type == ValueType::FLOAT32 || v->element_type == ValueType::FLOAT64);
   if (!numeric) return wrong_type(path_, key, "array of numbers", *v);
   std::vector<float> out;
   out.reserve(v->array.size());
@@ -177,8 +173,8 @@ Result<std::vector<float>> File::get_float_array(std::string_view key) const {
 Result<std::vector<int64_t>> File::get_int_array(std::string_view key) const {
   const Value* v = find(key);
   if (v == nullptr) return missing(path_, key);
-  const bool integers = v->type == ValueType::ARRAY &&
-                        (is_unsigned_type(v->element_type) || is_signed_type(v->element_type));
+  const bool integers =
+      v->type == ValueType::ARRAY && (is_unsigned_type(v->element_type) || is_signed_type(v->element_type));
   if (!integers) return wrong_type(path_, key, "array of integers", *v);
   std::vector<int64_t> out;
   out.reserve(v->array.size());

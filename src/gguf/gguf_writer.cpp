@@ -17,8 +17,7 @@ namespace {
 constexpr int kMaxWriteDepth = 8;       // the reader's nesting limit: never write what it refuses
 constexpr size_t kMaxKeyBytes = 65535;  // spec limit on key length
 
-const Value* find_key(const std::vector<std::pair<std::string, Value>>& metadata,
-                      std::string_view key) {
+const Value* find_key(const std::vector<std::pair<std::string, Value>>& metadata, std::string_view key) {
   for (const auto& [k, v] : metadata) {
     if (k == key) return &v;
   }
@@ -137,8 +136,8 @@ struct FileCloser {
 }  // namespace
 
 void Writer::set_value(std::string key, Value v) {
-  if (key == "general.alignment" && v.is_integer() && v.as_int() > 0 &&
-      std::has_single_bit(uint64_t(v.as_int())) && v.as_int() <= (1 << 30)) {
+  if (key == "general.alignment" && v.is_integer() && v.as_int() > 0 && std::has_single_bit(uint64_t(v.as_int())) &&
+      v.as_int() <= (1 << 30)) {
     alignment_ = uint32_t(v.as_int());
   }
   for (auto& [k, existing] : metadata_) {
@@ -208,8 +207,7 @@ Status Writer::add_tensor(std::string name, GgmlType type, std::vector<int64_t> 
     return make_error("gguf writer: tensor '{}' has unknown type id {}", name, uint32_t(type));
   }
   if (dims.empty() || dims.size() > size_t(kMaxDims)) {
-    return make_error("gguf writer: tensor '{}' has {} dimensions (expected 1 to {})", name,
-                      dims.size(), kMaxDims);
+    return make_error("gguf writer: tensor '{}' has {} dimensions (expected 1 to {})", name, dims.size(), kMaxDims);
   }
   int64_t n = 1;
   for (int64_t d : dims) {
@@ -219,9 +217,8 @@ Status Writer::add_tensor(std::string name, GgmlType type, std::vector<int64_t> 
     }
   }
   if (dims[0] % traits->block_size != 0) {
-    return make_error(
-        "gguf writer: tensor '{}' row length {} is not a multiple of the {} block size {}", name,
-        dims[0], traits->name, traits->block_size);
+    return make_error("gguf writer: tensor '{}' row length {} is not a multiple of the {} block size {}", name, dims[0],
+                      traits->name, traits->block_size);
   }
   if (!fill) return make_error("gguf writer: tensor '{}' has no fill callback", name);
   const uint64_t bytes = uint64_t(n / traits->block_size) * uint64_t(traits->type_size);
@@ -229,14 +226,13 @@ Status Writer::add_tensor(std::string name, GgmlType type, std::vector<int64_t> 
   return Status::Ok();
 }
 
-Status Writer::add_tensor(std::string name, GgmlType type, std::vector<int64_t> dims,
-                          std::vector<uint8_t> bytes) {
+Status Writer::add_tensor(std::string name, GgmlType type, std::vector<int64_t> dims, std::vector<uint8_t> bytes) {
   auto shared = std::make_shared<std::vector<uint8_t>>(std::move(bytes));  // [tensor bytes]
   const size_t given = shared->size();
   const std::string label = name;
-  KVQ_RETURN_IF_ERROR(add_tensor(
-      std::move(name), type, std::move(dims),
-      [shared](std::span<uint8_t> dst) { std::memcpy(dst.data(), shared->data(), dst.size()); }));
+  KVQ_RETURN_IF_ERROR(add_tensor(std::move(name), type, std::move(dims), [shared](std::span<uint8_t> dst) {
+    std::memcpy(dst.data(), shared->data(), dst.size());
+  }));
   if (tensors_.back().bytes != given) {
     const uint64_t expected = tensors_.back().bytes;
     tensors_.pop_back();
@@ -298,8 +294,7 @@ Status Writer::write(const std::string& path) const {
     const uint64_t padded = (t.bytes + alignment - 1) / alignment * alignment;
     buffer.assign(size_t(padded), 0);  // zeros: the padding, and whatever a fill leaves untouched
     t.fill(std::span<uint8_t>(buffer.data(), size_t(t.bytes)));
-    if (!put(buffer.data(), buffer.size()))
-      return io_error(fmt::format("writing tensor '{}'", t.name));
+    if (!put(buffer.data(), buffer.size())) return io_error(fmt::format("writing tensor '{}'", t.name));
   }
   if (std::fflush(out.f) != 0) return io_error("flushing");
   std::FILE* f = out.f;

@@ -30,8 +30,7 @@ class Mapping {
 
   const uint8_t* data_ = nullptr;  // [size_] bytes, never written through
   uint64_t size_ = 0;
-  bool mapped_ =
-      false;  // true: munmap on destruction; false: aligned delete (or nothing when empty)
+  bool mapped_ = false;  // true: munmap on destruction; false: aligned delete (or nothing when empty)
 };
 
 }  // namespace kvq::gguf

@@ -166,8 +166,8 @@ HWY_INLINE void PairPerm(int hd, std::vector<int>& perm) {
 
 // G = 1: lanes are rows; rows_pad is a multiple of the lanes; n_groups (= keys) a multiple of 4.
 template <class DQ>
-HWY_NOINLINE void ScoresG1(DQ dq, const float* HWY_RESTRICT qt, int rows_pad, ad::F32RowsView k, int n_keys,
-                           int hd, float* HWY_RESTRICT s) {
+HWY_NOINLINE void ScoresG1(DQ dq, const float* HWY_RESTRICT qt, int rows_pad, ad::F32RowsView k, int n_keys, int hd,
+                           float* HWY_RESTRICT s) {
   const int lanes = int(hn::Lanes(dq));
   for (int rv = 0; rv < rows_pad; rv += lanes) {
     for (int t = 0; t < n_keys; t += 4) {
@@ -326,12 +326,13 @@ HWY_INLINE void AccumulatePV4Rows(DV dv, const float* HWY_RESTRICT p, int lanes_
 
 // acc[r][:] += sum_t p(r, t) * v[t][:] for rows_pad (even) rows; p(r, t) = s[(t / G) * lanes + r * G + t % G].
 template <int kG, class DV>
-HWY_NOINLINE void AccumulatePV(DV dv, const float* HWY_RESTRICT s, int lanes_total, int rows_pad,
-                               ad::F32RowsView v, int n_keys, int hd, float* HWY_RESTRICT acc) {
+HWY_NOINLINE void AccumulatePV(DV dv, const float* HWY_RESTRICT s, int lanes_total, int rows_pad, ad::F32RowsView v,
+                               int n_keys, int hd, float* HWY_RESTRICT acc) {
   const int lanes = int(hn::Lanes(dv));
   int r = 0;
   if (hd % (4 * lanes) == 0) {
-    for (; r + 4 <= rows_pad; r += 4) AccumulatePV4Rows<kG>(dv, s + r * kG, lanes_total, v, n_keys, hd, acc + size_t(r) * hd);
+    for (; r + 4 <= rows_pad; r += 4)
+      AccumulatePV4Rows<kG>(dv, s + r * kG, lanes_total, v, n_keys, hd, acc + size_t(r) * hd);
   }
   for (; r < rows_pad; r += 2) {
     const float* p0 = s + r * kG;
@@ -389,8 +390,10 @@ HWY_INLINE void AccumulatePVAnyWidth(const float* s, int lanes_total, int rows_p
                                      int hd, float* acc) {
   const int n = int(hn::Lanes(DFA()));
   if (hd % n == 0) return AccumulatePV<kG>(DFA(), s, lanes_total, rows_pad, v, n_keys, hd, acc);
-  if (hd % 8 == 0 && n >= 8) return AccumulatePV<kG>(hn::CappedTag<float, 8>(), s, lanes_total, rows_pad, v, n_keys, hd, acc);
-  if (hd % 4 == 0 && n >= 4) return AccumulatePV<kG>(hn::CappedTag<float, 4>(), s, lanes_total, rows_pad, v, n_keys, hd, acc);
+  if (hd % 8 == 0 && n >= 8)
+    return AccumulatePV<kG>(hn::CappedTag<float, 8>(), s, lanes_total, rows_pad, v, n_keys, hd, acc);
+  if (hd % 4 == 0 && n >= 4)
+    return AccumulatePV<kG>(hn::CappedTag<float, 4>(), s, lanes_total, rows_pad, v, n_keys, hd, acc);
   return AccumulatePV<kG>(hn::CappedTag<float, 1>(), s, lanes_total, rows_pad, v, n_keys, hd, acc);
 }
 

@@ -65,8 +65,8 @@ void AttendItemT(DQ dq, const ad::Work& w, const ad::Item& it, int rows, int row
     float* qt_kh = qt + size_t(kh) * hd * lanes_total;  // [hd, lanes_total]
     for (int lane = 0; lane < lanes_total; ++lane) {
       const int r = lane / kG;
-      const float* qrow = r < rows ? w.q + size_t(it.t0 + r / group) * q_stride + size_t(kh * group + r % group) * hd
-                                   : nullptr;
+      const float* qrow =
+          r < rows ? w.q + size_t(it.t0 + r / group) * q_stride + size_t(kh * group + r % group) * hd : nullptr;
       for (int j = 0; j < hd; ++j) {
         const int dim = kG == 2 ? sc.perm[size_t(j)] : j;
         qt_kh[size_t(j) * lanes_total + lane] = qrow ? qrow[dim] * w.scale : 0.0f;
@@ -236,9 +236,12 @@ void AttendItem(const ad::Work& w, const ad::Item& it) {
     int rows_pad = 2;
     while (rows_pad < rows) rows_pad *= 2;
     switch (2 * rows_pad) {
-      case 4: return AttendItemT<hn::CappedTag<float, 4>, 2>(hn::CappedTag<float, 4>(), w, it, rows, rows_pad);
-      case 8: return AttendItemT<hn::CappedTag<float, 8>, 2>(hn::CappedTag<float, 8>(), w, it, rows, rows_pad);
-      default: return AttendItemT<DFA, 2>(DFA(), w, it, rows, rows_pad);  // 16 = all lanes of DFA
+      case 4:
+        return AttendItemT<hn::CappedTag<float, 4>, 2>(hn::CappedTag<float, 4>(), w, it, rows, rows_pad);
+      case 8:
+        return AttendItemT<hn::CappedTag<float, 8>, 2>(hn::CappedTag<float, 8>(), w, it, rows, rows_pad);
+      default:
+        return AttendItemT<DFA, 2>(DFA(), w, it, rows, rows_pad);  // 16 = all lanes of DFA
     }
   }
 #endif
@@ -351,7 +354,8 @@ void attention(const AttentionParams& p, const KvCache& cache, int layer, const 
       const int t0 = ti * tile;
       const size_t base = size_t(ti) * n_splits * part_slots;
       merge_splits(part_acc.data() + base * p.head_dim, part_ml.data() + base * 2, n_splits, part_slots,
-                   (std::min(n_tokens, t0 + tile) - t0) * p.n_head, p.head_dim, out + size_t(t0) * p.n_head * p.head_dim);
+                   (std::min(n_tokens, t0 + tile) - t0) * p.n_head, p.head_dim,
+                   out + size_t(t0) * p.n_head * p.head_dim);
     }
   }
 }

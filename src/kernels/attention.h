@@ -7,7 +7,7 @@
 namespace kvq {
 
 struct AttentionParams {
-  int n_head = 0;     // query heads; a multiple of n_head_kv (query head h reads KV head h / (n_head / n_head_kv))
+  int n_head = 0;  // query heads; a multiple of n_head_kv (query head h reads KV head h / (n_head / n_head_kv))
   int n_head_kv = 0;
   int head_dim = 0;
   float scale = 0.0f;  // usually 1 / sqrt(head_dim)
@@ -23,13 +23,13 @@ void attention(const AttentionParams& p, const KvCache& cache, int layer, const 
 
 // The naive oracle: dequantizes K and V with the scalar reference (dequantize_row_ref) and computes
 // softmax(q·k * scale)·v in f64, one query head at a time. Same contract as attention(). Slow; tests only.
-void attention_ref(const AttentionParams& p, const KvCache& cache, int layer, const float* q, int n_tokens,
-                   int pos0, float* out);
+void attention_ref(const AttentionParams& p, const KvCache& cache, int layer, const float* q, int n_tokens, int pos0,
+                   float* out);
 
 // The same oracle over plain f32 keys and values (no cache, no quantization): the "what the model meant"
 // baseline that quantization error is measured against.
 // k, v: [n_kv, n_head_kv * head_dim] f32 for positions 0 .. n_kv - 1.
-void attention_ref_f32(const AttentionParams& p, const float* k, const float* v, int n_kv, const float* q,
-                       int n_tokens, int pos0, float* out);
+void attention_ref_f32(const AttentionParams& p, const float* k, const float* v, int n_kv, const float* q, int n_tokens,
+                       int pos0, float* out);
 
 }  // namespace kvq

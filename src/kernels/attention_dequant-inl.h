@@ -118,7 +118,8 @@ HWY_INLINE void DecodeBlocks(const uint8_t* blocks, int first_block, int n_block
     if constexpr (kType == GgmlType::Q8_0) {
       const auto* x = reinterpret_cast<const BlockQ8_0*>(blocks) + b;
       const hn::Rebind<int8_t, DFA> di8;
-      StoreScaled(ScaleF32(x->d), 0.0f, false, dst, [&](int j) { return hn::PromoteTo(di, hn::LoadU(di8, x->qs + j)); });
+      StoreScaled(ScaleF32(x->d), 0.0f, false, dst,
+                  [&](int j) { return hn::PromoteTo(di, hn::LoadU(di8, x->qs + j)); });
     } else if constexpr (kType == GgmlType::Q4_0) {
       const auto* x = reinterpret_cast<const BlockQ4_0*>(blocks) + b;
       StoreScaled(ScaleF32(x->d), 0.0f, false, dst, [&](int j) { return hn::Sub(Nibbles(x->qs, j), hn::Set(di, 8)); });
@@ -129,9 +130,8 @@ HWY_INLINE void DecodeBlocks(const uint8_t* blocks, int first_block, int n_block
       const auto* x = reinterpret_cast<const BlockQ5_0*>(blocks) + b;
       uint32_t qh;
       std::memcpy(&qh, x->qh, 4);
-      StoreScaled(ScaleF32(x->d), 0.0f, false, dst, [&](int j) {
-        return hn::Sub(hn::Add(Nibbles(x->qs, j), HighBits(qh, j)), hn::Set(di, 16));
-      });
+      StoreScaled(ScaleF32(x->d), 0.0f, false, dst,
+                  [&](int j) { return hn::Sub(hn::Add(Nibbles(x->qs, j), HighBits(qh, j)), hn::Set(di, 16)); });
     } else if constexpr (kType == GgmlType::Q5_1) {
       const auto* x = reinterpret_cast<const BlockQ5_1*>(blocks) + b;
       uint32_t qh;
@@ -187,22 +187,42 @@ HWY_INLINE void DecodeRowsOf(const uint8_t* rows, size_t row_bytes, int n_rows, 
 
 // Returns n_rows rows of one KV head, decoded into `scratch` [n_rows, s.cover] unless the cache already
 // holds f32 (then the cache itself, when `direct_ok`: the caller reads no further than n_rows).
-HWY_INLINE attention_detail::F32RowsView DecodeHeadRows(GgmlType type, const uint8_t* rows, size_t row_bytes, int n_rows,
-                                  const attention_detail::HeadSlice& s, bool direct_ok, float* HWY_RESTRICT scratch) {
+HWY_INLINE attention_detail::F32RowsView DecodeHeadRows(GgmlType type, const uint8_t* rows, size_t row_bytes,
+                                                        int n_rows, const attention_detail::HeadSlice& s,
+                                                        bool direct_ok, float* HWY_RESTRICT scratch) {
   if (type == GgmlType::F32 && direct_ok) {
     return {reinterpret_cast<const float*>(rows) + s.first + s.offset, row_bytes / sizeof(float)};
   }
   switch (type) {
-    case GgmlType::F32: DecodeRowsOf<GgmlType::F32>(rows, row_bytes, n_rows, s, scratch); break;
-    case GgmlType::F16: DecodeRowsOf<GgmlType::F16>(rows, row_bytes, n_rows, s, scratch); break;
-    case GgmlType::BF16: DecodeRowsOf<GgmlType::BF16>(rows, row_bytes, n_rows, s, scratch); break;
-    case GgmlType::Q8_0: DecodeRowsOf<GgmlType::Q8_0>(rows, row_bytes, n_rows, s, scratch); break;
-    case GgmlType::Q5_1: DecodeRowsOf<GgmlType::Q5_1>(rows, row_bytes, n_rows, s, scratch); break;
-    case GgmlType::Q5_0: DecodeRowsOf<GgmlType::Q5_0>(rows, row_bytes, n_rows, s, scratch); break;
-    case GgmlType::Q4_1: DecodeRowsOf<GgmlType::Q4_1>(rows, row_bytes, n_rows, s, scratch); break;
-    case GgmlType::Q4_0: DecodeRowsOf<GgmlType::Q4_0>(rows, row_bytes, n_rows, s, scratch); break;
-    case GgmlType::IQ4_NL: DecodeRowsOf<GgmlType::IQ4_NL>(rows, row_bytes, n_rows, s, scratch); break;
-    default: KVQ_CHECK(false && "attention: not a KV cache type");
+    case GgmlType::F32:
+      DecodeRowsOf<GgmlType::F32>(rows, row_bytes, n_rows, s, scratch);
+      break;
+    case GgmlType::F16:
+      DecodeRowsOf<GgmlType::F16>(rows, row_bytes, n_rows, s, scratch);
+      break;
+    case GgmlType::BF16:
+      DecodeRowsOf<GgmlType::BF16>(rows, row_bytes, n_rows, s, scratch);
+      break;
+    case GgmlType::Q8_0:
+      DecodeRowsOf<GgmlType::Q8_0>(rows, row_bytes, n_rows, s, scratch);
+      break;
+    case GgmlType::Q5_1:
+      DecodeRowsOf<GgmlType::Q5_1>(rows, row_bytes, n_rows, s, scratch);
+      break;
+    case GgmlType::Q5_0:
+      DecodeRowsOf<GgmlType::Q5_0>(rows, row_bytes, n_rows, s, scratch);
+      break;
+    case GgmlType::Q4_1:
+      DecodeRowsOf<GgmlType::Q4_1>(rows, row_bytes, n_rows, s, scratch);
+      break;
+    case GgmlType::Q4_0:
+      DecodeRowsOf<GgmlType::Q4_0>(rows, row_bytes, n_rows, s, scratch);
+      break;
+    case GgmlType::IQ4_NL:
+      DecodeRowsOf<GgmlType::IQ4_NL>(rows, row_bytes, n_rows, s, scratch);
+      break;
+    default:
+      KVQ_CHECK(false && "attention: not a KV cache type");
   }
   return {scratch + s.offset, size_t(s.cover)};
 }

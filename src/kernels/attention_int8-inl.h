@@ -117,14 +117,14 @@ HWY_INLINE KVQ_TARGET_VNNI void PackPairBlock(const Block& xa, const Block& xb, 
     const __m128i xa16 = _mm_loadu_si128(reinterpret_cast<const __m128i*>(xa.qs));
     const __m128i xb16 = _mm_loadu_si128(reinterpret_cast<const __m128i*>(xb.qs));
     const __m256i y = _mm256_set_m128i(_mm_unpackhi_epi32(xa16, xb16), _mm_unpacklo_epi32(xa16, xb16));
-    __m256i lo = _mm256_and_si256(y, nibble);                         // dims 0..15 of the block
+    __m256i lo = _mm256_and_si256(y, nibble);                        // dims 0..15 of the block
     __m256i hi = _mm256_and_si256(_mm256_srli_epi16(y, 4), nibble);  // dims 16..31
     if constexpr (kType == GgmlType::IQ4_NL) {
       // iq4_nl levels + 128 as u8, in both 128-bit halves.
-      const __m256i lut = _mm256_setr_epi8(1, 24, 45, 63, 79, 93, 106, 118, char(129), char(141), char(153), char(166),
-                                           char(181), char(197), char(217), char(241), 1, 24, 45, 63, 79, 93, 106, 118,
-                                           char(129), char(141), char(153), char(166), char(181), char(197),
-                                           char(217), char(241));
+      const __m256i lut =
+          _mm256_setr_epi8(1, 24, 45, 63, 79, 93, 106, 118, char(129), char(141), char(153), char(166), char(181),
+                           char(197), char(217), char(241), 1, 24, 45, 63, 79, 93, 106, 118, char(129), char(141),
+                           char(153), char(166), char(181), char(197), char(217), char(241));
       lo = _mm256_shuffle_epi8(lut, lo);
       hi = _mm256_shuffle_epi8(lut, hi);
     }
@@ -139,8 +139,8 @@ HWY_INLINE KVQ_TARGET_VNNI void PackPairBlock(const Block& xa, const Block& xb, 
 // 2 * n_pairs - 1 get scale 0 (finite scores; the softmax masks them).
 template <GgmlType kType>
 HWY_NOINLINE KVQ_TARGET_VNNI void PackKeysInt8(const uint8_t* rows, size_t row_bytes, size_t first, int n, int n_pairs,
-                                               int n_blocks, uint8_t* HWY_RESTRICT packed, uint16_t* HWY_RESTRICT half_scales,
-                                               float* HWY_RESTRICT scales) {
+                                               int n_blocks, uint8_t* HWY_RESTRICT packed,
+                                               uint16_t* HWY_RESTRICT half_scales, float* HWY_RESTRICT scales) {
   using Block = std::conditional_t<kType == GgmlType::Q8_0, BlockQ8_0,
                                    std::conditional_t<kType == GgmlType::Q4_0, BlockQ4_0, BlockIQ4_NL>>;
   static_assert(kIq4nlValues[0] + 128 == 1 && kIq4nlValues[15] + 128 == 241, "PackPairBlock's iq4_nl table");
@@ -233,7 +233,8 @@ HWY_NOINLINE KVQ_TARGET_VNNI void DecodeValuesInt(const uint8_t* rows, size_t ro
     for (int b = 0; b < n_blocks; ++b) std::memcpy(half_scales + size_t(t) * n_blocks + b, &x[b].d, 2);
   }
   for (int i = 0; i < n * n_blocks; i += 16) {
-    _mm512_storeu_ps(scales + i, _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(half_scales + i))));
+    _mm512_storeu_ps(scales + i,
+                     _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(half_scales + i))));
   }
   const __m512i nibble = _mm512_set1_epi32(0x0F);
   for (int t = 0; t < n; ++t) {
@@ -274,7 +275,8 @@ HWY_NOINLINE KVQ_TARGET_VNNI void AccumulatePVInt(const uint8_t* rows, size_t ro
     for (int b = 0; b < n_blocks; ++b) std::memcpy(half_scales + size_t(b) * n + t, &x[b].d, 2);  // [block][t]
   }
   for (int i = 0; i < n * n_blocks; i += 16) {
-    _mm512_storeu_ps(scales + i, _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(half_scales + i))));
+    _mm512_storeu_ps(scales + i,
+                     _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(half_scales + i))));
   }
   const size_t hd = size_t(n_blocks) * kQK;
   const __m512i nibble = _mm512_set1_epi32(0x0F);
@@ -294,14 +296,15 @@ HWY_NOINLINE KVQ_TARGET_VNNI void AccumulatePVInt(const uint8_t* rows, size_t ro
       const __m512 d = _mm512_set1_ps(sb[t]);
       __m512 v0, v1;
       if constexpr (kType == GgmlType::Q8_0) {
-        v0 = _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(x.qs)))), d);
+        v0 = _mm512_mul_ps(
+            _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(x.qs)))), d);
         v1 = _mm512_mul_ps(
             _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(x.qs + 16)))), d);
       } else {
         const __m512i codes = _mm512_cvtepu8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(x.qs)));
         const __m512 offset = _mm512_mul_ps(d, _mm512_set1_ps(-8.0f));
         v0 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_and_si512(codes, nibble)), d, offset);  // values 0..15
-        v1 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_srli_epi32(codes, 4)), d, offset);     // values 16..31
+        v1 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_srli_epi32(codes, 4)), d, offset);      // values 16..31
       }
       const float* p = s + size_t(t / 2) * kInt8Lanes + t % 2;
       __m512 w = _mm512_set1_ps(p[0]);

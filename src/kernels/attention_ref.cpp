@@ -13,14 +13,14 @@ namespace kvq {
 namespace {
 
 // k, v: [n_kv, row_stride] f32 rows; head h of a row starts at h * head_dim.
-void naive_attention(const AttentionParams& p, const float* k, const float* v, int row_stride, int n_kv,
-                     const float* q, int n_tokens, int pos0, float* out) {
+void naive_attention(const AttentionParams& p, const float* k, const float* v, int row_stride, int n_kv, const float* q,
+                     int n_tokens, int pos0, float* out) {
   KVQ_CHECK(p.n_head > 0 && p.n_head_kv > 0 && p.n_head % p.n_head_kv == 0);
   KVQ_CHECK(pos0 >= 0 && pos0 + n_tokens <= n_kv);
   const int hd = p.head_dim;
   const int group = p.n_head / p.n_head_kv;
   std::vector<double> scores(static_cast<size_t>(n_kv));  // [n_keys] of one (query, head)
-  std::vector<double> acc(static_cast<size_t>(hd));     // [head_dim]
+  std::vector<double> acc(static_cast<size_t>(hd));       // [head_dim]
   for (int t = 0; t < n_tokens; ++t) {
     const int n_keys = pos0 + t + 1;  // causal: keys 0 .. pos0 + t
     for (int h = 0; h < p.n_head; ++h) {
@@ -64,8 +64,8 @@ std::vector<float> dequantize_rows(GgmlType type, const uint8_t* rows, size_t ro
 
 }  // namespace
 
-void attention_ref(const AttentionParams& p, const KvCache& cache, int layer, const float* q, int n_tokens,
-                   int pos0, float* out) {
+void attention_ref(const AttentionParams& p, const KvCache& cache, int layer, const float* q, int n_tokens, int pos0,
+                   float* out) {
   const KvLayerView view = cache.layer(layer);
   KVQ_CHECK(p.n_head_kv == view.n_head_kv && p.head_dim == view.head_dim);
   const int n_kv = pos0 + n_tokens;
@@ -84,8 +84,8 @@ void attention_ref(const AttentionParams& p, const KvCache& cache, int layer, co
   naive_attention(p, k_plain.data(), v_plain.data(), row_values, n_kv, q, n_tokens, pos0, out);
 }
 
-void attention_ref_f32(const AttentionParams& p, const float* k, const float* v, int n_kv, const float* q,
-                       int n_tokens, int pos0, float* out) {
+void attention_ref_f32(const AttentionParams& p, const float* k, const float* v, int n_kv, const float* q, int n_tokens,
+                       int pos0, float* out) {
   naive_attention(p, k, v, p.n_head_kv * p.head_dim, n_kv, q, n_tokens, pos0, out);
 }
 

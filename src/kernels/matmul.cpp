@@ -54,8 +54,8 @@ matmul_detail::PanelScratch thread_panel_scratch() {
   const size_t wide_scale_bytes = sizeof(float) * size_t(kWideRows * kWideChunk / 16);
   thread_local AlignedBuffer buffer;
   const size_t wide_acts_bytes = size_t(matmul_detail::kWideMaxTiles * matmul_detail::kWideTileBytes);
-  uint8_t* base = buffer.get(q_bytes + scale_bytes + min_bytes + f_bytes + wide_q_bytes + 2 * wide_scale_bytes +
-                             wide_acts_bytes);
+  uint8_t* base =
+      buffer.get(q_bytes + scale_bytes + min_bytes + f_bytes + wide_q_bytes + 2 * wide_scale_bytes + wide_acts_bytes);
   matmul_detail::PanelScratch s;
   s.q = base;
   s.scale = reinterpret_cast<float*>(base + q_bytes);
@@ -115,8 +115,8 @@ void matmul_with_path(const WeightMatrix& w, const float* x, float* y, int64_t n
     const size_t scale_bytes = align_up(sizeof(float) * n_values / 4);
     thread_local AlignedBuffer act_buffer;
     uint8_t* base = act_buffer.get(q_bytes + scale_bytes + sizeof(float) * n_values / 16);
-    acts.q = reinterpret_cast<int8_t*>(base);                          // [n_tokens, n_in]
-    acts.scale = reinterpret_cast<float*>(base + q_bytes);             // [n_tokens, n_in / 4]
+    acts.q = reinterpret_cast<int8_t*>(base);                             // [n_tokens, n_in]
+    acts.scale = reinterpret_cast<float*>(base + q_bytes);                // [n_tokens, n_in / 4]
     acts.sum16 = reinterpret_cast<float*>(base + q_bytes + scale_bytes);  // [n_tokens, n_in / 16]
   }
 
@@ -131,8 +131,7 @@ void matmul_with_path(const WeightMatrix& w, const float* x, float* y, int64_t n
       auto* sum16 = const_cast<float*>(acts.sum16);
 #pragma omp for schedule(static)
       for (int64_t t = 0; t < n_tokens; ++t) {
-        quantize_activations(x + t * w.n_in, w.n_in, q + t * w.n_in, scale + t * w.n_in / 4,
-                             sum16 + t * w.n_in / 16);
+        quantize_activations(x + t * w.n_in, w.n_in, q + t * w.n_in, scale + t * w.n_in / 4, sum16 + t * w.n_in / 16);
       }  // implicit barrier: every token is quantized before any row uses it
     }
     const int64_t tid = omp_get_thread_num();

@@ -301,21 +301,32 @@ inline void DecodeQ3_K(const BlockQ3_K* b, int64_t nb, PanelRowOut o) {
 template <bool kSignedCodes>
 void DecodeRow(GgmlType type, const uint8_t* blocks, int64_t nb, PanelRowOut o) {
   switch (type) {
-    case GgmlType::Q4_0: return DecodeQ4_0(reinterpret_cast<const BlockQ4_0*>(blocks), nb, o);
-    case GgmlType::Q4_1: return DecodeQ4_1(reinterpret_cast<const BlockQ4_1*>(blocks), nb, o);
-    case GgmlType::Q5_0: return DecodeQ5_0(reinterpret_cast<const BlockQ5_0*>(blocks), nb, o);
-    case GgmlType::Q5_1: return DecodeQ5_1(reinterpret_cast<const BlockQ5_1*>(blocks), nb, o);
-    case GgmlType::Q8_0: return DecodeQ8_0<kSignedCodes>(reinterpret_cast<const BlockQ8_0*>(blocks), nb, o);
+    case GgmlType::Q4_0:
+      return DecodeQ4_0(reinterpret_cast<const BlockQ4_0*>(blocks), nb, o);
+    case GgmlType::Q4_1:
+      return DecodeQ4_1(reinterpret_cast<const BlockQ4_1*>(blocks), nb, o);
+    case GgmlType::Q5_0:
+      return DecodeQ5_0(reinterpret_cast<const BlockQ5_0*>(blocks), nb, o);
+    case GgmlType::Q5_1:
+      return DecodeQ5_1(reinterpret_cast<const BlockQ5_1*>(blocks), nb, o);
+    case GgmlType::Q8_0:
+      return DecodeQ8_0<kSignedCodes>(reinterpret_cast<const BlockQ8_0*>(blocks), nb, o);
     case GgmlType::IQ4_NL:
       return DecodeIq4Nl<kSignedCodes>(reinterpret_cast<const BlockIQ4_NL*>(blocks), nb, o);
-    case GgmlType::Q2_K: return DecodeQ2_K(reinterpret_cast<const BlockQ2_K*>(blocks), nb, o);
-    case GgmlType::Q3_K: return DecodeQ3_K(reinterpret_cast<const BlockQ3_K*>(blocks), nb, o);
-    case GgmlType::Q4_K: return DecodeQ4_K(reinterpret_cast<const BlockQ4_K*>(blocks), nb, o);
-    case GgmlType::Q5_K: return DecodeQ5_K(reinterpret_cast<const BlockQ5_K*>(blocks), nb, o);
-    case GgmlType::Q6_K: return DecodeQ6_K(reinterpret_cast<const BlockQ6_K*>(blocks), nb, o);
+    case GgmlType::Q2_K:
+      return DecodeQ2_K(reinterpret_cast<const BlockQ2_K*>(blocks), nb, o);
+    case GgmlType::Q3_K:
+      return DecodeQ3_K(reinterpret_cast<const BlockQ3_K*>(blocks), nb, o);
+    case GgmlType::Q4_K:
+      return DecodeQ4_K(reinterpret_cast<const BlockQ4_K*>(blocks), nb, o);
+    case GgmlType::Q5_K:
+      return DecodeQ5_K(reinterpret_cast<const BlockQ5_K*>(blocks), nb, o);
+    case GgmlType::Q6_K:
+      return DecodeQ6_K(reinterpret_cast<const BlockQ6_K*>(blocks), nb, o);
     case GgmlType::IQ4_XS:
       return DecodeIq4Xs<kSignedCodes>(reinterpret_cast<const BlockIQ4_XS*>(blocks), nb, o);
-    default: KVQ_CHECK(false && "matmul: no int8 decoder for this type");
+    default:
+      KVQ_CHECK(false && "matmul: no int8 decoder for this type");
   }
 }
 

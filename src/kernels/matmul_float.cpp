@@ -35,9 +35,7 @@ void FloatKernel(const float* const (&w)[kPanelRows], const float* const (&x)[4]
   const int64_t n = int64_t(hn::Lanes(df));
   using V = hn::Vec<decltype(df)>;
   V acc[kPanelRows][T];
-  KVQ_UNROLL for (int r = 0; r < kPanelRows; ++r) {
-    KVQ_UNROLL for (int t = 0; t < T; ++t) acc[r][t] = hn::Zero(df);
-  }
+  KVQ_UNROLL for (int r = 0; r < kPanelRows; ++r) { KVQ_UNROLL for (int t = 0; t < T; ++t) acc[r][t] = hn::Zero(df); }
   int64_t k = 0;
   for (; k + n <= len; k += n) {
     V wv[kPanelRows];
@@ -69,7 +67,8 @@ const float* WidenRow(GgmlType type, const uint8_t* row, int64_t k0, int64_t len
   const hn::ScalableTag<float> df;
   const size_t n = hn::Lanes(df);
   switch (type) {
-    case GgmlType::F32: return reinterpret_cast<const float*>(row) + k0;
+    case GgmlType::F32:
+      return reinterpret_cast<const float*>(row) + k0;
     case GgmlType::F16: {
       const hn::Rebind<hwy::float16_t, decltype(df)> dh;
       const auto* src = reinterpret_cast<const hwy::float16_t*>(row) + k0;
@@ -94,8 +93,8 @@ const float* WidenRow(GgmlType type, const uint8_t* row, int64_t k0, int64_t len
   }
 }
 
-void MatmulFloatRows(const WeightMatrix& w, const float* x, int64_t n_tokens, int64_t r0, int64_t r1,
-                     float* y, const matmul_detail::PanelScratch& s) {
+void MatmulFloatRows(const WeightMatrix& w, const float* x, int64_t n_tokens, int64_t r0, int64_t r1, float* y,
+                     const matmul_detail::PanelScratch& s) {
   const size_t w_row_bytes = row_bytes(w.type, w.n_in);
   const int64_t block = matmul_detail::token_block(w.n_in * int64_t(sizeof(float)));
   for (int64_t tb0 = 0; tb0 < n_tokens; tb0 += block) {
@@ -147,8 +146,8 @@ HWY_EXPORT(MatmulFloatRows);
 
 namespace matmul_detail {
 
-void matmul_float_rows(const WeightMatrix& w, const float* x, int64_t n_tokens, int64_t r0, int64_t r1,
-                       float* y, const PanelScratch& scratch) {
+void matmul_float_rows(const WeightMatrix& w, const float* x, int64_t n_tokens, int64_t r0, int64_t r1, float* y,
+                       const PanelScratch& scratch) {
   HWY_DYNAMIC_DISPATCH(MatmulFloatRows)(w, x, n_tokens, r0, r1, y, scratch);
 }
 

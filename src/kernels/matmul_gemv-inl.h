@@ -61,8 +61,7 @@ HWY_INLINE float BlockScale(const uint8_t* block) {
 
 // out[r] = dot(row r, token) for R rows of q4_0 or q8_0 blocks; `a` holds the one token.
 template <int R, GgmlType kType>
-KVQ_GEMV_TARGET void GemvRows(const uint8_t* const (&rows)[4], const matmul_detail::QuantizedActs& a,
-                              float (&out)[4]) {
+KVQ_GEMV_TARGET void GemvRows(const uint8_t* const (&rows)[4], const matmul_detail::QuantizedActs& a, float (&out)[4]) {
   static_assert(kType == GgmlType::Q4_0 || kType == GgmlType::Q8_0);
   constexpr size_t kBlockBytes = kType == GgmlType::Q4_0 ? sizeof(BlockQ4_0) : sizeof(BlockQ8_0);
   constexpr int64_t kPrefetchBytes = 512;
@@ -113,8 +112,7 @@ KVQ_GEMV_TARGET void GemvRows(const uint8_t* const (&rows)[4], const matmul_deta
 }
 
 template <GgmlType kType>
-void GemvAllRows(const WeightMatrix& w, const matmul_detail::QuantizedActs& a, int64_t r0, int64_t r1,
-                 float* y) {
+void GemvAllRows(const WeightMatrix& w, const matmul_detail::QuantizedActs& a, int64_t r0, int64_t r1, float* y) {
   const size_t w_row_bytes = row_bytes(w.type, w.n_in);
   for (int64_t r = r0; r < r1; r += 4) {
     const int64_t nr = r1 - r < 4 ? r1 - r : 4;
@@ -136,8 +134,7 @@ void GemvAllRows(const WeightMatrix& w, const matmul_detail::QuantizedActs& a, i
 }
 
 // Returns false when the type has no fused kernel (the caller then uses the panel path).
-inline bool FusedGemv(const WeightMatrix& w, const matmul_detail::QuantizedActs& a, int64_t r0, int64_t r1,
-                      float* y) {
+inline bool FusedGemv(const WeightMatrix& w, const matmul_detail::QuantizedActs& a, int64_t r0, int64_t r1, float* y) {
   if (w.type == GgmlType::Q4_0) {
     GemvAllRows<GgmlType::Q4_0>(w, a, r0, r1, y);
     return true;

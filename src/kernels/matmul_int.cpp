@@ -137,8 +137,7 @@ KVQ_AVX512_VNNI HWY_INLINE void VnniStep(const PanelIn& p, const ActsIn& a, int6
 }
 
 template <int T, bool kSigned>
-KVQ_AVX512_VNNI void MicroKernel(const PanelIn& p, const ActsIn& a, bool has_min,
-                                 float (&out)[kPanelRows][4]) {
+KVQ_AVX512_VNNI void MicroKernel(const PanelIn& p, const ActsIn& a, bool has_min, float (&out)[kPanelRows][4]) {
   static_assert(!kSigned, "the VNNI kernel takes unsigned codes");
   __m512 acc[kPanelRows][T];
   KVQ_UNROLL for (int r = 0; r < kPanelRows; ++r) {
@@ -234,9 +233,7 @@ void MicroKernel(const PanelIn& p, const ActsIn& a, bool has_min, float (&out)[k
   using VF = hn::Vec<decltype(df)>;
   using VI = hn::Vec<decltype(d32)>;
   VF acc[kPanelRows][T];
-  KVQ_UNROLL for (int r = 0; r < kPanelRows; ++r) {
-    KVQ_UNROLL for (int t = 0; t < T; ++t) acc[r][t] = hn::Zero(df);
-  }
+  KVQ_UNROLL for (int r = 0; r < kPanelRows; ++r) { KVQ_UNROLL for (int t = 0; t < T; ++t) acc[r][t] = hn::Zero(df); }
   for (int64_t g = 0; g < p.len / 16; ++g) {
     VI sum0[kPanelRows][T], sum1[kPanelRows][T];
     KVQ_UNROLL for (int r = 0; r < kPanelRows; ++r) {
@@ -248,9 +245,9 @@ void MicroKernel(const PanelIn& p, const ActsIn& a, bool has_min, float (&out)[k
         const auto x = hn::PromoteTo(d16, hn::LoadU(d8, a.q[t] + k));
         KVQ_UNROLL for (int r = 0; r < kPanelRows; ++r) {
           const uint8_t* wq = p.q + r * kIntChunk + k;
-          const auto w = kSigned ? hn::PromoteTo(d16, hn::LoadU(d8, reinterpret_cast<const int8_t*>(wq)))
-                                 : hn::BitCast(d16, hn::PromoteTo(hn::RebindToUnsigned<decltype(d16)>(),
-                                                                  hn::LoadU(du8, wq)));
+          const auto w =
+              kSigned ? hn::PromoteTo(d16, hn::LoadU(d8, reinterpret_cast<const int8_t*>(wq)))
+                      : hn::BitCast(d16, hn::PromoteTo(hn::RebindToUnsigned<decltype(d16)>(), hn::LoadU(du8, wq)));
           sum0[r][t] = hn::ReorderWidenMulAccumulate(d32, w, x, sum0[r][t], sum1[r][t]);
         }
       }
@@ -290,8 +287,8 @@ bool IsEightBitType(GgmlType type) {
   return type == GgmlType::Q8_0 || type == GgmlType::IQ4_NL || type == GgmlType::IQ4_XS;
 }
 
-void MatmulInt8Rows(const WeightMatrix& w, const matmul_detail::QuantizedActs& a, int64_t n_tokens,
-                    int64_t r0, int64_t r1, float* y, const matmul_detail::PanelScratch& s) {
+void MatmulInt8Rows(const WeightMatrix& w, const matmul_detail::QuantizedActs& a, int64_t n_tokens, int64_t r0,
+                    int64_t r1, float* y, const matmul_detail::PanelScratch& s) {
   if (n_tokens == 1 && matmul_gemv::FusedGemv(w, a, r0, r1, y)) return;
   if (matmul_wide::WideGemm(w, a, n_tokens, r0, r1, y, s)) return;
   const TypeTraits& traits = type_traits(w.type);
@@ -309,8 +306,8 @@ void MatmulInt8Rows(const WeightMatrix& w, const matmul_detail::QuantizedActs& a
         for (int64_t i = 0; i < kPanelRows; ++i) {
           matmul_decode::PanelRowOut o{s.q + i * kIntChunk, s.scale + i * kScStride, s.min + i * kMnStride};
           if (i < nr) {
-            const uint8_t* blocks = w.data + size_t(r + i) * w_row_bytes +
-                                    size_t(k0 / traits.block_size) * size_t(traits.type_size);
+            const uint8_t* blocks =
+                w.data + size_t(r + i) * w_row_bytes + size_t(k0 / traits.block_size) * size_t(traits.type_size);
             if (signed_panel) {
               matmul_decode::DecodeRow<true>(w.type, blocks, len / traits.block_size, o);
             } else {
@@ -364,8 +361,8 @@ void quantize_activations(const float* x, int64_t n_in, int8_t* q, float* scale,
   HWY_DYNAMIC_DISPATCH(QuantizeActivations)(x, n_in, q, scale, sum16);
 }
 
-void matmul_int8_rows(const WeightMatrix& w, const QuantizedActs& a, int64_t n_tokens, int64_t r0,
-                      int64_t r1, float* y, const PanelScratch& scratch) {
+void matmul_int8_rows(const WeightMatrix& w, const QuantizedActs& a, int64_t n_tokens, int64_t r0, int64_t r1, float* y,
+                      const PanelScratch& scratch) {
   HWY_DYNAMIC_DISPATCH(MatmulInt8Rows)(w, a, n_tokens, r0, r1, y, scratch);
 }
 

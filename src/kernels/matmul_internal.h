@@ -41,9 +41,9 @@ inline int64_t token_block(int64_t bytes_per_token) {
 // out for the integer kernels. The scale is repeated for every 4 values so that a kernel loads the scale
 // of each int32 lane of a 4-byte dot product directly.
 struct QuantizedActs {
-  const int8_t* q;      // [n_tokens, n_in] codes in -127..127
-  const float* scale;   // [n_tokens, n_in / 4] scale of the 32-block, once per 4 values
-  const float* sum16;   // [n_tokens, n_in / 16] scale * (sum of the 16 codes): multiplies the weight mins
+  const int8_t* q;     // [n_tokens, n_in] codes in -127..127
+  const float* scale;  // [n_tokens, n_in / 4] scale of the 32-block, once per 4 values
+  const float* sum16;  // [n_tokens, n_in / 16] scale * (sum of the 16 codes): multiplies the weight mins
   int64_t n_in;
 };
 inline constexpr int64_t kActBytesPerValue4 = 4 + 4 + 1;  // bytes per 4 values: 4 codes, 1 scale, 1/4 sum16
@@ -52,13 +52,13 @@ inline constexpr int64_t kActBytesPerValue4 = 4 + 4 + 1;  // bytes per 4 values:
 // Int8 panel: weight value = scale * code - min, with codes unsigned (u8) or, for kernels that ask for
 // it on 8-bit types, signed (s8, min = 0).
 struct PanelScratch {
-  uint8_t* q;     // [kPanelRows, kIntChunk] codes
-  float* scale;   // [kPanelRows, kIntChunk / 4] scale of each group of 4 values
-  float* min;     // [kPanelRows, kIntChunk / 16] min of each group of 16 values
-  float* f;       // [kPanelRows, kFloatChunk] dequantized weights for the float path
-  uint8_t* wide_q;   // [kWideChunk / 4, kWideRows, 4] codes, 4 consecutive values of each row together
-  float* wide_scale; // [kWideChunk / 16, kWideRows] scale of each group of 16 values
-  float* wide_min;   // [kWideChunk / 16, kWideRows] min of each group of 16 values
+  uint8_t* q;         // [kPanelRows, kIntChunk] codes
+  float* scale;       // [kPanelRows, kIntChunk / 4] scale of each group of 4 values
+  float* min;         // [kPanelRows, kIntChunk / 16] min of each group of 16 values
+  float* f;           // [kPanelRows, kFloatChunk] dequantized weights for the float path
+  uint8_t* wide_q;    // [kWideChunk / 4, kWideRows, 4] codes, 4 consecutive values of each row together
+  float* wide_scale;  // [kWideChunk / 16, kWideRows] scale of each group of 16 values
+  float* wide_min;    // [kWideChunk / 16, kWideRows] min of each group of 16 values
   // Activations of one token block and chunk regrouped by tiles of kWideTokens tokens, so the kernel
   // walks one pointer: codes [tiles][kWideChunk / 4][kWideTokens] x 4 bytes, then scales and code sums
   // [tiles][kWideChunk / 16][kWideTokens] f32 each.
@@ -77,9 +77,9 @@ void matmul_with_path(const WeightMatrix& w, const float* x, float* y, int64_t n
 // Per-target entry points (Highway dynamic dispatch inside). Each computes output rows [r0, r1) of y
 // for all tokens; y is [n_tokens, w.n_out].
 void quantize_activations(const float* x, int64_t n_in, int8_t* q, float* scale, float* sum16);  // 1 token
-void matmul_int8_rows(const WeightMatrix& w, const QuantizedActs& a, int64_t n_tokens, int64_t r0,
-                      int64_t r1, float* y, const PanelScratch& scratch);
-void matmul_float_rows(const WeightMatrix& w, const float* x, int64_t n_tokens, int64_t r0, int64_t r1,
-                       float* y, const PanelScratch& scratch);
+void matmul_int8_rows(const WeightMatrix& w, const QuantizedActs& a, int64_t n_tokens, int64_t r0, int64_t r1, float* y,
+                      const PanelScratch& scratch);
+void matmul_float_rows(const WeightMatrix& w, const float* x, int64_t n_tokens, int64_t r0, int64_t r1, float* y,
+                       const PanelScratch& scratch);
 
 }  // namespace kvq::matmul_detail

@@ -43,9 +43,9 @@ constexpr int64_t kMinTokens = 4;  // below this the 4-row kernel (or the fused 
 
 // One tile of kWideTokens tokens in s.wide_acts (see PanelScratch), for a chunk of len values.
 struct TileActs {
-  const uint8_t* q;   // [len / 4][kWideTokens] 4-byte groups of codes
-  const float* sc;    // [len / 16][kWideTokens] activation scale of each 16-group
-  const float* s16;   // [len / 16][kWideTokens] scale * sum of the 16 codes
+  const uint8_t* q;  // [len / 4][kWideTokens] 4-byte groups of codes
+  const float* sc;   // [len / 16][kWideTokens] activation scale of each 16-group
+  const float* s16;  // [len / 16][kWideTokens] scale * sum of the 16 codes
 };
 inline TileActs TileAt(const matmul_detail::PanelScratch& s, int64_t tile, int64_t len) {
   uint8_t* base = s.wide_acts + tile * matmul_detail::kWideTileBytes;
@@ -127,8 +127,8 @@ inline void DecodeWidePanel(const WeightMatrix& w, int64_t r, int64_t nr, int64_
   const size_t w_row_bytes = row_bytes(w.type, w.n_in);
   for (int64_t i = 0; i < kWideRows; ++i) {
     if (i < nr) {
-      const uint8_t* blocks = w.data + size_t(r + i) * w_row_bytes +
-                              size_t(k0 / traits.block_size) * size_t(traits.type_size);
+      const uint8_t* blocks =
+          w.data + size_t(r + i) * w_row_bytes + size_t(k0 / traits.block_size) * size_t(traits.type_size);
       matmul_decode::DecodeRow<false>(w.type, blocks, len / traits.block_size,
                                       matmul_decode::PanelRowOut{s.q, s.scale, s.min});
       for (int64_t g = 0; g < len / 4; ++g) std::memcpy(s.wide_q + g * 64 + i * 4, s.q + 4 * g, 4);
@@ -144,9 +144,8 @@ inline void DecodeWidePanel(const WeightMatrix& w, int64_t r, int64_t nr, int64_
 }
 
 // Returns false when the call is not for this kernel (too few tokens).
-KVQ_WIDE_TARGET inline bool WideGemm(const WeightMatrix& w, const matmul_detail::QuantizedActs& a,
-                                     int64_t n_tokens, int64_t r0, int64_t r1, float* y,
-                                     const matmul_detail::PanelScratch& s) {
+KVQ_WIDE_TARGET inline bool WideGemm(const WeightMatrix& w, const matmul_detail::QuantizedActs& a, int64_t n_tokens,
+                                     int64_t r0, int64_t r1, float* y, const matmul_detail::PanelScratch& s) {
   if (n_tokens < kMinTokens) return false;
   const int64_t block = matmul_detail::token_block(w.n_in * matmul_detail::kActBytesPerValue4 / 4);
   for (int64_t tb0 = 0; tb0 < n_tokens; tb0 += block) {
@@ -163,14 +162,30 @@ KVQ_WIDE_TARGET inline bool WideGemm(const WeightMatrix& w, const matmul_detail:
           const TileActs tile = TileAt(s, (t - tb0) / kWideTokens, len);
           __m512 acc[kWideTokens];
           switch (nt) {
-            case 1: WideKernel<1>(s, len, tile, acc); break;
-            case 2: WideKernel<2>(s, len, tile, acc); break;
-            case 3: WideKernel<3>(s, len, tile, acc); break;
-            case 4: WideKernel<4>(s, len, tile, acc); break;
-            case 5: WideKernel<5>(s, len, tile, acc); break;
-            case 6: WideKernel<6>(s, len, tile, acc); break;
-            case 7: WideKernel<7>(s, len, tile, acc); break;
-            default: WideKernel<8>(s, len, tile, acc); break;
+            case 1:
+              WideKernel<1>(s, len, tile, acc);
+              break;
+            case 2:
+              WideKernel<2>(s, len, tile, acc);
+              break;
+            case 3:
+              WideKernel<3>(s, len, tile, acc);
+              break;
+            case 4:
+              WideKernel<4>(s, len, tile, acc);
+              break;
+            case 5:
+              WideKernel<5>(s, len, tile, acc);
+              break;
+            case 6:
+              WideKernel<6>(s, len, tile, acc);
+              break;
+            case 7:
+              WideKernel<7>(s, len, tile, acc);
+              break;
+            default:
+              WideKernel<8>(s, len, tile, acc);
+              break;
           }
           for (int j = 0; j < nt; ++j) {
             float* dst = y + (t + j) * w.n_out + r;  // [n_tokens, n_out]: rows r.. of token t + j
@@ -186,8 +201,8 @@ KVQ_WIDE_TARGET inline bool WideGemm(const WeightMatrix& w, const matmul_detail:
 
 #undef KVQ_WIDE_TARGET
 #else
-inline bool WideGemm(const WeightMatrix&, const matmul_detail::QuantizedActs&, int64_t, int64_t, int64_t,
-                     float*, const matmul_detail::PanelScratch&) {
+inline bool WideGemm(const WeightMatrix&, const matmul_detail::QuantizedActs&, int64_t, int64_t, int64_t, float*,
+                     const matmul_detail::PanelScratch&) {
   return false;
 }
 #endif

@@ -10,11 +10,11 @@ namespace kvq {
 void rms_norm(const float* x, const float* weight, float* out, int64_t n_tokens, int64_t n, float eps);
 
 struct RopeParams {
-  int n_head;       // heads in the row
+  int n_head;  // heads in the row
   int head_dim;
-  int n_rot;        // leading dims of each head that rotate
+  int n_rot;  // leading dims of each head that rotate
   float freq_base;
-  float freq_scale; // 1 / linear scaling factor
+  float freq_scale;           // 1 / linear scaling factor
   const float* freq_factors;  // [n_rot / 2] or null
 };
 // Rotates pairs (x[2i], x[2i+1]) of each head by pos * freq_scale * base^(-2i / n_rot) (llama.cpp's

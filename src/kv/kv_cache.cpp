@@ -50,8 +50,7 @@ Result<KvCache> KvCache::create(const KvCacheShape& shape, std::vector<KvTypes> 
                       shape.n_layer, shape.n_ctx, shape.n_head_kv, shape.head_dim);
   }
   if (per_layer.size() != size_t(shape.n_layer)) {
-    return make_error("KV cache has {} layers but {} per-layer type pairs were given", shape.n_layer,
-                      per_layer.size());
+    return make_error("KV cache has {} layers but {} per-layer type pairs were given", shape.n_layer, per_layer.size());
   }
   for (size_t l = 0; l < per_layer.size(); ++l) {
     for (GgmlType type : {per_layer[l].k, per_layer[l].v}) {
@@ -84,21 +83,21 @@ void KvCache::store(int layer, int pos, int n_tokens, const float* k, const floa
   if (n_tokens == 0) return;
   const KvLayerView view = this->layer(layer);
   const int row_values = shape_.n_head_kv * shape_.head_dim;
-  store_rows(view.k_type, k, n_tokens, row_values, k_[size_t(layer)].get() + size_t(pos) * view.k_row_bytes,
-             pad_row_);
-  store_rows(view.v_type, v, n_tokens, row_values, v_[size_t(layer)].get() + size_t(pos) * view.v_row_bytes,
-             pad_row_);
+  store_rows(view.k_type, k, n_tokens, row_values, k_[size_t(layer)].get() + size_t(pos) * view.k_row_bytes, pad_row_);
+  store_rows(view.v_type, v, n_tokens, row_values, v_[size_t(layer)].get() + size_t(pos) * view.v_row_bytes, pad_row_);
 }
 
 uint64_t KvCache::k_bytes() const {
   uint64_t bytes = 0;
-  for (const KvTypes& t : types_) bytes += uint64_t(shape_.n_ctx) * row_bytes_of(t.k, shape_.n_head_kv * shape_.head_dim);
+  for (const KvTypes& t : types_)
+    bytes += uint64_t(shape_.n_ctx) * row_bytes_of(t.k, shape_.n_head_kv * shape_.head_dim);
   return bytes;
 }
 
 uint64_t KvCache::v_bytes() const {
   uint64_t bytes = 0;
-  for (const KvTypes& t : types_) bytes += uint64_t(shape_.n_ctx) * row_bytes_of(t.v, shape_.n_head_kv * shape_.head_dim);
+  for (const KvTypes& t : types_)
+    bytes += uint64_t(shape_.n_ctx) * row_bytes_of(t.v, shape_.n_head_kv * shape_.head_dim);
   return bytes;
 }
 

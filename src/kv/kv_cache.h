@@ -68,7 +68,7 @@ class KvCache {
   std::vector<KvTypes> types_;
   std::vector<hwy::AlignedFreeUniquePtr<uint8_t[]>> k_;  // per layer: [n_ctx, k row bytes]
   std::vector<hwy::AlignedFreeUniquePtr<uint8_t[]>> v_;  // per layer: [n_ctx, v row bytes]
-  std::vector<float> pad_row_;                            // [padded row values] f32 staging for padded rows
+  std::vector<float> pad_row_;                           // [padded row values] f32 staging for padded rows
 };
 
 }  // namespace kvq

@@ -70,9 +70,10 @@ Result<std::vector<KvTypes>> parse_kv_layers(std::string_view spec, int n_layer,
     const size_t colon = item.find(':');
     const size_t slash = colon == item.npos ? item.npos : item.find('/', colon);
     if (colon == item.npos || slash == item.npos) {
-      return make_error("invalid KV layer spec item '{}' in '{}' (expected FIRST[-LAST]:KTYPE/VTYPE, e.g. "
-                        "0-1:f16/f16,2-21:q8_0/q4_0)",
-                        item, spec);
+      return make_error(
+          "invalid KV layer spec item '{}' in '{}' (expected FIRST[-LAST]:KTYPE/VTYPE, e.g. "
+          "0-1:f16/f16,2-21:q8_0/q4_0)",
+          item, spec);
     }
     const std::string_view range = item.substr(0, colon);
     const size_t dash = range.find('-');

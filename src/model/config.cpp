@@ -18,8 +18,7 @@ Result<LlamaConfig> read_llama_config(const gguf::File& file) {
   bool supported = false;
   for (std::string_view a : kSupportedArchitectures) supported |= (a == c.architecture);
   if (!supported) {
-    return make_error("{}: architecture '{}' is not supported (supported: llama)", file.path(),
-                      c.architecture);
+    return make_error("{}: architecture '{}' is not supported (supported: llama)", file.path(), c.architecture);
   }
   if (const gguf::Value* v = file.find("general.name"); v && v->type == gguf::ValueType::STRING) {
     c.name = v->str;
@@ -47,20 +46,17 @@ Result<LlamaConfig> read_llama_config(const gguf::File& file) {
     int value_length = 0;
     KVQ_RETURN_IF_ERROR(get_int("attention.value_length", value_length));
     if (value_length != c.head_dim) {
-      return make_error("{}: key_length {} != value_length {} is not supported", file.path(),
-                        c.head_dim, value_length);
+      return make_error("{}: key_length {} != value_length {} is not supported", file.path(), c.head_dim, value_length);
     }
   }
   if (c.n_head % c.n_head_kv != 0) {
-    return make_error("{}: head_count {} is not a multiple of head_count_kv {}", file.path(),
-                      c.n_head, c.n_head_kv);
+    return make_error("{}: head_count {} is not a multiple of head_count_kv {}", file.path(), c.n_head, c.n_head_kv);
   }
   if (c.head_dim % 2 != 0) return make_error("{}: head dimension {} is odd", file.path(), c.head_dim);
   c.n_rot = c.head_dim;
   if (file.find(p + "rope.dimension_count")) KVQ_RETURN_IF_ERROR(get_int("rope.dimension_count", c.n_rot));
   if (c.n_rot > c.head_dim || c.n_rot % 2 != 0) {
-    return make_error("{}: rope.dimension_count {} does not fit head dimension {}", file.path(),
-                      c.n_rot, c.head_dim);
+    return make_error("{}: rope.dimension_count {} does not fit head dimension {}", file.path(), c.n_rot, c.head_dim);
   }
 
   auto base = file.get_float_or(p + "rope.freq_base", 10000.0);
@@ -84,8 +80,7 @@ Result<LlamaConfig> read_llama_config(const gguf::File& file) {
       if (!f) return f.error();
       linear_factor = *f;
     } else if (type != "none") {
-      return make_error("{}: rope scaling type '{}' is not supported (supported: none, linear)",
-                        file.path(), type);
+      return make_error("{}: rope scaling type '{}' is not supported (supported: none, linear)", file.path(), type);
     }
   }
   if (!(linear_factor > 0.0)) {

@@ -16,8 +16,7 @@ Result<std::unique_ptr<LlamaModel>> LlamaModel::load(const std::string& path) {
   if (!config) return config.error();
   auto weights = bind_llama_weights(*file, *config);
   if (!weights) return weights.error();
-  return std::unique_ptr<LlamaModel>(
-      new LlamaModel(std::move(*file), std::move(*config), std::move(*weights)));
+  return std::unique_ptr<LlamaModel>(new LlamaModel(std::move(*file), std::move(*config), std::move(*weights)));
 }
 
 LlamaModel::LlamaModel(gguf::File file, LlamaConfig config, LlamaWeights weights)
@@ -42,13 +41,12 @@ void LlamaModel::ensure_scratch(int n) {
   up_.resize(size_t(n) * c.n_ff);
 }
 
-Status LlamaModel::forward(std::span<const int32_t> tokens, int pos, KvCache& cache, float* logits,
-                           bool all_logits) {
+Status LlamaModel::forward(std::span<const int32_t> tokens, int pos, KvCache& cache, float* logits, bool all_logits) {
   const LlamaConfig& c = config_;
   if (tokens.empty()) return make_error("forward: no tokens");
   if (pos < 0 || pos + int64_t(tokens.size()) > cache.shape().n_ctx) {
-    return make_error("context full: positions {}..{} do not fit a cache of {} tokens", pos,
-                      pos + tokens.size() - 1, cache.shape().n_ctx);
+    return make_error("context full: positions {}..{} do not fit a cache of {} tokens", pos, pos + tokens.size() - 1,
+                      cache.shape().n_ctx);
   }
   for (int32_t id : tokens) {
     if (id < 0 || id >= c.n_vocab) {
@@ -60,16 +58,17 @@ Status LlamaModel::forward(std::span<const int32_t> tokens, int pos, KvCache& ca
     const int n = std::min(kMaxBatch, n_total - start);
     const bool last_slice = start + n == n_total;
     float* out = nullptr;
-    if (all_logits) out = logits + size_t(start) * c.n_vocab;
-    else if (last_slice) out = logits;
+    if (all_logits)
+      out = logits + size_t(start) * c.n_vocab;
+    else if (last_slice)
+      out = logits;
     forward_batch(tokens.data() + start, n, pos + start, cache, out, all_logits);
   }
   return Status::Ok();
 }
 
 // logits: null (no output wanted), [n, n_vocab] when all_logits, else [n_vocab].
-void LlamaModel::forward_batch(const int32_t* tokens, int n, int pos, KvCache& cache, float* logits,
-                               bool all_logits) {
+void LlamaModel::forward_batch(const int32_t* tokens, int n, int pos, KvCache& cache, float* logits, bool all_logits) {
   const LlamaConfig& c = config_;
   const LlamaWeights& w = weights_;
   ensure_scratch(n);
@@ -77,16 +76,14 @@ void LlamaModel::forward_batch(const int32_t* tokens, int n, int pos, KvCache& c
 
   const size_t embd_row_bytes = row_bytes(w.token_embd.type, embd);
   for (int t = 0; t < n; ++t) {
-    dequantize_row(w.token_embd.type, w.token_embd.data + size_t(tokens[t]) * embd_row_bytes,
-                   x_.data() + t * embd, embd);
+    dequantize_row(w.token_embd.type, w.token_embd.data + size_t(tokens[t]) * embd_row_bytes, x_.data() + t * embd,
+                   embd);
   }
 
-  const RopeParams rope_q{c.n_head, c.head_dim, c.n_rot, c.rope_freq_base, c.rope_freq_scale,
-                          w.rope_freq_factors};
+  const RopeParams rope_q{c.n_head, c.head_dim, c.n_rot, c.rope_freq_base, c.rope_freq_scale, w.rope_freq_factors};
   RopeParams rope_k = rope_q;
   rope_k.n_head = c.n_head_kv;
-  const AttentionParams attention_params{c.n_head, c.n_head_kv, c.head_dim,
-                                         1.0f / std::sqrt(float(c.head_dim))};
+  const AttentionParams attention_params{c.n_head, c.n_head_kv, c.head_dim, 1.0f / std::sqrt(float(c.head_dim))};
 
   for (int l = 0; l < c.n_layer; ++l) {
     const LayerWeights& L = w.layers[l];

@@ -29,15 +29,13 @@ class LlamaModel {
   // Evaluates tokens at positions pos .. pos + n - 1 (the cache must hold 0 .. pos - 1) and appends
   // their keys and values to the cache. logits: [n, n_vocab] when all_logits, else [n_vocab] for the
   // last token. Large batches are processed in slices of kMaxBatch tokens.
-  Status forward(std::span<const int32_t> tokens, int pos, KvCache& cache, float* logits,
-                 bool all_logits);
+  Status forward(std::span<const int32_t> tokens, int pos, KvCache& cache, float* logits, bool all_logits);
 
   static constexpr int kMaxBatch = 512;
 
  private:
   LlamaModel(gguf::File file, LlamaConfig config, LlamaWeights weights);
-  void forward_batch(const int32_t* tokens, int n, int pos, KvCache& cache, float* logits,
-                     bool all_logits);
+  void forward_batch(const int32_t* tokens, int n, int pos, KvCache& cache, float* logits, bool all_logits);
   void ensure_scratch(int n);
 
   gguf::File file_;
@@ -46,14 +44,14 @@ class LlamaModel {
 
   // Scratch activations, sized for the largest batch seen so far.
   int scratch_tokens_ = 0;
-  std::vector<float> x_;        // [n, n_embd] residual stream
-  std::vector<float> xn_;       // [n, n_embd] normalised input of a block
-  std::vector<float> q_;        // [n, q_dim]
-  std::vector<float> k_;        // [n, kv_dim]
-  std::vector<float> v_;        // [n, kv_dim]
-  std::vector<float> attn_;     // [n, q_dim] attention output
-  std::vector<float> gate_;     // [n, n_ff]
-  std::vector<float> up_;       // [n, n_ff]
+  std::vector<float> x_;     // [n, n_embd] residual stream
+  std::vector<float> xn_;    // [n, n_embd] normalised input of a block
+  std::vector<float> q_;     // [n, q_dim]
+  std::vector<float> k_;     // [n, kv_dim]
+  std::vector<float> v_;     // [n, kv_dim]
+  std::vector<float> attn_;  // [n, q_dim] attention output
+  std::vector<float> gate_;  // [n, n_ff]
+  std::vector<float> up_;    // [n, n_ff]
 };
 
 }  // namespace kvq

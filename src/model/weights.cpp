@@ -13,8 +13,8 @@ class Binder {
     const gguf::TensorInfo* t = file_.find_tensor(name);
     if (!t) return make_error("{}: tensor '{}' is missing", file_.path(), name);
     if (t->dims.size() != 2 || t->dims[0] != n_in || t->dims[1] != n_out) {
-      return make_error("{}: tensor '{}' has shape {}, expected [{}, {}]", file_.path(), name,
-                        shape_string(*t), n_in, n_out);
+      return make_error("{}: tensor '{}' has shape {}, expected [{}, {}]", file_.path(), name, shape_string(*t), n_in,
+                        n_out);
     }
     const TypeTraits* traits = find_type_traits(uint32_t(t->type));
     if (!traits || !traits->kernels || !matmul_supports(t->type)) {
@@ -28,8 +28,7 @@ class Binder {
     const gguf::TensorInfo* t = file_.find_tensor(name);
     if (!t) return make_error("{}: tensor '{}' is missing", file_.path(), name);
     if (t->n_elements() != n || t->dims[0] != n) {
-      return make_error("{}: tensor '{}' has shape {}, expected [{}]", file_.path(), name,
-                        shape_string(*t), n);
+      return make_error("{}: tensor '{}' has shape {}, expected [{}]", file_.path(), name, shape_string(*t), n);
     }
     if (t->type != GgmlType::F32) {
       return make_error("{}: tensor '{}' must be f32, is {}", file_.path(), name, type_name(t->type));
@@ -51,11 +50,11 @@ class Binder {
 Result<LlamaWeights> bind_llama_weights(const gguf::File& file, const LlamaConfig& c) {
   Binder bind(file);
   LlamaWeights w;
-#define KVQ_BIND(dst, expr)             \
-  do {                                  \
-    auto r = (expr);                    \
-    if (!r) return r.error();           \
-    dst = *r;                           \
+#define KVQ_BIND(dst, expr)   \
+  do {                        \
+    auto r = (expr);          \
+    if (!r) return r.error(); \
+    dst = *r;                 \
   } while (0)
   KVQ_BIND(w.token_embd, bind.matrix("token_embd.weight", c.n_embd, c.n_vocab));
   KVQ_BIND(w.output_norm, bind.vector("output_norm.weight", c.n_embd));

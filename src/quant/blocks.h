@@ -45,8 +45,8 @@ enum class GgmlType : uint32_t {
   TQ2_0 = 35,
 };
 
-inline constexpr int kQK = 32;    // values per block of the "_0/_1/nl" formats
-inline constexpr int kQK_K = 256; // values per super-block of the k-quants and iq4_xs
+inline constexpr int kQK = 32;     // values per block of the "_0/_1/nl" formats
+inline constexpr int kQK_K = 256;  // values per super-block of the k-quants and iq4_xs
 
 using fp16_bits = uint16_t;
 
@@ -131,8 +131,8 @@ struct BlockQ8_K {
 };
 struct BlockIQ4_XS {
   fp16_bits d;
-  uint16_t scales_h;              // high 2 bits of the 8 6-bit sub-block scales
-  uint8_t scales_l[kQK_K / 64];   // low 4 bits of the scales
+  uint16_t scales_h;             // high 2 bits of the 8 6-bit sub-block scales
+  uint8_t scales_l[kQK_K / 64];  // low 4 bits of the scales
   uint8_t qs[kQK_K / 2];
 };
 
@@ -152,16 +152,15 @@ static_assert(sizeof(BlockQ8_K) == 292);
 static_assert(sizeof(BlockIQ4_XS) == 136);
 
 // The non-linear 4-bit codebook shared by iq4_nl and iq4_xs.
-inline constexpr int8_t kIq4nlValues[16] = {-127, -104, -83, -65, -49, -35, -22, -10,
-                                             1,    13,   25,  38,  53,  69,  89,  113};
+inline constexpr int8_t kIq4nlValues[16] = {-127, -104, -83, -65, -49, -35, -22, -10, 1, 13, 25, 38, 53, 69, 89, 113};
 
 struct TypeTraits {
   GgmlType type;
-  std::string_view name;   // as ggml and llama.cpp spell it: "q8_0", "f16", ...
-  int block_size;          // values per block (1 for plain types)
-  int type_size;           // bytes per block
+  std::string_view name;  // as ggml and llama.cpp spell it: "q8_0", "f16", ...
+  int block_size;         // values per block (1 for plain types)
+  int type_size;          // bytes per block
   bool quantized;
-  bool kernels;            // kvq can dequantize it (and so use it as weights)
+  bool kernels;  // kvq can dequantize it (and so use it as weights)
 };
 
 // Returns nullptr for ids kvq has no layout for (retired, or formats it does not implement).

@@ -166,8 +166,7 @@ void dequantize_row_iq4_xs_ref(const BlockIQ4_XS* x, float* y, int64_t n) {
     const uint8_t* qs = x[i].qs;
     for (int ib = 0; ib < kQK_K / 32; ++ib, y += 32, qs += 16) {
       // 6-bit sub-block scale with offset 32: low 4 bits in scales_l, high 2 bits in scales_h.
-      const int ls = ((x[i].scales_l[ib / 2] >> (4 * (ib % 2))) & 0x0F) |
-                     (((x[i].scales_h >> (2 * ib)) & 3) << 4);
+      const int ls = ((x[i].scales_l[ib / 2] >> (4 * (ib % 2))) & 0x0F) | (((x[i].scales_h >> (2 * ib)) & 3) << 4);
       const float dl = d * float(ls - 32);
       for (int j = 0; j < 16; ++j) {
         y[j] = dl * float(kIq4nlValues[qs[j] & 0x0F]);

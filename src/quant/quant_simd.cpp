@@ -50,12 +50,10 @@ VF F16BitsToF32(VU h) {
   const VU sign = hn::ShiftLeft<16>(hn::And(h, hn::Set(du, 0x8000)));
   const VU exponent = hn::And(hn::ShiftRight<10>(h), hn::Set(du, 0x1f));
   const VU mantissa = hn::And(h, hn::Set(du, 0x3ff));
-  const VU normal =
-      hn::Or(hn::ShiftLeft<23>(hn::Add(exponent, hn::Set(du, 112))), hn::ShiftLeft<13>(mantissa));
+  const VU normal = hn::Or(hn::ShiftLeft<23>(hn::Add(exponent, hn::Set(du, 112))), hn::ShiftLeft<13>(mantissa));
   const VU special = hn::Or(hn::Set(du, 0x7f800000u), hn::ShiftLeft<13>(mantissa));  // inf / nan
   // Subnormal (and zero): mantissa * 2^-24, exact in f32.
-  const VF sub =
-      hn::Mul(hn::ConvertTo(df, hn::BitCast(DI(), mantissa)), hn::Set(df, 1.0f / 16777216.0f));
+  const VF sub = hn::Mul(hn::ConvertTo(df, hn::BitCast(DI(), mantissa)), hn::Set(df, 1.0f / 16777216.0f));
   VU bits = hn::IfThenElse(hn::Eq(exponent, hn::Zero(du)), hn::BitCast(du, sub), normal);
   bits = hn::IfThenElse(hn::Eq(exponent, hn::Set(du, 0x1f)), special, bits);
   return hn::BitCast(df, hn::Or(bits, sign));
@@ -69,8 +67,8 @@ VU F32ToF16Bits(VF f) {
   const VU sign = hn::And(hn::ShiftRight<16>(bits), hn::Set(du, 0x8000));
   // Normal range: drop 13 mantissa bits with round-to-nearest-even by adding 0xfff + the kept lsb.
   const VU lsb = hn::And(hn::ShiftRight<13>(abs), hn::Set(du, 1));
-  const VU normal = hn::ShiftRight<13>(
-      hn::Add(hn::Sub(abs, hn::Set(du, 0x38000000u)), hn::Add(hn::Set(du, 0xfff), lsb)));
+  const VU normal =
+      hn::ShiftRight<13>(hn::Add(hn::Sub(abs, hn::Set(du, 0x38000000u)), hn::Add(hn::Set(du, 0xfff), lsb)));
   // Subnormal range: adding 0.5f leaves the value in units of 2^-24 in the low mantissa bits,
   // rounded to nearest even by the FP adder itself.
   const VF shifted = hn::Add(hn::BitCast(df, abs), hn::Set(df, 0.5f));
@@ -79,10 +77,8 @@ VU F32ToF16Bits(VF f) {
   // |f| as bits is < 2^31, so signed comparisons order it (Highway lacks some unsigned ones).
   const DI di;
   const auto abs_i = hn::BitCast(di, abs);
-  VU result =
-      hn::IfThenElse(hn::RebindMask(du, hn::Lt(abs_i, hn::Set(di, 0x38800000))), subnormal, normal);
-  result = hn::IfThenElse(hn::RebindMask(du, hn::Gt(abs_i, hn::Set(di, 0x477fefff))),
-                          hn::Set(du, 0x7c00), result);
+  VU result = hn::IfThenElse(hn::RebindMask(du, hn::Lt(abs_i, hn::Set(di, 0x38800000))), subnormal, normal);
+  result = hn::IfThenElse(hn::RebindMask(du, hn::Gt(abs_i, hn::Set(di, 0x477fefff))), hn::Set(du, 0x7c00), result);
   result = hn::IfThenElse(hn::RebindMask(du, hn::Gt(abs_i, hn::Set(di, 0x7f800000))), nan, result);
   return hn::Or(result, sign);
 }
@@ -95,23 +91,19 @@ VU F32ToBF16Bits(VF f) {
   const VU quiet_nan = hn::Or(hn::ShiftRight<16>(bits), hn::Set(du, 64));
   const DI di;
   const auto abs_i = hn::BitCast(di, hn::And(bits, hn::Set(du, 0x7fffffffu)));
-  return hn::IfThenElse(hn::RebindMask(du, hn::Gt(abs_i, hn::Set(di, 0x7f800000))), quiet_nan,
-                        rounded);
+  return hn::IfThenElse(hn::RebindMask(du, hn::Gt(abs_i, hn::Set(di, 0x7f800000))), quiet_nan, rounded);
 }
 
 // Stores the low 16 bits of each u32 lane (all values are < 2^16, so the saturating demotion is
 // exact).
-void StoreU16(VU v, uint16_t* dst) {
-  hn::StoreU(hn::DemoteTo(DU16(), hn::BitCast(DI(), v)), DU16(), dst);
-}
+void StoreU16(VU v, uint16_t* dst) { hn::StoreU(hn::DemoteTo(DU16(), hn::BitCast(DI(), v)), DU16(), dst); }
 
 void DequantizeF16(const void* src, float* y, int64_t n) {
   const DF df;
   const auto* h = static_cast<const uint16_t*>(src);  // [n] binary16 bits
   const int64_t N = int64_t(hn::Lanes(df));
   int64_t i = 0;
-  for (; i + N <= n; i += N)
-    hn::StoreU(F16BitsToF32(hn::PromoteTo(DU(), hn::LoadU(DU16(), h + i))), df, y + i);
+  for (; i + N <= n; i += N) hn::StoreU(F16BitsToF32(hn::PromoteTo(DU(), hn::LoadU(DU16(), h + i))), df, y + i);
   for (; i < n; ++i) y[i] = fp16_to_f32(h[i]);
 }
 

@@ -24,8 +24,7 @@ HWY_INLINE VI HighBits(uint32_t qh, size_t first_bit) {
 // Packs codes (low nibble of each) of values j.. and j + 16.. into qs[j..].
 HWY_INLINE void StoreNibbles(VI lo, VI hi, uint8_t* qs_j) {
   const DI di;
-  const VI packed =
-      hn::Or(hn::And(lo, hn::Set(di, 0x0F)), hn::ShiftLeft<4>(hn::And(hi, hn::Set(di, 0x0F))));
+  const VI packed = hn::Or(hn::And(lo, hn::Set(di, 0x0F)), hn::ShiftLeft<4>(hn::And(hi, hn::Set(di, 0x0F))));
   hn::StoreU(hn::DemoteTo(DU8(), packed), DU8(), qs_j);
 }
 
@@ -33,8 +32,7 @@ HWY_INLINE void StoreNibbles(VI lo, VI hi, uint8_t* qs_j) {
 HWY_INLINE uint32_t HighBitsMask(VI codes, size_t first_bit) {
   const DU du;
   const VU bit = hn::And(hn::ShiftRight<4>(hn::BitCast(du, codes)), hn::Set(du, 1));
-  return hn::GetLane(
-      hn::SumOfLanes(du, bit << hn::Iota(du, uint32_t(first_bit))));  // distinct bits: sum = or
+  return hn::GetLane(hn::SumOfLanes(du, bit << hn::Iota(du, uint32_t(first_bit))));  // distinct bits: sum = or
 }
 
 // truncate_code: trunc(v) clamped to [0, hi], NaN -> 0.
@@ -79,8 +77,7 @@ HWY_INLINE float SignedAbsMax32(const float* x) {
   const float amax = MaxAbs32(x);
   if (!(amax > 0.0f)) return 0.0f;
   for (size_t j = 0; j < kQK; j += hn::Lanes(df)) {
-    const intptr_t k =
-        hn::FindFirstTrue(df, hn::Eq(hn::Abs(hn::LoadU(df, x + j)), hn::Set(df, amax)));
+    const intptr_t k = hn::FindFirstTrue(df, hn::Eq(hn::Abs(hn::LoadU(df, x + j)), hn::Set(df, amax)));
     if (k >= 0) return x[j + size_t(k)];
   }
   return 0.0f;
@@ -239,10 +236,8 @@ void QuantizeQ4_1(const float* x, void* dst, int64_t n) {
     y[i].d = f32_to_fp16(d);
     y[i].m = f32_to_fp16(min);
     for (size_t j = 0; j < kQK / 2; j += hn::Lanes(df)) {
-      const VI lo =
-          TruncCode(hn::Add(hn::Mul(hn::Sub(hn::LoadU(df, x + j), vmin), id), half), 15.0f);
-      const VI hi = TruncCode(
-          hn::Add(hn::Mul(hn::Sub(hn::LoadU(df, x + kQK / 2 + j), vmin), id), half), 15.0f);
+      const VI lo = TruncCode(hn::Add(hn::Mul(hn::Sub(hn::LoadU(df, x + j), vmin), id), half), 15.0f);
+      const VI hi = TruncCode(hn::Add(hn::Mul(hn::Sub(hn::LoadU(df, x + kQK / 2 + j), vmin), id), half), 15.0f);
       StoreNibbles(lo, hi, y[i].qs + j);
     }
   }
@@ -281,10 +276,8 @@ void QuantizeQ5_1(const float* x, void* dst, int64_t n) {
     y[i].m = f32_to_fp16(min);
     uint32_t qh = 0;
     for (size_t j = 0; j < kQK / 2; j += hn::Lanes(df)) {
-      const VI lo =
-          TruncCode(hn::Add(hn::Mul(hn::Sub(hn::LoadU(df, x + j), vmin), id), half), 31.0f);
-      const VI hi = TruncCode(
-          hn::Add(hn::Mul(hn::Sub(hn::LoadU(df, x + kQK / 2 + j), vmin), id), half), 31.0f);
+      const VI lo = TruncCode(hn::Add(hn::Mul(hn::Sub(hn::LoadU(df, x + j), vmin), id), half), 31.0f);
+      const VI hi = TruncCode(hn::Add(hn::Mul(hn::Sub(hn::LoadU(df, x + kQK / 2 + j), vmin), id), half), 31.0f);
       StoreNibbles(lo, hi, y[i].qs + j);
       qh |= HighBitsMask(lo, j) | HighBitsMask(hi, j + kQK / 2);
     }
@@ -300,17 +293,13 @@ HWY_INLINE VI BestIndexIq4(VF v) {
   const DI di;
   VI hi = hn::Zero(di);
   for (int j = 0; j < 16; ++j) {
-    hi = hn::Add(hi, hn::IfThenElseZero(hn::RebindMask(di, hn::Le(hn::Set(df, kIq4nlFloat[j]), v)),
-                                        hn::Set(di, 1)));
+    hi = hn::Add(hi, hn::IfThenElseZero(hn::RebindMask(di, hn::Le(hn::Set(df, kIq4nlFloat[j]), v)), hn::Set(di, 1)));
   }
   hi = hn::Min(hn::Max(hi, hn::Set(di, 1)), hn::Set(di, 15));
   const VI lo = hn::Sub(hi, hn::Set(di, 1));
-  const VF lower = hn::GatherIndex(df, kIq4nlFloat, lo),
-           upper = hn::GatherIndex(df, kIq4nlFloat, hi);
-  VI index =
-      hn::IfThenElse(hn::RebindMask(di, hn::Lt(hn::Sub(v, lower), hn::Sub(upper, v))), lo, hi);
-  index = hn::IfThenElse(hn::RebindMask(di, hn::Le(v, hn::Set(df, kIq4nlFloat[0]))), hn::Zero(di),
-                         index);
+  const VF lower = hn::GatherIndex(df, kIq4nlFloat, lo), upper = hn::GatherIndex(df, kIq4nlFloat, hi);
+  VI index = hn::IfThenElse(hn::RebindMask(di, hn::Lt(hn::Sub(v, lower), hn::Sub(upper, v))), lo, hi);
+  index = hn::IfThenElse(hn::RebindMask(di, hn::Le(v, hn::Set(df, kIq4nlFloat[0]))), hn::Zero(di), index);
   const auto top = hn::Or(hn::Ge(v, hn::Set(df, kIq4nlFloat[15])), hn::Not(hn::Eq(v, v)));
   return hn::IfThenElse(hn::RebindMask(di, top), hn::Set(di, 15), index);
 }

@@ -21,7 +21,7 @@ struct Bigram {
   int32_t left;
   int32_t right;
   int32_t rank;
-  size_t left_length;   // lengths when queued: the pair is stale if either changed
+  size_t left_length;  // lengths when queued: the pair is stale if either changed
   size_t right_length;
 };
 
@@ -46,11 +46,9 @@ class BpeWord {
       }
     }
     for (size_t offset = 0; offset < word_.size();) {
-      const size_t length = std::min(unicode::utf8_sequence_length(uint8_t(word_[offset])),
-                                     word_.size() - offset);
+      const size_t length = std::min(unicode::utf8_sequence_length(uint8_t(word_[offset])), word_.size() - offset);
       const int32_t index = int32_t(symbols_.size());
-      symbols_.push_back({index - 1, offset + length == word_.size() ? -1 : index + 1, offset,
-                          length});
+      symbols_.push_back({index - 1, offset + length == word_.size() ? -1 : index + 1, offset, length});
       offset += length;
     }
     for (int32_t i = 1; i < int32_t(symbols_.size()); ++i) try_add_bigram(i - 1, i);
@@ -62,8 +60,7 @@ class BpeWord {
       Symbol& right = symbols_[bigram.right];
       // Symbols only grow by absorbing a right neighbour, and the right one of a live pair is
       // still adjacent iff both keep their queued lengths.
-      if (left.length != bigram.left_length || right.length != bigram.right_length ||
-          left.next != bigram.right) {
+      if (left.length != bigram.left_length || right.length != bigram.right_length || left.next != bigram.right) {
         continue;
       }
       left.length += right.length;
@@ -106,8 +103,8 @@ class BpeWord {
 
   const Vocab& vocab_;
   std::string_view word_;
-  std::string& key_;              // scratch "left right" merge key
-  std::vector<Symbol> symbols_;   // [n_chars of the word]
+  std::string& key_;             // scratch "left right" merge key
+  std::vector<Symbol> symbols_;  // [n_chars of the word]
   std::priority_queue<Bigram, std::vector<Bigram>, BigramLess> queue_;
 };
 

@@ -11,8 +11,8 @@ namespace kvq::tokenizer_detail {
 namespace {
 
 struct Symbol {
-  int32_t prev;     // index of the previous live symbol, -1 at the start
-  int32_t next;     // index of the next live symbol, -1 at the end
+  int32_t prev;   // index of the previous live symbol, -1 at the start
+  int32_t next;   // index of the next live symbol, -1 at the end
   size_t offset;  // byte offset into the text
   size_t length;  // bytes; 0 once merged into its left neighbour
 };
@@ -38,11 +38,9 @@ class SpmSession {
   void run(std::vector<int32_t>& out) {
     // One symbol per UTF-8 character; a malformed sequence is cut at the text's end.
     for (size_t offset = 0; offset < text_.size();) {
-      const size_t length = std::min(unicode::utf8_sequence_length(uint8_t(text_[offset])),
-                                     text_.size() - offset);
+      const size_t length = std::min(unicode::utf8_sequence_length(uint8_t(text_[offset])), text_.size() - offset);
       const int32_t index = int32_t(symbols_.size());
-      symbols_.push_back({index - 1, offset + length == text_.size() ? -1 : index + 1,
-                          offset, length});
+      symbols_.push_back({index - 1, offset + length == text_.size() ? -1 : index + 1, offset, length});
       offset += length;
     }
     for (int32_t i = 1; i < int32_t(symbols_.size()); ++i) try_add_bigram(i - 1, i);

@@ -17,8 +17,8 @@ namespace {
 
 // A run of text still to be tokenized, or a token already decided.
 struct Fragment {
-  int32_t token;       // -1 for text
-  size_t offset;       // text fragments: byte range of the input
+  int32_t token;  // -1 for text
+  size_t offset;  // text fragments: byte range of the input
   size_t length;
 };
 
@@ -116,8 +116,7 @@ std::string clean_spaces(const std::string& in) {
 
 Tokenizer::Tokenizer(std::shared_ptr<const Vocab> vocab) : vocab_(std::move(vocab)) {}
 
-std::vector<int32_t> Tokenizer::encode(std::string_view text, bool add_special,
-                                       bool parse_special) const {
+std::vector<int32_t> Tokenizer::encode(std::string_view text, bool add_special, bool parse_special) const {
   const Vocab& v = *vocab_;
   std::vector<int32_t> out;
   out.reserve(text.size() / 3 + 2);

@@ -31,8 +31,7 @@ class Tokenizer {
   // add_special: add BOS (and EOS) as the vocabulary's metadata says (llama.cpp's add_special).
   // parse_special: also turn control-token text such as "<s>" into that token; user-defined
   // tokens are always matched, as in llama.cpp and Hugging Face tokenizers.
-  std::vector<int32_t> encode(std::string_view text, bool add_special,
-                              bool parse_special = false) const;
+  std::vector<int32_t> encode(std::string_view text, bool add_special, bool parse_special = false) const;
 
   // Decoded text of one token: byte tokens -> the byte, U+2581 -> space, the BPE byte mapping
   // undone. Control and unknown tokens decode to "" unless `special` (then to their text).

@@ -12,8 +12,8 @@ namespace {
 bool in_ranges(uint32_t cp, const tables::CodepointRange* ranges, size_t count) {
   // First range whose last >= cp; cp is inside when that range also starts at or before it.
   const tables::CodepointRange* end = ranges + count;
-  const tables::CodepointRange* it = std::lower_bound(
-      ranges, end, cp, [](const tables::CodepointRange& r, uint32_t c) { return r.last < c; });
+  const tables::CodepointRange* it =
+      std::lower_bound(ranges, end, cp, [](const tables::CodepointRange& r, uint32_t c) { return r.last < c; });
   return it != end && it->first <= cp;
 }
 
@@ -123,8 +123,20 @@ bool is_number(uint32_t cp) {
 
 bool is_whitespace(uint32_t cp) {
   switch (cp) {
-    case 0x09: case 0x0A: case 0x0B: case 0x0C: case 0x0D: case 0x20: case 0x85: case 0xA0:
-    case 0x1680: case 0x2028: case 0x2029: case 0x202F: case 0x205F: case 0x3000:
+    case 0x09:
+    case 0x0A:
+    case 0x0B:
+    case 0x0C:
+    case 0x0D:
+    case 0x20:
+    case 0x85:
+    case 0xA0:
+    case 0x1680:
+    case 0x2028:
+    case 0x2029:
+    case 0x202F:
+    case 0x205F:
+    case 0x3000:
       return true;
     default:
       return cp >= 0x2000 && cp <= 0x200A;

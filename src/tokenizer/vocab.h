@@ -37,13 +37,13 @@ struct Vocab {
   Model model = Model::kSentencePiece;
   PreTokenizer pre = PreTokenizer::kGpt2;  // BPE only
 
-  std::vector<std::string> text;  // [n_vocab] token text as stored (U+2581 / byte-mapped)
-  std::vector<float> score;       // [n_vocab] SentencePiece merge priority
-  std::vector<TokenType> type;    // [n_vocab]
-  std::vector<uint8_t> rstrip;    // [n_vocab] 1: whitespace after this token's text is dropped
-  std::vector<std::string> piece; // [n_vocab] decoded text (control/unknown -> "")
-  StringMap token_id;             // text -> id (the last id wins on duplicates, as llama.cpp)
-  StringMap merge_rank;           // "left right" -> rank (BPE)
+  std::vector<std::string> text;          // [n_vocab] token text as stored (U+2581 / byte-mapped)
+  std::vector<float> score;               // [n_vocab] SentencePiece merge priority
+  std::vector<TokenType> type;            // [n_vocab]
+  std::vector<uint8_t> rstrip;            // [n_vocab] 1: whitespace after this token's text is dropped
+  std::vector<std::string> piece;         // [n_vocab] decoded text (control/unknown -> "")
+  StringMap token_id;                     // text -> id (the last id wins on duplicates, as llama.cpp)
+  StringMap merge_rank;                   // "left right" -> rank (BPE)
   std::array<int32_t, 256> byte_token{};  // SentencePiece byte fallback "<0xXX>", else unk
   std::vector<int32_t> special_tokens;    // control/user-defined/unknown ids, longest text first
   std::vector<int32_t> eog_ids;           // sorted

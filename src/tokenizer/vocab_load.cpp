@@ -22,8 +22,8 @@ constexpr const char* kSupportedPre = "\"gpt-2\", \"llama-bpe\" (also \"llama3\"
 Result<PreTokenizer> parse_pre(const gguf::File& file, Vocab& v) {
   const gguf::Value* value = file.find("tokenizer.ggml.pre");
   if (value == nullptr || value->type != gguf::ValueType::STRING) {
-    return make_error("{}: byte-level BPE vocabulary without a tokenizer.ggml.pre string; supported: {}",
-                      file.path(), kSupportedPre);
+    return make_error("{}: byte-level BPE vocabulary without a tokenizer.ggml.pre string; supported: {}", file.path(),
+                      kSupportedPre);
   }
   const std::string& pre = value->str;
   // Flags as llama.cpp sets them per pre-tokenizer (clean_spaces is on for BPE by default).
@@ -38,8 +38,7 @@ Result<PreTokenizer> parse_pre(const gguf::File& file, Vocab& v) {
     v.clean_spaces = false;
     return PreTokenizer::kDeepseekLlm;
   }
-  return make_error("{}: unsupported tokenizer.ggml.pre \"{}\"; supported: {}", file.path(), pre,
-                    kSupportedPre);
+  return make_error("{}: unsupported tokenizer.ggml.pre \"{}\"; supported: {}", file.path(), pre, kSupportedPre);
 }
 
 // An optional bool key; a present key of another type is an error.
@@ -119,8 +118,8 @@ Result<Tokenizer> Tokenizer::from_gguf(const gguf::File& file) {
     if (!pre.ok()) return pre.error();
     v->pre = *pre;
   } else {
-    return make_error("{}: unsupported tokenizer.ggml.model \"{}\"; supported: {}", file.path(),
-                      *model, kSupportedModels);
+    return make_error("{}: unsupported tokenizer.ggml.model \"{}\"; supported: {}", file.path(), *model,
+                      kSupportedModels);
   }
 
   Result<std::vector<std::string>> tokens = file.get_string_array("tokenizer.ggml.tokens");
@@ -137,8 +136,7 @@ Result<Tokenizer> Tokenizer::from_gguf(const gguf::File& file) {
     Result<std::vector<float>> scores = file.get_float_array("tokenizer.ggml.scores");
     if (!scores.ok()) return scores.error();
     if (scores->size() != n) {
-      return make_error("{}: tokenizer.ggml.scores has {} entries for {} tokens", file.path(),
-                        scores->size(), n);
+      return make_error("{}: tokenizer.ggml.scores has {} entries for {} tokens", file.path(), scores->size(), n);
     }
     v->score = std::move(*scores);
   }
@@ -147,8 +145,7 @@ Result<Tokenizer> Tokenizer::from_gguf(const gguf::File& file) {
     Result<std::vector<int64_t>> types = file.get_int_array("tokenizer.ggml.token_type");
     if (!types.ok()) return types.error();
     if (types->size() != n) {
-      return make_error("{}: tokenizer.ggml.token_type has {} entries for {} tokens", file.path(),
-                        types->size(), n);
+      return make_error("{}: tokenizer.ggml.token_type has {} entries for {} tokens", file.path(), types->size(), n);
     }
     for (size_t i = 0; i < n; ++i) {
       const int64_t t = (*types)[i];
@@ -171,8 +168,7 @@ Result<Tokenizer> Tokenizer::from_gguf(const gguf::File& file) {
       const std::string& merge = (*merges)[rank];
       // "left right": split at the first space after the first byte, as llama.cpp does.
       if (merge.find(' ', 1) == std::string::npos) {
-        return make_error("{}: tokenizer.ggml.merges[{}] \"{}\" is not \"left right\"",
-                          file.path(), rank, merge);
+        return make_error("{}: tokenizer.ggml.merges[{}] \"{}\" is not \"left right\"", file.path(), rank, merge);
       }
       v->merge_rank.emplace(merge, int32_t(rank));  // first rank wins on duplicates
     }
@@ -188,9 +184,9 @@ Result<Tokenizer> Tokenizer::from_gguf(const gguf::File& file) {
   if (v->bos >= n_vocab) v->bos = -1;  // defaults of a tiny vocabulary
   if (v->eos >= n_vocab) v->eos = -1;
   if (v->unk >= n_vocab) v->unk = -1;
-  for (auto [key, flag] : {std::pair{"tokenizer.ggml.add_bos_token", &v->add_bos},
-                           std::pair{"tokenizer.ggml.add_eos_token", &v->add_eos},
-                           std::pair{"tokenizer.ggml.add_space_prefix", &v->add_space_prefix}}) {
+  for (auto [key, flag] :
+       {std::pair{"tokenizer.ggml.add_bos_token", &v->add_bos}, std::pair{"tokenizer.ggml.add_eos_token", &v->add_eos},
+        std::pair{"tokenizer.ggml.add_space_prefix", &v->add_space_prefix}}) {
     Result<bool> value = get_bool_or(file, key, *flag);
     if (!value.ok()) return value.error();
     *flag = *value;
@@ -203,8 +199,8 @@ Result<Tokenizer> Tokenizer::from_gguf(const gguf::File& file) {
   }
 
   // End-of-generation tokens: eos/eot/eom plus the end-of-turn texts llama.cpp recognizes.
-  for (const char* text : {"<|eot_id|>", "<|im_end|>", "<|end|>", "<end_of_turn>", "<|endoftext|>",
-                           "<|eom_id|>", "<EOT>", "<｜end▁of▁sentence｜>"}) {
+  for (const char* text : {"<|eot_id|>", "<|im_end|>", "<|end|>", "<end_of_turn>", "<|endoftext|>", "<|eom_id|>",
+                           "<EOT>", "<｜end▁of▁sentence｜>"}) {
     const int32_t id = v->find(text);
     if (id < 0) continue;
     v->eog_ids.push_back(id);
@@ -234,17 +230,15 @@ Result<Tokenizer> Tokenizer::from_gguf(const gguf::File& file) {
       v->special_tokens.push_back(id);
     }
   }
-  std::stable_sort(v->special_tokens.begin(), v->special_tokens.end(), [&](int32_t a, int32_t b) {
-    return v->text[a].size() > v->text[b].size();
-  });
+  std::stable_sort(v->special_tokens.begin(), v->special_tokens.end(),
+                   [&](int32_t a, int32_t b) { return v->text[a].size() > v->text[b].size(); });
   // llama.cpp's Phi-3 rule (by model name): special tokens swallow the whitespace after them,
   // except <unk>, <s> and <|endoftext|>.
   std::string name;
   if (const gguf::Value* value = file.find("general.name");
       value != nullptr && value->type == gguf::ValueType::STRING) {
     name = value->str;
-    std::transform(name.begin(), name.end(), name.begin(),
-                   [](unsigned char c) { return char(std::tolower(c)); });
+    std::transform(name.begin(), name.end(), name.begin(), [](unsigned char c) { return char(std::tolower(c)); });
   }
   if (name.find("phi-3") != std::string::npos || name.find("phi3") != std::string::npos) {
     for (const int32_t id : v->special_tokens) v->rstrip[id] = 1;

@@ -36,7 +36,7 @@ inline uint16_t f32_to_fp16(float f) {
   const uint16_t sign = uint16_t((bits >> 16) & 0x8000);
   const uint32_t abs_bits = bits & 0x7fffffffu;
   if (abs_bits > 0x7f800000u) return uint16_t(sign | 0x7e00 | ((abs_bits >> 13) & 0x3ff));  // nan
-  if (abs_bits >= 0x477ff000u) return uint16_t(sign | 0x7c00);  // rounds to >= 65520: inf
+  if (abs_bits >= 0x477ff000u) return uint16_t(sign | 0x7c00);                              // rounds to >= 65520: inf
   if (abs_bits < 0x38800000u) {
     // Result is subnormal or zero: value / 2^-24 rounded to nearest even.
     if (abs_bits < 0x33000000u) return sign;  // < 2^-25 rounds to 0

@@ -16,8 +16,7 @@ std::string format_duration(double seconds) {
   return fmt::format("{}h{:02}m", total / 3600, (total % 3600) / 60);
 }
 
-std::string format_progress(double done, double total, double elapsed_seconds, int width,
-                            std::string_view status) {
+std::string format_progress(double done, double total, double elapsed_seconds, int width, std::string_view status) {
   const double fraction = total > 0 ? std::clamp(done / total, 0.0, 1.0) : 1.0;
   const int filled = int(std::floor(fraction * width));
   std::string line = "[";

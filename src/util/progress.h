@@ -14,8 +14,7 @@ std::string format_duration(double seconds);
 
 // "[#########...........]  45.0%  12.3s elapsed, ETA 15.0s  <status>" for `width` bar cells.
 // done is clamped to [0, total]; ETA is omitted until some work is done.
-std::string format_progress(double done, double total, double elapsed_seconds, int width,
-                            std::string_view status);
+std::string format_progress(double done, double total, double elapsed_seconds, int width, std::string_view status);
 
 class ProgressBar {
  public:

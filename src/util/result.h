@@ -62,13 +62,12 @@ class [[nodiscard]] Status {
 };
 
 // Always-on invariant check: a violated invariant is a bug, not a user error.
-#define KVQ_CHECK(cond)                                                                  \
-  do {                                                                                   \
-    if (!(cond)) {                                                                       \
-      std::fprintf(stderr, "kvq: internal error: %s failed at %s:%d\n", #cond, __FILE__, \
-                   __LINE__);                                                            \
-      std::abort();                                                                      \
-    }                                                                                    \
+#define KVQ_CHECK(cond)                                                                             \
+  do {                                                                                              \
+    if (!(cond)) {                                                                                  \
+      std::fprintf(stderr, "kvq: internal error: %s failed at %s:%d\n", #cond, __FILE__, __LINE__); \
+      std::abort();                                                                                 \
+    }                                                                                               \
   } while (0)
 
 #ifdef NDEBUG
@@ -78,9 +77,9 @@ class [[nodiscard]] Status {
 #endif
 
 // Propagates an error from an expression yielding Status or Result.
-#define KVQ_RETURN_IF_ERROR(expr)       \
-  do {                                  \
-    auto&& kvq_status_ = (expr);        \
+#define KVQ_RETURN_IF_ERROR(expr)                      \
+  do {                                                 \
+    auto&& kvq_status_ = (expr);                       \
     if (!kvq_status_.ok()) return kvq_status_.error(); \
   } while (0)
 
