@@ -110,65 +110,63 @@ int run_bench(const BenchArgs& args) {
       std::max(*std::max_element(prompts->begin(), prompts->end()), *std::max_element(gens->begin(), gens->end()));
   for (const KvTypes pair : kv_pairs) {
     const GgmlType k = pair.k, v = pair.v;
-    {
-      loaded->kv_types.assign(size_t(c.n_layer), pair);
-      // One cache per pair, filled once up to each depth in turn (random tokens: only speed matters,
-      // so the positions that tests at a shallower depth overwrote are as good as the originals).
-      auto cache = make_checked_cache(*loaded, depths->back() + std::max(max_new, 1));
-      if (!cache) return report_error(cache.error()), 1;
-      int filled = 0;
-      for (int depth : *depths) {
-        if (depth > filled) {
-          std::vector<int32_t> fill(static_cast<size_t>(depth - filled));
-          for (auto& t : fill) t = random_token(rng);
-          std::fprintf(stderr, "kvq bench: %s/%s filling the context to %d tokens...\n", type_name(k).data(),
-                       type_name(v).data(), depth);
-          KVQ_CHECK(model.forward(fill, filled, *cache, logits.data(), false).ok());
-          filled = depth;
+    loaded->kv_types.assign(size_t(c.n_layer), pair);
+    // One cache per pair, filled once up to each depth in turn (random tokens: only speed matters,
+    // so the positions that tests at a shallower depth overwrote are as good as the originals).
+    auto cache = make_checked_cache(*loaded, depths->back() + std::max(max_new, 1));
+    if (!cache) return report_error(cache.error()), 1;
+    int filled = 0;
+    for (int depth : *depths) {
+      if (depth > filled) {
+        std::vector<int32_t> fill(static_cast<size_t>(depth - filled));
+        for (auto& t : fill) t = random_token(rng);
+        std::fprintf(stderr, "kvq bench: %s/%s filling the context to %d tokens...\n", type_name(k).data(),
+                     type_name(v).data(), depth);
+        KVQ_CHECK(model.forward(fill, filled, *cache, logits.data(), false).ok());
+        filled = depth;
+      }
+      const double kv_per_token = double(KvCache::bytes_per_token(cache->shape(), loaded->kv_types));
+      auto record = [&](const std::string& test, int n_tokens, const std::vector<double>& tps,
+                        double bytes_per_token_step) {
+        const Stats s = stats_of(tps);
+        nlohmann::json row = {{"model", args.model},      {"key", type_name(k)},
+                              {"value", type_name(v)},    {"test", test},
+                              {"n_tokens", n_tokens},     {"depth", depth},
+                              {"threads", threads},       {"repetitions", args.repetitions},
+                              {"tok_s_median", s.median}, {"tok_s_mean", s.mean},
+                              {"tok_s_stdev", s.stdev}};
+        if (bytes_per_token_step > 0) {
+          row["gbs"] = s.median * bytes_per_token_step / 1e9;
         }
-        const double kv_per_token = double(KvCache::bytes_per_token(cache->shape(), loaded->kv_types));
-        auto record = [&](const std::string& test, int n_tokens, const std::vector<double>& tps,
-                          double bytes_per_token_step) {
-          const Stats s = stats_of(tps);
-          nlohmann::json row = {{"model", args.model},      {"key", type_name(k)},
-                                {"value", type_name(v)},    {"test", test},
-                                {"n_tokens", n_tokens},     {"depth", depth},
-                                {"threads", threads},       {"repetitions", args.repetitions},
-                                {"tok_s_median", s.median}, {"tok_s_mean", s.mean},
-                                {"tok_s_stdev", s.stdev}};
-          if (bytes_per_token_step > 0) {
-            row["gbs"] = s.median * bytes_per_token_step / 1e9;
-          }
-          std::fprintf(stderr, "kvq bench: %s/%s %s @ %d: %.2f ± %.2f tok/s\n", type_name(k).data(),
-                       type_name(v).data(), test.c_str(), depth, s.median, s.stdev);
-          rows.push_back(row);
-        };
-        for (int p : *prompts) {
-          if (p == 0) continue;
-          std::vector<int32_t> batch(static_cast<size_t>(p));
-          std::vector<double> tps;
-          for (int r = -1; r < args.repetitions; ++r) {  // r = -1: untimed warm-up
-            for (auto& t : batch) t = random_token(rng);
-            const auto start = std::chrono::steady_clock::now();
-            KVQ_CHECK(model.forward(batch, depth, *cache, logits.data(), false).ok());
-            if (r >= 0) tps.push_back(p / seconds_since(start));
-          }
-          record("pp" + std::to_string(p), p, tps, 0.0);
+        std::fprintf(stderr, "kvq bench: %s/%s %s @ %d: %.2f ± %.2f tok/s\n", type_name(k).data(), type_name(v).data(),
+                     test.c_str(), depth, s.median, s.stdev);
+        rows.push_back(row);
+      };
+      for (int p : *prompts) {
+        if (p == 0) continue;
+        std::vector<int32_t> batch(static_cast<size_t>(p));
+        std::vector<double> tps;
+        for (int r = -1; r < args.repetitions; ++r) {  // r = -1: untimed warm-up
+          for (auto& t : batch) t = random_token(rng);
+          const auto start = std::chrono::steady_clock::now();
+          KVQ_CHECK(model.forward(batch, depth, *cache, logits.data(), false).ok());
+          if (r >= 0) tps.push_back(p / seconds_since(start));
         }
-        for (int n : *gens) {
-          if (n == 0) continue;
-          std::vector<double> tps;
-          for (int r = -1; r < args.repetitions; ++r) {  // r = -1: untimed warm-up
-            const auto start = std::chrono::steady_clock::now();
-            for (int i = 0; i < n; ++i) {
-              const int32_t one[1] = {random_token(rng)};
-              KVQ_CHECK(model.forward(one, depth + i, *cache, logits.data(), false).ok());
-            }
-            if (r >= 0) tps.push_back(n / seconds_since(start));
+        record("pp" + std::to_string(p), p, tps, 0.0);
+      }
+      for (int n : *gens) {
+        if (n == 0) continue;
+        std::vector<double> tps;
+        for (int r = -1; r < args.repetitions; ++r) {  // r = -1: untimed warm-up
+          const auto start = std::chrono::steady_clock::now();
+          for (int i = 0; i < n; ++i) {
+            const int32_t one[1] = {random_token(rng)};
+            KVQ_CHECK(model.forward(one, depth + i, *cache, logits.data(), false).ok());
           }
-          // A generated token reads every weight and the cache up to its position once.
-          record("tg" + std::to_string(n), n, tps, weight_bytes + kv_per_token * (depth + n / 2.0));
+          if (r >= 0) tps.push_back(n / seconds_since(start));
         }
+        // A generated token reads every weight and the cache up to its position once.
+        record("tg" + std::to_string(n), n, tps, weight_bytes + kv_per_token * (depth + n / 2.0));
       }
     }
   }
