@@ -17,11 +17,14 @@
 namespace kvq {
 namespace {
 
+using matmul_detail::kDecodeRows;
 using matmul_detail::kFloatChunk;
 using matmul_detail::kIntChunk;
 using matmul_detail::kPanelRows;
+using matmul_detail::kTripleValues;
 using matmul_detail::kWideChunk;
 using matmul_detail::kWideRows;
+using matmul_detail::Q4Triple;
 
 constexpr size_t kAlign = 64;  // cache line; also the widest vector
 size_t align_up(size_t n) { return (n + kAlign - 1) / kAlign * kAlign; }
@@ -93,6 +96,22 @@ void matmul_ref(const WeightMatrix& w, const float* x, float* y, int64_t n_token
 
 namespace matmul_detail {
 
+void make_q4_triples(const int8_t* q, const float* scale, int64_t n_in, Q4Triple* out) {
+  constexpr int64_t kRawBlock = int64_t(sizeof(BlockQ4_0));  // 18 bytes: f16 d, then 16 bytes of nibbles
+  const int64_t n_blocks = n_in / kQK;
+  for (int64_t t = 0; t * 3 < n_blocks; ++t) {
+    Q4Triple& tr = out[t];
+    std::memset(&tr, 0, sizeof(tr));
+    for (int64_t k = 0; k < 3 && 3 * t + k < n_blocks; ++k) {
+      const int8_t* codes = q + kQK * (3 * t + k);  // [32] block 3t + k
+      std::memcpy(tr.lo + kRawBlock * k + 2, codes, 16);
+      std::memcpy(tr.hi + kRawBlock * k + 2, codes + 16, 16);
+      for (int i = 0; i < 4; ++i) tr.scale[3 * i + k] = scale[kQK / 4 * (3 * t + k)];
+    }
+    for (int p = 0; p < 64; ++p) tr.neg8[p / 4] -= 8 * (tr.lo[p] + tr.hi[p]);
+  }
+}
+
 void matmul_with_path(const WeightMatrix& w, const float* x, float* y, int64_t n_tokens, Path path) {
   KVQ_CHECK(matmul_supports(w.type));
   const TypeTraits& traits = type_traits(w.type);
@@ -114,10 +133,14 @@ void matmul_with_path(const WeightMatrix& w, const float* x, float* y, int64_t n
     const size_t q_bytes = align_up(n_values);
     const size_t scale_bytes = align_up(sizeof(float) * n_values / 4);
     thread_local AlignedBuffer act_buffer;
-    uint8_t* base = act_buffer.get(q_bytes + scale_bytes + sizeof(float) * n_values / 16);
+    const size_t sum16_bytes = align_up(sizeof(float) * n_values / 16);
+    const bool triples = n_tokens == 1 && w.type == GgmlType::Q4_0 && gemv_uses_q4_triples();
+    const size_t n_triples = size_t((w.n_in + kTripleValues - 1) / kTripleValues);
+    uint8_t* base = act_buffer.get(q_bytes + scale_bytes + sum16_bytes + (triples ? sizeof(Q4Triple) * n_triples : 0));
     acts.q = reinterpret_cast<int8_t*>(base);                             // [n_tokens, n_in]
     acts.scale = reinterpret_cast<float*>(base + q_bytes);                // [n_tokens, n_in / 4]
     acts.sum16 = reinterpret_cast<float*>(base + q_bytes + scale_bytes);  // [n_tokens, n_in / 16]
+    if (triples) acts.q4_triples = reinterpret_cast<Q4Triple*>(base + q_bytes + scale_bytes + sum16_bytes);
   }
 
   // Threads get whole panels of output rows; no more threads than panels.
@@ -132,20 +155,29 @@ void matmul_with_path(const WeightMatrix& w, const float* x, float* y, int64_t n
 #pragma omp for schedule(static)
       for (int64_t t = 0; t < n_tokens; ++t) {
         quantize_activations(x + t * w.n_in, w.n_in, q + t * w.n_in, scale + t * w.n_in / 4, sum16 + t * w.n_in / 16);
-      }  // implicit barrier: every token is quantized before any row uses it
+      }
+      // implicit barrier: every token is quantized before any row uses it
+#pragma omp single
+      if (acts.q4_triples != nullptr) make_q4_triples(q, scale, w.n_in, const_cast<Q4Triple*>(acts.q4_triples));
     }
-    const int64_t tid = omp_get_thread_num();
-    const int64_t team = omp_get_num_threads();
-    const int64_t rows_per_thread = (n_panels + team - 1) / team * kPanelRows;
-    const int64_t r0 = tid * rows_per_thread;
-    const int64_t r1 = std::min(w.n_out, r0 + rows_per_thread);
-    if (r0 < r1) {
-      const PanelScratch scratch = thread_panel_scratch();
+    const PanelScratch scratch = thread_panel_scratch();
+    const auto run_rows = [&](int64_t r0, int64_t r1) {
       if (int8) {
         matmul_int8_rows(w, acts, n_tokens, r0, r1, y, scratch);
       } else {
         matmul_float_rows(w, x, n_tokens, r0, r1, y, scratch);
       }
+    };
+    if (n_tokens == 1) {
+#pragma omp for schedule(dynamic, 1)
+      for (int64_t r0 = 0; r0 < w.n_out; r0 += kDecodeRows) run_rows(r0, std::min(w.n_out, r0 + kDecodeRows));
+    } else {
+      const int64_t tid = omp_get_thread_num();
+      const int64_t team = omp_get_num_threads();
+      const int64_t rows_per_thread = (n_panels + team - 1) / team * kPanelRows;
+      const int64_t r0 = tid * rows_per_thread;
+      const int64_t r1 = std::min(w.n_out, r0 + rows_per_thread);
+      if (r0 < r1) run_rows(r0, r1);
     }
   }
 }

@@ -344,6 +344,16 @@ void MatmulInt8Rows(const WeightMatrix& w, const matmul_detail::QuantizedActs& a
   }
 }
 
+bool GemvUsesQ4Triples() {
+#if HWY_TARGET == HWY_AVX3_DL
+  // Highway's AVX3_DL target does not require GFNI; every CPU with it so far has it.
+  static const bool gfni = __builtin_cpu_supports("gfni");
+  return gfni;
+#else
+  return false;
+#endif
+}
+
 }  // namespace
 // NOLINTNEXTLINE(google-readability-namespace-comments)
 }  // namespace HWY_NAMESPACE
@@ -354,12 +364,15 @@ HWY_AFTER_NAMESPACE();
 namespace kvq {
 HWY_EXPORT(QuantizeActivations);
 HWY_EXPORT(MatmulInt8Rows);
+HWY_EXPORT(GemvUsesQ4Triples);
 
 namespace matmul_detail {
 
 void quantize_activations(const float* x, int64_t n_in, int8_t* q, float* scale, float* sum16) {
   HWY_DYNAMIC_DISPATCH(QuantizeActivations)(x, n_in, q, scale, sum16);
 }
+
+bool gemv_uses_q4_triples() { return HWY_DYNAMIC_DISPATCH(GemvUsesQ4Triples)(); }
 
 void matmul_int8_rows(const WeightMatrix& w, const QuantizedActs& a, int64_t n_tokens, int64_t r0, int64_t r1, float* y,
                       const PanelScratch& scratch) {

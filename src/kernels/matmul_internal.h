@@ -26,6 +26,10 @@ inline constexpr int64_t kFloatChunk = 1024;
 // Prompt-processing kernel with 16 rows interleaved in one AVX-512 vector (matmul_wide-inl.h): panel of
 // 16 rows x 1024 values (16 KiB codes + 8 KiB scales and mins) + 8 tokens of codes (8 KiB) in L1.
 inline constexpr int64_t kWideRows = 16;
+// Decode hands out output rows in chunks of this many, first come first served: a thread slowed down
+// (by the other's memory traffic, or the OS) no longer leaves the other waiting at the barrier, which
+// cost ~10% of decode time with a static split (libgomp spin-wait in a profile of `kvq bench -n 64`).
+inline constexpr int64_t kDecodeRows = 64;
 inline constexpr int64_t kWideChunk = 1024;  // f32 panel of 4 rows + 4 f32 tokens = 32 KiB
 // Bytes of L2 (2 MiB per core here) given to the activations of one token block: the panel of 4 rows
 // is decoded once per block and reused for all its tokens, so bigger blocks decode less often.
@@ -37,6 +41,22 @@ inline int64_t token_block(int64_t bytes_per_token) {
   return n < 16 ? 16 : (n > 512 ? 512 : n);
 }
 
+// One token's activations laid out for the AVX-512 q4_0 GEMV, which loads 3 raw q4_0 blocks (54 bytes:
+// f16 d, 16 bytes of nibbles, three times) into one 64-byte vector and dots it as it is: byte p of the
+// load holds values j (low nibble) and j + 16 (high nibble) of block p / 18, j = p % 18 - 2, so lo[p]
+// and hi[p] are the activation codes of those two values, and 0 where p is a scale byte or beyond 54.
+// A 4-byte lane then never mixes blocks, so lane l belongs to block {0-4: 0, 5-8: 1, 9-13: 2}.
+struct alignas(64) Q4Triple {
+  int8_t lo[64];     // codes against the low nibbles
+  int8_t hi[64];     // codes against the high nibbles
+  int32_t neg8[16];  // per lane: -8 x (sum of its 8 codes), q4_0's offset
+  float scale[16];   // activation scale of block [0, 1, 2] repeated 4 times (12 used)
+};
+static_assert(sizeof(Q4Triple) == 256, "Q4Triple: four 64-byte vectors");
+inline constexpr int64_t kTripleValues = 3 * 32;
+// Lays out one token (n_in a multiple of 32) as ceil(n_in / 96) triples.
+void make_q4_triples(const int8_t* q, const float* scale, int64_t n_in, Q4Triple* out);
+
 // Activations quantized to 8-bit codes with one f32 scale per 32 values (value ~= scale * code), laid
 // out for the integer kernels. The scale is repeated for every 4 values so that a kernel loads the scale
 // of each int32 lane of a 4-byte dot product directly.
@@ -45,7 +65,9 @@ struct QuantizedActs {
   const float* scale;  // [n_tokens, n_in / 4] scale of the 32-block, once per 4 values
   const float* sum16;  // [n_tokens, n_in / 16] scale * (sum of the 16 codes): multiplies the weight mins
   int64_t n_in;
+  const Q4Triple* q4_triples = nullptr;  // [ceil(n_in / 96)] decode of q4_0 on AVX-512 only
 };
+
 inline constexpr int64_t kActBytesPerValue4 = 4 + 4 + 1;  // bytes per 4 values: 4 codes, 1 scale, 1/4 sum16
 
 // Per-thread scratch for one panel (kPanelRows rows of one chunk), 64-byte aligned.
@@ -77,6 +99,8 @@ void matmul_with_path(const WeightMatrix& w, const float* x, float* y, int64_t n
 // Per-target entry points (Highway dynamic dispatch inside). Each computes output rows [r0, r1) of y
 // for all tokens; y is [n_tokens, w.n_out].
 void quantize_activations(const float* x, int64_t n_in, int8_t* q, float* scale, float* sum16);  // 1 token
+// Whether this CPU's q4_0 decode kernel reads Q4Triple activations (AVX-512 VBMI, VNNI and GFNI).
+bool gemv_uses_q4_triples();
 void matmul_int8_rows(const WeightMatrix& w, const QuantizedActs& a, int64_t n_tokens, int64_t r0, int64_t r1, float* y,
                       const PanelScratch& scratch);
 void matmul_float_rows(const WeightMatrix& w, const float* x, int64_t n_tokens, int64_t r0, int64_t r1, float* y,
