@@ -5,6 +5,7 @@
 // Examples: attention_bench --benchmark_filter='Decode/(f16_f16|q8_0_q4_0)/'   attention_bench --benchmark_filter=Ratio
 #include <benchmark/benchmark.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <map>
@@ -77,23 +78,33 @@ void BM_DecodeRatioK8V4(benchmark::State& state) {
   const KvCache& f16 = cache_for({GgmlType::F16, GgmlType::F16}, depth);
   const KvCache& k8v4 = cache_for({GgmlType::Q8_0, GgmlType::Q4_0}, depth);
   const std::vector<float> q = randn(size_t(kHead) * kHeadDim, 3);
-  std::vector<float> out(q.size());  // [1, n_head * head_dim]
-  double t_f16 = 0.0, t_k8v4 = 0.0;
+  std::vector<float> out(q.size());   // [1, n_head * head_dim]
+  std::vector<double> t_f16, t_k8v4;  // [iterations] seconds per call
   for (auto _ : state) {
     auto t0 = std::chrono::steady_clock::now();
     attention(kParams, f16, 0, q.data(), 1, depth - 1, out.data());
     auto t1 = std::chrono::steady_clock::now();
     attention(kParams, k8v4, 0, q.data(), 1, depth - 1, out.data());
     auto t2 = std::chrono::steady_clock::now();
-    t_f16 += std::chrono::duration<double>(t1 - t0).count();
-    t_k8v4 += std::chrono::duration<double>(t2 - t1).count();
+    t_f16.push_back(std::chrono::duration<double>(t1 - t0).count());
+    t_k8v4.push_back(std::chrono::duration<double>(t2 - t1).count());
     benchmark::DoNotOptimize(out.data());
   }
+  // Medians: a burst from another tenant of this shared machine moves a mean by several percent.
+  const auto median = [](std::vector<double> x) {
+    std::nth_element(x.begin(), x.begin() + x.size() / 2, x.end());
+    return x[x.size() / 2];
+  };
   const KvLayerView a = f16.layer(0), b = k8v4.layer(0);
-  state.counters["time_ratio"] = t_k8v4 / t_f16;
+  state.counters["time_ratio"] = median(t_k8v4) / median(t_f16);
+  state.counters["f16_us"] = median(t_f16) * 1e6;
+  state.counters["k8v4_us"] = median(t_k8v4) * 1e6;
+  // Fastest calls: what the kernels cost when nothing else interferes.
+  state.counters["min_ratio"] =
+      *std::min_element(t_k8v4.begin(), t_k8v4.end()) / *std::min_element(t_f16.begin(), t_f16.end());
   state.counters["byte_ratio"] = double(b.k_row_bytes + b.v_row_bytes) / double(a.k_row_bytes + a.v_row_bytes);
-  state.counters["f16_GBps"] = double(a.k_row_bytes + a.v_row_bytes) * depth * state.iterations() / t_f16 / 1e9;
-  state.counters["k8v4_GBps"] = double(b.k_row_bytes + b.v_row_bytes) * depth * state.iterations() / t_k8v4 / 1e9;
+  state.counters["f16_GBps"] = double(a.k_row_bytes + a.v_row_bytes) * depth / median(t_f16) / 1e9;
+  state.counters["k8v4_GBps"] = double(b.k_row_bytes + b.v_row_bytes) * depth / median(t_k8v4) / 1e9;
 }
 
 // n_tokens queries at positions depth .. depth + n_tokens - 1 (causal), i.e. a prefill chunk.

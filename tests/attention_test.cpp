@@ -34,6 +34,11 @@ constexpr double kMaxNmseRetiled = 1e-9;
 // sizes the rounding: correctness of the integer path is held to kMaxNmseKernel by the oracle tests, which
 // feed queries already on the q8_0 grid (q8_round_trip) so that the kernel's rounding is exact.
 constexpr double kMaxNmseInt8Query = 2.5e-4;
+// Decode with q4_0 values on AVX-512 VNNI rounds the p·v weights p * d_v to 8 bits on each row's grid per
+// 32-value block and 64-key chunk (attention_pv_int8-inl.h): measured output NMSE vs the oracle 1.7-3.4e-5
+// on this file's sharp-softmax data, bounded with 2x headroom. A wrong token, block, sign or row there
+// lands above 1e-2.
+constexpr double kMaxNmseInt8Weights = 7e-5;
 
 // Output NMSE against f32 K/V (attention_ref_f32) that quantizing one side adds, by bit width; a pair may add
 // both. Measured on QuantizationErrorWithinBitWidthBound's Gaussian data (f16 5e-8, bf16 3e-6, q8_0 3e-5,
@@ -44,6 +49,12 @@ constexpr double kMaxAttnNmseBF16 = 1e-5;
 constexpr double kMaxAttnNmseQ8 = 8e-5;
 constexpr double kMaxAttnNmseQ5 = 5e-3;
 constexpr double kMaxAttnNmseQ4 = 1.6e-2;
+
+// The kernel's bound against the oracle on the same cache: kMaxNmseKernel, or kMaxNmseInt8Weights where the
+// integer p·v may run (q4_0 values on the AVX3_DL target; default: the best target of this CPU).
+double kernel_bound(GgmlType v_type, int64_t target = hwy::SupportedAndGeneratedTargets().front()) {
+  return target == HWY_AVX3_DL && v_type == GgmlType::Q4_0 ? kMaxNmseInt8Weights : kMaxNmseKernel;
+}
 
 double max_attention_nmse(GgmlType type) {
   switch (type) {
@@ -163,7 +174,8 @@ TEST_P(AttentionPair, MatchesF64OracleOnSameValues) {
         const std::vector<float> out = run_kernel(p, f.cache, q, n_tokens, pos0);
         std::vector<float> ref(q.size());
         attention_ref(p, f.cache, 0, q.data(), n_tokens, pos0, ref.data());
-        EXPECT_LE(nmse(out, ref), kMaxNmseKernel) << "head_dim " << head_dim << ", gqa " << gqa << ", context " << ctx;
+        EXPECT_LE(nmse(out, ref), kernel_bound(v_type))
+            << "head_dim " << head_dim << ", gqa " << gqa << ", context " << ctx;
       }
     }
   }
@@ -214,7 +226,9 @@ TEST_P(AttentionConsistency, PrefillThenDecodeEqualsAllAtOnce) {
   const int prefill = 200;
   attention(p, f.cache, 0, q.data(), prefill, 0, stepwise.data());
   for (int t = prefill; t < kCtx; ++t) attention(p, f.cache, 0, &q[t * row], 1, t, &stepwise[t * row]);
-  EXPECT_LE(nmse(stepwise, all), kMaxNmseRetiled);
+  // Decode steps, and tiles of one query (8 rows), may take the integer p·v where all-at-once does not.
+  const double bound = std::max(kMaxNmseRetiled, kernel_bound(v_type));
+  EXPECT_LE(nmse(stepwise, all), bound);
 
   // Chunked prefill: n_tokens > 1 at pos0 > 0, chunk sizes that do not divide the tiles.
   std::vector<float> chunked(q.size());
@@ -222,7 +236,7 @@ TEST_P(AttentionConsistency, PrefillThenDecodeEqualsAllAtOnce) {
     const int n = std::min(37, kCtx - t);
     attention(p, f.cache, 0, &q[t * row], n, t, &chunked[t * row]);
   }
-  EXPECT_LE(nmse(chunked, all), kMaxNmseRetiled);
+  EXPECT_LE(nmse(chunked, all), bound);
 
   // Spot-check against the oracle: the last 2 queries.
   std::vector<float> ref(2 * row);
@@ -285,8 +299,9 @@ TEST(Attention, EveryCompiledTargetMatchesOracle) {
           const std::vector<float> out = run_kernel(p, f.cache, q, n_tokens, ctx - n_tokens);
           std::vector<float> ref(q.size());
           attention_ref(p, f.cache, 0, q.data(), n_tokens, ctx - n_tokens, ref.data());
-          EXPECT_LE(nmse(out, ref), kMaxNmseKernel) << hwy::TargetName(target) << " " << type_name(k_type) << "/"
-                                                    << type_name(v_type) << " head_dim " << head_dim << " gqa " << gqa;
+          EXPECT_LE(nmse(out, ref), kernel_bound(v_type, target))
+              << hwy::TargetName(target) << " " << type_name(k_type) << "/" << type_name(v_type) << " head_dim "
+              << head_dim << " gqa " << gqa;
         }
       }
     }
@@ -306,7 +321,7 @@ TEST(Attention, DecodeQueryRoundingWithinBound) {
     attention_ref(p, f.cache, 0, q.data(), 1, 1999, ref.data());
     const bool int8 = k_type == GgmlType::Q8_0 || k_type == GgmlType::Q4_0 || k_type == GgmlType::IQ4_NL;
     const double err = nmse(out, ref);
-    EXPECT_LE(err, int8 ? kMaxNmseInt8Query : kMaxNmseKernel) << type_name(k_type);
+    EXPECT_LE(err, (int8 ? kMaxNmseInt8Query : 0.0) + kernel_bound(GgmlType::Q4_0)) << type_name(k_type);
     RecordProperty(std::string("nmse_") + std::string(type_name(k_type)), std::to_string(err));
   }
 }

@@ -11,8 +11,9 @@
 //   vector; the query tile uses the same permutation, and a dot product does not care about order.
 // - K·q is computed as dequantize-then-FMA in f32, except in the decode layout on AVX-512 VNNI with q8_0,
 //   q4_0 or iq4_nl keys: there the query heads are rounded to 8-bit blocks once per item and the scores are
-//   integer dot products on the cache's codes (attention_int8-inl.h, ~1.5-1.8x faster per key type), and
-//   q4_0 / q8_0 values are decoded straight into the p·v registers.
+//   integer dot products on the cache's codes (attention_int8-inl.h, ~1.5-1.8x faster per key type). In
+//   that layout q8_0 values are decoded straight into the p·v registers, and q4_0 values take an integer
+//   p·v with the probabilities rounded to 8 bits (attention_pv_int8-inl.h).
 
 #ifndef KVQ_KERNELS_ATTENTION_SHARED_
 #define KVQ_KERNELS_ATTENTION_SHARED_
@@ -65,6 +66,7 @@ struct Item {
 #include "hwy/highway.h"
 #include "kernels/attention_dequant-inl.h"
 #include "kernels/attention_int8-inl.h"
+#include "kernels/attention_pv_int8-inl.h"
 
 HWY_BEFORE_NAMESPACE();
 namespace kvq {
@@ -226,6 +228,29 @@ HWY_NOINLINE void ScoresG2(DQ dq, const float* HWY_RESTRICT qt, const float* HWY
 }
 
 // ---------------------------------------------------------------------------------------------------
+// exp(x) for x <= 0 (-inf included), the only arguments softmax has after subtracting the max: 2^n *
+// e^r with n = round(x / ln 2), r = x - n ln 2 in two parts (Cody-Waite), e^r by a degree-6 Taylor
+// polynomial (relative error < 2e-7 on |r| <= ln 2 / 2), 2^n built in the exponent bits. Results below
+// 2^-126 flush to 0. About half the operations of hn::Exp, which also serves positive and huge x.
+template <class D>
+HWY_INLINE hn::Vec<D> ExpNonPositive(D d, hn::Vec<D> x) {
+  const hn::RebindToSigned<D> di;
+  const auto tiny = hn::Lt(x, hn::Set(d, -87.0f));  // also -inf and below the normal range
+  x = hn::Max(x, hn::Set(d, -87.0f));
+  const auto n = hn::Round(hn::Mul(x, hn::Set(d, 1.44269504088896341f)));
+  auto r = hn::MulAdd(n, hn::Set(d, -0.693145751953125f), x);
+  r = hn::MulAdd(n, hn::Set(d, -1.428606765330187045e-6f), r);
+  auto p = hn::Set(d, 1.0f / 720.0f);
+  p = hn::MulAdd(p, r, hn::Set(d, 1.0f / 120.0f));
+  p = hn::MulAdd(p, r, hn::Set(d, 1.0f / 24.0f));
+  p = hn::MulAdd(p, r, hn::Set(d, 1.0f / 6.0f));
+  p = hn::MulAdd(p, r, hn::Set(d, 0.5f));
+  p = hn::MulAdd(p, r, hn::Set(d, 1.0f));
+  p = hn::MulAdd(p, r, hn::Set(d, 1.0f));
+  const auto two_n = hn::BitCast(d, hn::ShiftLeft<23>(hn::Add(hn::ConvertTo(di, n), hn::Set(di, 127))));
+  return hn::IfThenZeroElse(tiny, hn::Mul(p, two_n));
+}
+
 // Online softmax over one chunk: masks keys past each lane's limit, turns s into exp(s - m_new) and
 // updates (m, l); alpha = exp(m_old - m_new) is what the accumulators must be rescaled by.
 template <int kG, class DQ>
@@ -234,14 +259,22 @@ HWY_INLINE void SoftmaxChunk(DQ dq, float* HWY_RESTRICT s, int n_groups, int lan
                              float* HWY_RESTRICT alpha) {
   const auto neg_inf = hn::Set(dq, -std::numeric_limits<float>::infinity());
   const int lanes = int(hn::Lanes(dq));
+  // Chunks that end at or before every lane's limit (all but the last, in decode) need no mask.
+  float min_limit = std::numeric_limits<float>::infinity();
+  for (int i = 0; i < lanes_total; ++i) min_limit = std::min(min_limit, lim[i]);
+  const bool unmasked = float(c0 + n_groups * kG - 1) <= min_limit;
   for (int v = 0; v < lanes_total; v += lanes) {
     const auto limit = hn::LoadU(dq, lim + v);
     auto mx = neg_inf;
-    for (int g = 0; g < n_groups; ++g) {
-      float* sg = s + size_t(g) * lanes_total + v;
-      const auto masked = hn::IfThenElse(hn::Gt(hn::Set(dq, float(c0 + g * kG)), limit), neg_inf, hn::LoadU(dq, sg));
-      hn::StoreU(masked, dq, sg);
-      mx = hn::Max(mx, masked);
+    if (unmasked) {
+      for (int g = 0; g < n_groups; ++g) mx = hn::Max(mx, hn::LoadU(dq, s + size_t(g) * lanes_total + v));
+    } else {
+      for (int g = 0; g < n_groups; ++g) {
+        float* sg = s + size_t(g) * lanes_total + v;
+        const auto masked = hn::IfThenElse(hn::Gt(hn::Set(dq, float(c0 + g * kG)), limit), neg_inf, hn::LoadU(dq, sg));
+        hn::StoreU(masked, dq, sg);
+        mx = hn::Max(mx, masked);
+      }
     }
 #if HWY_TARGET != HWY_SCALAR
     if constexpr (kG == 2) mx = hn::Max(mx, hn::Shuffle2301(mx));  // both tokens of a row
@@ -250,11 +283,11 @@ HWY_INLINE void SoftmaxChunk(DQ dq, float* HWY_RESTRICT s, int n_groups, int lan
     const auto m_new = hn::Max(m_old, mx);
     // A row that has seen only masked keys keeps m = -inf; subtract 0 instead so exp gives 0, not NaN.
     const auto m_use = hn::IfThenZeroElse(hn::Eq(m_new, neg_inf), m_new);
-    const auto a = hn::Exp(dq, hn::Sub(m_old, m_use));
+    const auto a = ExpNonPositive(dq, hn::Sub(m_old, m_use));
     auto sum = hn::Zero(dq);
     for (int g = 0; g < n_groups; ++g) {
       float* sg = s + size_t(g) * lanes_total + v;
-      const auto p = hn::Exp(dq, hn::Sub(hn::LoadU(dq, sg), m_use));
+      const auto p = ExpNonPositive(dq, hn::Sub(hn::LoadU(dq, sg), m_use));
       hn::StoreU(p, dq, sg);
       sum = hn::Add(sum, p);
     }

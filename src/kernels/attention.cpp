@@ -84,18 +84,19 @@ void AttendItemT(DQ dq, const ad::Work& w, const ad::Item& it, int rows, int row
   uint16_t* k_half_scales = nullptr;
   // q4_0 / q8_0 values through the AVX-512 decoder (attention_int8-inl.h), whatever the layout.
   const bool fast_v = hd % kQK == 0 && (kv.v_type == GgmlType::Q4_0 || kv.v_type == GgmlType::Q8_0);
-  float* v_scales = nullptr;  // [kChunk * n_blocks + 16] f32, then as many f16 bits
+  float* v_scales = nullptr;  // [kChunk * n_kv * n_blocks + 16] f32, then as many f16 bits
   uint16_t* v_half_scales = nullptr;
   if (fast_v) {
-    const size_t n_scales = size_t(ad::kChunk) * n_blocks + 16;
+    const size_t n_scales = size_t(ad::kChunk) * n_kv * n_blocks + 16;
     v_scales = sc.v_scale.Grow(n_scales + (n_scales + 1) / 2);
     v_half_scales = reinterpret_cast<uint16_t*>(v_scales + n_scales);
   }
   if (use_int8) {
     auto* q_bytes = reinterpret_cast<uint8_t*>(sc.q_int8.Grow(size_t(n_kv) * q_int8_bytes / 4));
-    k_packed = reinterpret_cast<uint8_t*>(sc.k_int8.Grow(size_t(ad::kChunk / 2) * n_blocks * 64 / 4));
-    // [kChunk / 2, n_blocks, 2] f32 scales, then as many f16 bits; 16 spare entries each for whole vectors.
-    const size_t n_scales = size_t(ad::kChunk / 2) * n_blocks * 2 + 16;
+    // Keys of all heads, packed once per chunk in one pass over the rows: [kChunk / 2, n_kv * n_blocks, 64] u8.
+    k_packed = reinterpret_cast<uint8_t*>(sc.k_int8.Grow(size_t(ad::kChunk / 2) * n_kv * n_blocks * 64 / 4));
+    // [kChunk / 2, n_kv * n_blocks, 2] f32 scales, then as many f16 bits; 16 spare entries each for whole vectors.
+    const size_t n_scales = size_t(ad::kChunk / 2) * n_kv * n_blocks * 2 + 16;
     k_scales = sc.k_scale.Grow(n_scales + (n_scales + 1) / 2);
     k_half_scales = reinterpret_cast<uint16_t*>(k_scales + n_scales);
     std::vector<float> scaled(static_cast<size_t>(hd));  // [hd] f32: one query head times the softmax scale
@@ -137,17 +138,23 @@ void AttendItemT(DQ dq, const ad::Work& w, const ad::Item& it, int rows, int row
     const int n_groups = ((n + kG - 1) / kG + 3) / 4 * 4;  // scores run 4 groups at a time
     const int keys_read = n_groups * kG;                   // rows past n are masked by select, never summed
     for (int kh = 0; kh < n_kv; ++kh) {
-      if (n_next > 0) {
-        PrefetchPart(k_next, size_t(n_next) * kv.k_row_bytes, kh, n_kv);
-        PrefetchPart(v_next, size_t(n_next) * kv.v_row_bytes, kh, n_kv);
-      }
+      // Three shares per KV head, one before each phase (scores, softmax, p·v).
+      const auto prefetch_share = [&](int phase) {
+        if (n_next == 0) return;
+        PrefetchPart(k_next, size_t(n_next) * kv.k_row_bytes, 3 * kh + phase, 3 * n_kv);
+        PrefetchPart(v_next, size_t(n_next) * kv.v_row_bytes, 3 * kh + phase, 3 * n_kv);
+      };
+      prefetch_share(0);
       bool scored = false;
 #if KVQ_INT8_SCORES
       if (use_int8) {
-        const size_t first = size_t(kh) * n_blocks * size_t(type_traits(kv.k_type).type_size);
-        PackKeysInt8Any(kv.k_type, kv.k + size_t(c0) * kv.k_row_bytes, kv.k_row_bytes, first, n, n_groups, n_blocks,
-                        k_packed, k_half_scales, k_scales);
-        ScoresInt8(qi[size_t(kh)], k_packed, k_scales, n_groups, n_blocks, s);
+        const int all_blocks = n_kv * n_blocks;
+        if (kh == 0) {  // contiguous rows in one stream: the prefetchers keep up, unlike 4 strided passes
+          PackKeysInt8Any(kv.k_type, kv.k + size_t(c0) * kv.k_row_bytes, kv.k_row_bytes, 0, n, n_groups, all_blocks,
+                          k_packed, k_half_scales, k_scales);
+        }
+        ScoresInt8(qi[size_t(kh)], k_packed + size_t(kh) * n_blocks * 64, k_scales + size_t(kh) * n_blocks * 2,
+                   n_groups, n_blocks, all_blocks, s);
         scored = true;
       }
 #endif
@@ -165,7 +172,9 @@ void AttendItemT(DQ dq, const ad::Work& w, const ad::Item& it, int rows, int row
       }
       float* m_kh = m + size_t(kh) * lanes_total;
       float* l_kh = l + size_t(kh) * lanes_total;
+      prefetch_share(1);
       SoftmaxChunk<kG>(dq, s, n_groups, lanes_total, c0, lim, m_kh, l_kh, alpha);
+      prefetch_share(2);
 
       float* acc_kh = acc + size_t(kh) * rows_pad * hd;  // [rows_pad, hd]
       for (int r = 0; r < rows_pad; ++r) {
@@ -178,11 +187,12 @@ void AttendItemT(DQ dq, const ad::Work& w, const ad::Item& it, int rows, int row
         const size_t first = size_t(kh) * n_blocks * size_t(type_traits(kv.v_type).type_size);
         const uint8_t* v_chunk = kv.v + size_t(c0) * kv.v_row_bytes;
         if (kv.v_type == GgmlType::Q4_0) {
-          AccumulatePVInt<GgmlType::Q4_0>(v_chunk, kv.v_row_bytes, first, n, n_blocks, s, v_half_scales, v_scales,
-                                          acc_kh);
+          const int n_pad = (n + 3) / 4 * 4;
+          if (kh == 0) GatherQ4Scales(v_chunk, kv.v_row_bytes, n, n_kv * n_blocks, v_half_scales);
+          AccumulatePVQ4_0(v_chunk, kv.v_row_bytes, first, n, n_blocks, s,
+                           v_half_scales + size_t(kh) * n_blocks * n_pad, v_scales, acc_kh);
         } else {
-          AccumulatePVInt<GgmlType::Q8_0>(v_chunk, kv.v_row_bytes, first, n, n_blocks, s, v_half_scales, v_scales,
-                                          acc_kh);
+          AccumulatePVQ8_0(v_chunk, kv.v_row_bytes, first, n, n_blocks, s, v_half_scales, v_scales, acc_kh);
         }
         continue;
       }

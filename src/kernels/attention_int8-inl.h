@@ -66,26 +66,40 @@ struct Int8Queries {
   float* scale;
 };
 
+#undef KVQ_INT8_SCORES
+#if HWY_TARGET == HWY_AVX3_DL
+#define KVQ_INT8_SCORES 1
+// Highway's AVX3_DL target string names avxvnni but not avx512vnni; its CPU check requires AVX512-VNNI.
+#define KVQ_TARGET_VNNI __attribute__((target(HWY_TARGET_STR ",avx512vnni")))
+
 // Quantizes row r's query (already multiplied by the softmax scale) into lanes 2r and 2r + 1; q == nullptr
-// writes a zero row. hd is a multiple of 32.
+// writes a zero row. hd is a multiple of 32. Rounds to nearest even, as lrint would.
 HWY_INLINE void QuantizeQueryRow(const float* q, int r, int hd, GgmlType k_type, const Int8Queries& out) {
   const int off = Int8KeyOffset(k_type);
   for (int b = 0; b < hd / kQK; ++b) {
+    const __m512 x0 = q != nullptr ? _mm512_loadu_ps(q + b * kQK) : _mm512_setzero_ps();
+    const __m512 x1 = q != nullptr ? _mm512_loadu_ps(q + b * kQK + 16) : _mm512_setzero_ps();
+    alignas(64) float m[16];
+    _mm512_store_ps(m, _mm512_max_ps(_mm512_abs_ps(x0), _mm512_abs_ps(x1)));
     float amax = 0.0f;
-    if (q != nullptr) {
-      for (int j = 0; j < kQK; ++j) amax = std::max(amax, std::fabs(q[b * kQK + j]));
-    }
+    for (float v : m) amax = std::max(amax, v);
     const float d = amax / 127.0f;
-    const float inv = d > 0.0f ? 1.0f / d : 0.0f;
+    const __m512 inv = _mm512_set1_ps(d > 0.0f ? 1.0f / d : 0.0f);
+    const __m512 lim = _mm512_set1_ps(127.0f);
+    const auto codes = [&](__m512 x) {
+      return _mm512_cvtps_epi32(
+          _mm512_min_ps(lim, _mm512_max_ps(_mm512_sub_ps(_mm512_setzero_ps(), lim), _mm512_mul_ps(x, inv))));
+    };
+    const __m512i c0 = codes(x0), c1 = codes(x1);
+    alignas(64) int8_t block[kQK];
+    _mm_store_si128(reinterpret_cast<__m128i*>(block), _mm512_cvtsepi32_epi8(c0));
+    _mm_store_si128(reinterpret_cast<__m128i*>(block + 16), _mm512_cvtsepi32_epi8(c1));
+    alignas(64) int32_t sums[16];
+    _mm512_store_si512(sums, _mm512_add_epi32(c0, c1));
     int32_t sum = 0;
+    for (int32_t v : sums) sum += v;
     for (int s = 0; s < kInt8Steps; ++s) {
-      const int g = Int8StepGroup(k_type, s);
-      int8_t four[4];
-      for (int i = 0; i < 4; ++i) {
-        const float x = q != nullptr ? q[b * kQK + 4 * g + i] * inv : 0.0f;
-        four[i] = int8_t(std::lrint(std::min(127.0f, std::max(-127.0f, x))));
-        sum += four[i];
-      }
+      const int8_t* four = block + 4 * Int8StepGroup(k_type, s);
       for (int o = 0; o < 2; ++o) {
         std::memcpy(out.codes + ((size_t(b) * kInt8Steps + s) * kInt8Lanes + 2 * r + o) * 4, four, 4);
       }
@@ -96,12 +110,6 @@ HWY_INLINE void QuantizeQueryRow(const float* q, int r, int hd, GgmlType k_type,
     }
   }
 }
-
-#undef KVQ_INT8_SCORES
-#if HWY_TARGET == HWY_AVX3_DL
-#define KVQ_INT8_SCORES 1
-// Highway's AVX3_DL target string names avxvnni but not avx512vnni; its CPU check requires AVX512-VNNI.
-#define KVQ_TARGET_VNNI __attribute__((target(HWY_TARGET_STR ",avx512vnni")))
 
 // One token pair's block: 8 steps x (4 codes of token a, 4 codes of token b) as unsigned bytes.
 template <GgmlType kType, class Block>
@@ -174,11 +182,12 @@ HWY_NOINLINE KVQ_TARGET_VNNI void PackKeysInt8(const uint8_t* rows, size_t row_b
 }
 
 // s[p][lane] = sum over blocks of d_k(token) * d_q(row) * (sum u * q - off * sum q) for n_pairs (a multiple of
-// 4) pairs: 4 pairs in flight, query codes read from L1 by every pair.
+// 4) pairs: 4 pairs in flight, query codes read from L1 by every pair. packed and scales point at the head's
+// first block of pair 0; a pair spans pair_blocks blocks (those of every head).
 HWY_NOINLINE KVQ_TARGET_VNNI void ScoresInt8(const Int8Queries& q, const uint8_t* HWY_RESTRICT packed,
                                              const float* HWY_RESTRICT scales, int n_pairs, int n_blocks,
-                                             float* HWY_RESTRICT s) {
-  const size_t pair_bytes = size_t(n_blocks) * 64;
+                                             int pair_blocks, float* HWY_RESTRICT s) {
+  const size_t pair_bytes = size_t(pair_blocks) * 64;
   for (int p = 0; p < n_pairs; p += 4) {
     __m512 f0 = _mm512_setzero_ps(), f1 = _mm512_setzero_ps(), f2 = _mm512_setzero_ps(), f3 = _mm512_setzero_ps();
     for (int b = 0; b < n_blocks; ++b) {
@@ -199,8 +208,8 @@ HWY_NOINLINE KVQ_TARGET_VNNI void ScoresInt8(const Int8Queries& q, const uint8_t
         i3 = _mm512_dpbusd_epi32(i3, _mm512_set1_epi64(w3), qv);
       }
       const __m512 dq = _mm512_loadu_ps(q.scale + b * kInt8Lanes);
-      const float* sc = scales + (size_t(p) * n_blocks + b) * 2;
-      const size_t sc_pair = size_t(n_blocks) * 2;
+      const float* sc = scales + (size_t(p) * pair_blocks + b) * 2;
+      const size_t sc_pair = size_t(pair_blocks) * 2;
       double d0, d1, d2, d3;  // the two tokens' key scales, as one 64-bit pattern
       std::memcpy(&d0, sc, 8);
       std::memcpy(&d1, sc + sc_pair, 8);
@@ -259,17 +268,16 @@ HWY_NOINLINE KVQ_TARGET_VNNI void DecodeValuesInt(const uint8_t* rows, size_t ro
   }
 }
 
-// Decode layout, fused value decode and p·v: acc [8, n_blocks * 32] f32 += sum_t p(r, t) * v(t), with
+// Decode layout, fused q8_0 value decode and p·v: acc [8, n_blocks * 32] f32 += sum_t p(r, t) * v(t), with
 // p(r, t) = s[(t / 2) * 16 + 2r + t % 2] (the scores' token-pair lanes). One 32-value block at a time for all
 // 8 rows (16 accumulators in registers), so each value block is decoded once, straight into registers: no f32
 // value tile is written and read back (that round trip cost as much as the decode). Scales as for
-// DecodeValuesInt; the FMA q * d + (-8 * d) gives dequantize_row_ref's (q - 8) * d exactly.
-template <GgmlType kType>
-HWY_NOINLINE KVQ_TARGET_VNNI void AccumulatePVInt(const uint8_t* rows, size_t row_bytes, size_t first, int n,
-                                                  int n_blocks, const float* HWY_RESTRICT s,
-                                                  uint16_t* HWY_RESTRICT half_scales, float* HWY_RESTRICT scales,
-                                                  float* HWY_RESTRICT acc) {
-  using Block = std::conditional_t<kType == GgmlType::Q8_0, BlockQ8_0, BlockQ4_0>;
+// DecodeValuesInt. (q4_0 values take the integer p·v of attention_pv_int8-inl.h instead.)
+HWY_NOINLINE KVQ_TARGET_VNNI void AccumulatePVQ8_0(const uint8_t* rows, size_t row_bytes, size_t first, int n,
+                                                   int n_blocks, const float* HWY_RESTRICT s,
+                                                   uint16_t* HWY_RESTRICT half_scales, float* HWY_RESTRICT scales,
+                                                   float* HWY_RESTRICT acc) {
+  using Block = BlockQ8_0;
   for (int t = 0; t < n; ++t) {
     const auto* x = reinterpret_cast<const Block*>(rows + size_t(t) * row_bytes + first);
     for (int b = 0; b < n_blocks; ++b) std::memcpy(half_scales + size_t(b) * n + t, &x[b].d, 2);  // [block][t]
@@ -279,7 +287,6 @@ HWY_NOINLINE KVQ_TARGET_VNNI void AccumulatePVInt(const uint8_t* rows, size_t ro
                      _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(half_scales + i))));
   }
   const size_t hd = size_t(n_blocks) * kQK;
-  const __m512i nibble = _mm512_set1_epi32(0x0F);
   for (int b = 0; b < n_blocks; ++b) {
     float* a = acc + size_t(b) * kQK;
     __m512 a00 = _mm512_loadu_ps(a), a01 = _mm512_loadu_ps(a + 16);
@@ -294,18 +301,10 @@ HWY_NOINLINE KVQ_TARGET_VNNI void AccumulatePVInt(const uint8_t* rows, size_t ro
     for (int t = 0; t < n; ++t) {
       const auto& x = reinterpret_cast<const Block*>(rows + size_t(t) * row_bytes + first)[b];
       const __m512 d = _mm512_set1_ps(sb[t]);
-      __m512 v0, v1;
-      if constexpr (kType == GgmlType::Q8_0) {
-        v0 = _mm512_mul_ps(
-            _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(x.qs)))), d);
-        v1 = _mm512_mul_ps(
-            _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(x.qs + 16)))), d);
-      } else {
-        const __m512i codes = _mm512_cvtepu8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(x.qs)));
-        const __m512 offset = _mm512_mul_ps(d, _mm512_set1_ps(-8.0f));
-        v0 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_and_si512(codes, nibble)), d, offset);  // values 0..15
-        v1 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_srli_epi32(codes, 4)), d, offset);      // values 16..31
-      }
+      const __m512 v0 = _mm512_mul_ps(
+          _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(x.qs)))), d);
+      const __m512 v1 = _mm512_mul_ps(
+          _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(x.qs + 16)))), d);
       const float* p = s + size_t(t / 2) * kInt8Lanes + t % 2;
       __m512 w = _mm512_set1_ps(p[0]);
       a00 = _mm512_fmadd_ps(w, v0, a00), a01 = _mm512_fmadd_ps(w, v1, a01);

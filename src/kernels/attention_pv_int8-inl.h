@@ -1,0 +1,169 @@
+// Integer p·v for q4_0 values on AVX-512 VNNI, decode layout (8 rows, token-pair score lanes).
+// Included once per SIMD target by attention-inl.h; the kernel exists only for HWY_AVX3_DL.
+//
+// Why: in f32, p·v costs 16 FMAs per token and value block for the 8 query rows of a GQA group, plus the
+// block's decode, all on the one port that runs 512-bit FMAs here: at 8K context it was ~40% of
+// q8_0/q4_0 decode attention and held that to ~0.6x the f16 cache's time for 0.41x the bytes. (vdpbf16ps,
+// two tokens per instruction, measured slower than the FMAs on this CPU.) Here 4 tokens go into each
+// vpdpbusd: 4 per token and block.
+//
+// How: per chunk, value block b and row r, the weights w(t) = p(r, t) * |d_v(t, b)| (the value block's
+// scale folded into the probability; a negative d flips the sign of that token's codes instead) are
+// rounded to u8 on the row's own grid W = max_t w(t) / 255, and sum_t w(t) * code(t) = W * sum_t u(t) *
+// code(t) runs in int32 against the signed codes, nibble - 8. That rounding, relative to the chunk's
+// largest weight (weights below 1/510 of it vanish), is the one error it adds: 1.7-3.4e-5 output NMSE on
+// the oracle tests' sharp softmax (kMaxNmseInt8Weights), where 4-bit values themselves cost 5-8e-3. It
+// would double what 8-bit values cost (3e-5), so q8_0 values keep the f32 p·v (AccumulatePVInt).
+//
+// Value layout for vpdpbusd: quad q of tokens 4q .. 4q + 3, per block: 16 lanes x 4 bytes = the 4 tokens'
+// codes of dim d (dims 0..15), then a second vector for dims 16..31; one vpermb per vector transposes the
+// 4 tokens' code rows into it.
+
+#if defined(KVQ_KERNELS_ATTENTION_PV_INT8_INL_H_) == defined(HWY_TARGET_TOGGLE)
+#ifdef KVQ_KERNELS_ATTENTION_PV_INT8_INL_H_
+#undef KVQ_KERNELS_ATTENTION_PV_INT8_INL_H_
+#else
+#define KVQ_KERNELS_ATTENTION_PV_INT8_INL_H_
+#endif
+
+#include <cstdint>
+#include <cstring>
+
+#include "hwy/highway.h"
+#include "quant/blocks.h"
+
+#if HWY_TARGET == HWY_AVX3_DL
+#include <immintrin.h>
+#endif
+
+HWY_BEFORE_NAMESPACE();
+namespace kvq {
+namespace HWY_NAMESPACE {
+
+#if HWY_TARGET == HWY_AVX3_DL
+#define KVQ_TARGET_PV_INT8 __attribute__((target(HWY_TARGET_STR ",avx512vnni")))
+
+// vpermb index: output byte 4d + j = byte d of the j-th 16-byte row (token j of the quad).
+HWY_INLINE KVQ_TARGET_PV_INT8 __m512i QuadTransposeIndex() {
+  alignas(64) uint8_t index[64];
+  for (int i = 0; i < 64; ++i) index[i] = uint8_t(16 * (i % 4) + i / 4);
+  return _mm512_load_si512(index);
+}
+
+// Bytes [off, off + 16) of 4 consecutive tokens' rows (the first at `row`) as 4 x 16-byte rows of one
+// vector; rows from `valid` on repeat the last valid one (their weights are 0).
+HWY_INLINE KVQ_TARGET_PV_INT8 __m512i LoadQuadRows(const uint8_t* row, size_t row_bytes, int valid) {
+  const auto at = [&](int j) {
+    const size_t k = size_t(j < valid ? j : valid - 1);
+    return _mm_loadu_si128(reinterpret_cast<const __m128i*>(row + k * row_bytes));
+  };
+  const __m512i lo = _mm512_inserti32x4(_mm512_castsi128_si512(at(0)), at(1), 1);
+  return _mm512_inserti32x4(_mm512_inserti32x4(lo, at(2), 2), at(3), 3);
+}
+
+// Every q4_0 block's f16 scale of tokens 0 .. 4 ceil(n / 4) - 1 (0 past n): half_scales [block][token]
+// for blocks 0 .. n_blocks - 1 of each row (all heads), in one pass over the rows.
+HWY_INLINE void GatherQ4Scales(const uint8_t* rows, size_t row_bytes, int n, int n_blocks,
+                               uint16_t* HWY_RESTRICT half_scales) {
+  const int n_pad = (n + 3) / 4 * 4;
+  for (int t = 0; t < n_pad; ++t) {
+    const uint8_t* x = rows + size_t(t) * row_bytes;
+    for (int b = 0; b < n_blocks; ++b) {
+      uint16_t h = 0;
+      if (t < n) std::memcpy(&h, x + size_t(b) * sizeof(BlockQ4_0), 2);
+      half_scales[size_t(b) * n_pad + t] = h;
+    }
+  }
+}
+
+// acc [8, n_blocks * 32] f32 += sum_t p(r, t) * v(t) for tokens 0 .. n - 1 of q4_0 values (rows of
+// row_bytes, the head's first block at byte `first`), p(r, t) = s[(t / 2) * 16 + 2r + t % 2], which holds
+// zeros for t >= n up to a multiple of 4. half_scales: the head's rows of GatherQ4Scales; scales: scratch
+// of kChunk + 16 floats.
+HWY_NOINLINE KVQ_TARGET_PV_INT8 void AccumulatePVQ4_0(const uint8_t* rows, size_t row_bytes, size_t first, int n,
+                                                      int n_blocks, const float* HWY_RESTRICT s,
+                                                      const uint16_t* HWY_RESTRICT half_scales,
+                                                      float* HWY_RESTRICT scales, float* HWY_RESTRICT acc) {
+  using Block = BlockQ4_0;
+  constexpr int kMaxQuads = attention_detail::kChunk / 4;
+  const int n_quads = (n + 3) / 4;
+  const __m512i transpose = QuadTransposeIndex();
+  const size_t hd = size_t(n_blocks) * kQK;
+  alignas(64) float w[2 * kMaxQuads][16];  // [pair][lane]: p x |d_v|
+  alignas(64) uint32_t u[kMaxQuads][8];    // [quad][row]: the 4 tokens' u8 weights
+  const int n_pad = 4 * n_quads;
+  for (int b = 0; b < n_blocks; ++b) {
+    // |d| in f32 for the weights. q4_0's d takes the sign of the block's largest value; that sign goes to
+    // the codes instead (bit t of `negative`), so the weights stay unsigned.
+    const uint16_t* hb = half_scales + size_t(b) * n_pad;
+    uint64_t negative = 0;
+    for (int t = 0; t < n_pad; t += 16) {
+      const __mmask16 m = n_pad - t >= 16 ? 0xFFFF : __mmask16((1u << (n_pad - t)) - 1);
+      const __m256i h = _mm256_maskz_loadu_epi16(m, hb + t);
+      _mm512_storeu_ps(scales + t, _mm512_abs_ps(_mm512_cvtph_ps(h)));
+      negative |= uint64_t(_mm256_movepi16_mask(h)) << t;
+    }
+    // Weights and each row's largest (lanes 2r and 2r + 1 are row r's two tokens of a pair).
+    __m512 wmax = _mm512_setzero_ps();
+    for (int p = 0; p < 2 * n_quads; ++p) {
+      double d2;  // the pair's two value scales as one 64-bit pattern: lanes alternate tokens like s
+      std::memcpy(&d2, scales + 2 * p, 8);
+      const __m512 wp = _mm512_mul_ps(_mm512_loadu_ps(s + size_t(p) * 16), _mm512_castpd_ps(_mm512_set1_pd(d2)));
+      _mm512_store_ps(w[p], wp);
+      wmax = _mm512_max_ps(wmax, wp);
+    }
+    wmax = _mm512_max_ps(wmax, _mm512_permute_ps(wmax, 0xB1));  // both tokens of each row
+    const __mmask16 live = _mm512_cmp_ps_mask(wmax, _mm512_setzero_ps(), _CMP_GT_OQ);
+    const __m512 to_u8 = _mm512_maskz_div_ps(live, _mm512_set1_ps(255.0f), wmax);
+    for (int q = 0; q < n_quads; ++q) {
+      const __m512i u0 = _mm512_cvtps_epi32(_mm512_mul_ps(_mm512_load_ps(w[2 * q]), to_u8));
+      const __m512i u1 = _mm512_cvtps_epi32(_mm512_mul_ps(_mm512_load_ps(w[2 * q + 1]), to_u8));
+      // [r0 t0, r0 t1, r1 t0, ...] as bytes for each pair, then interleaved per row: [r: t0 t1 t2 t3].
+      const __m128i b0 = _mm512_cvtusepi32_epi8(u0), b1 = _mm512_cvtusepi32_epi8(u1);
+      _mm_store_si128(reinterpret_cast<__m128i*>(u[q]), _mm_unpacklo_epi16(b0, b1));
+      _mm_store_si128(reinterpret_cast<__m128i*>(u[q] + 4), _mm_unpackhi_epi16(b0, b1));
+    }
+    __m512i lo[8], hi[8];  // rows' int32 sums for dims 0..15 and 16..31 of the block (registers)
+#pragma GCC unroll 8
+    for (int r = 0; r < 8; ++r) lo[r] = hi[r] = _mm512_setzero_si512();
+    const int qs_off = int(offsetof(Block, qs)) + b * int(sizeof(Block));
+    for (int q = 0; q < n_quads; ++q) {
+      const uint8_t* quad = rows + size_t(4 * q) * row_bytes + first + qs_off;  // token 4q's codes
+      // s8 codes (nibble - 8) of dims 0..15 and 16..31, 4 tokens per lane; byte i of a lane is token
+      // 4q + i % 4, negated where that token's d is negative.
+      const __m512i v = _mm512_permutexvar_epi8(transpose, LoadQuadRows(quad, row_bytes, std::min(4, n - 4 * q)));
+      const __m512i eight = _mm512_set1_epi8(8), nibble = _mm512_set1_epi8(0x0F);
+      const __mmask64 flip = ((negative >> (4 * q)) & 0xF) * 0x1111111111111111ull;
+      __m512i v_lo = _mm512_sub_epi8(_mm512_and_si512(v, nibble), eight);
+      __m512i v_hi = _mm512_sub_epi8(_mm512_and_si512(_mm512_srli_epi16(v, 4), nibble), eight);
+      v_lo = _mm512_mask_sub_epi8(v_lo, flip, _mm512_setzero_si512(), v_lo);
+      v_hi = _mm512_mask_sub_epi8(v_hi, flip, _mm512_setzero_si512(), v_hi);
+#pragma GCC unroll 8
+      for (int r = 0; r < 8; ++r) {
+        const __m512i ur = _mm512_set1_epi32(int(u[q][r]));
+        lo[r] = _mm512_dpbusd_epi32(lo[r], ur, v_lo);
+        hi[r] = _mm512_dpbusd_epi32(hi[r], ur, v_hi);
+      }
+    }
+    // acc += W * sum u * code, W = the row's largest weight / 255.
+    alignas(64) float grid[16];
+    _mm512_store_ps(grid, _mm512_mul_ps(wmax, _mm512_set1_ps(1.0f / 255.0f)));
+    float* a = acc + size_t(b) * kQK;
+#pragma GCC unroll 8
+    for (int r = 0; r < 8; ++r) {
+      const __m512 grid_r = _mm512_set1_ps(grid[2 * r]);
+      _mm512_storeu_ps(a + r * hd, _mm512_fmadd_ps(_mm512_cvtepi32_ps(lo[r]), grid_r, _mm512_loadu_ps(a + r * hd)));
+      _mm512_storeu_ps(a + r * hd + 16,
+                       _mm512_fmadd_ps(_mm512_cvtepi32_ps(hi[r]), grid_r, _mm512_loadu_ps(a + r * hd + 16)));
+    }
+  }
+}
+#undef KVQ_TARGET_PV_INT8
+#endif  // HWY_TARGET == HWY_AVX3_DL
+
+// NOLINTNEXTLINE(google-readability-namespace-comments)
+}  // namespace HWY_NAMESPACE
+}  // namespace kvq
+HWY_AFTER_NAMESPACE();
+
+#endif  // KVQ_KERNELS_ATTENTION_PV_INT8_INL_H_
