@@ -58,10 +58,16 @@ void AttendItemT(DQ dq, const ad::Work& w, const ad::Item& it, int rows, int row
   float* lim = sc.lim.Grow(size_t(lanes_total));
   if constexpr (kG == 2) PairPerm(hd, sc.perm);
 
-  // Row r of KV head kh = query it.t0 + r / group, query head kh * group + r % group. Padding rows are zero
-  // queries: finite, ignored at the end.
   const size_t q_stride = size_t(w.n_head) * hd;
-  for (int kh = 0; kh < n_kv; ++kh) {
+#if KVQ_INT8_SCORES
+  // Integer K·q (attention_int8-inl.h): decode layout with 16 lanes, whole blocks per head, an int8 key type.
+  const bool use_int8 = kG == 2 && int(hn::Lanes(dq)) == kInt8Lanes && hd % kQK == 0 && Int8KeyType(kv.k_type);
+#else
+  const bool use_int8 = false;
+#endif
+  // f32 scores: row r of KV head kh = query it.t0 + r / group, query head kh * group + r % group, on the
+  // lanes of qt. Padding rows are zero queries: finite, ignored at the end.
+  for (int kh = 0; kh < n_kv && !use_int8; ++kh) {
     float* qt_kh = qt + size_t(kh) * hd * lanes_total;  // [hd, lanes_total]
     for (int lane = 0; lane < lanes_total; ++lane) {
       const int r = lane / kG;
@@ -74,8 +80,6 @@ void AttendItemT(DQ dq, const ad::Work& w, const ad::Item& it, int rows, int row
     }
   }
 #if KVQ_INT8_SCORES
-  // Integer K·q (attention_int8-inl.h): decode layout with 16 lanes, whole blocks per head, an int8 key type.
-  const bool use_int8 = kG == 2 && int(hn::Lanes(dq)) == kInt8Lanes && hd % kQK == 0 && Int8KeyType(kv.k_type);
   const int n_blocks = hd / kQK;
   const size_t q_int8_bytes = size_t(n_blocks) * (kInt8Steps * kInt8Lanes * 4 + 2 * kInt8Lanes * 4);
   std::vector<Int8Queries> qi;  // [n_kv]: views into sc.q_int8
@@ -359,7 +363,7 @@ void attention(const AttentionParams& p, const KvCache& cache, int layer, const 
   for (size_t i = 0; i < items.size(); ++i) HWY_DYNAMIC_DISPATCH(AttendItem)(w, items[i]);
 
   if (n_splits > 1) {
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (n_tiles > 1)  // decode: one tile, merged without a fork
     for (int ti = 0; ti < n_tiles; ++ti) {
       const int t0 = ti * tile;
       const size_t base = size_t(ti) * n_splits * part_slots;
