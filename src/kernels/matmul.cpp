@@ -156,7 +156,7 @@ void matmul_with_path(const WeightMatrix& w, const float* x, float* y, int64_t n
       for (int64_t t = 0; t < n_tokens; ++t) {
         quantize_activations(x + t * w.n_in, w.n_in, q + t * w.n_in, scale + t * w.n_in / 4, sum16 + t * w.n_in / 16);
       }
-      // implicit barrier: every token is quantized before any row uses it
+      // The barriers of `for` and `single`: every token is quantized and laid out before any row uses it.
 #pragma omp single
       if (acts.q4_triples != nullptr) make_q4_triples(q, scale, w.n_in, const_cast<Q4Triple*>(acts.q4_triples));
     }

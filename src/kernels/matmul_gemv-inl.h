@@ -18,7 +18,6 @@
 #include <cstdint>
 #include <cstring>
 #include <type_traits>
-#include <vector>
 
 #include "hwy/highway.h"
 #include "kernels/matmul_internal.h"

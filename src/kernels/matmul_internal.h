@@ -26,11 +26,11 @@ inline constexpr int64_t kFloatChunk = 1024;
 // Prompt-processing kernel with 16 rows interleaved in one AVX-512 vector (matmul_wide-inl.h): panel of
 // 16 rows x 1024 values (16 KiB codes + 8 KiB scales and mins) + 8 tokens of codes (8 KiB) in L1.
 inline constexpr int64_t kWideRows = 16;
+inline constexpr int64_t kWideChunk = 1024;  // f32 panel of 4 rows + 4 f32 tokens = 32 KiB
 // Decode hands out output rows in chunks of this many, first come first served: a thread slowed down
 // (by the other's memory traffic, or the OS) no longer leaves the other waiting at the barrier, which
 // cost ~10% of decode time with a static split (libgomp spin-wait in a profile of `kvq bench -n 64`).
 inline constexpr int64_t kDecodeRows = 64;
-inline constexpr int64_t kWideChunk = 1024;  // f32 panel of 4 rows + 4 f32 tokens = 32 KiB
 // Bytes of L2 (2 MiB per core here) given to the activations of one token block: the panel of 4 rows
 // is decoded once per block and reused for all its tokens, so bigger blocks decode less often.
 inline constexpr int64_t kActL2Budget = int64_t(1) << 20;
@@ -99,7 +99,7 @@ void matmul_with_path(const WeightMatrix& w, const float* x, float* y, int64_t n
 // Per-target entry points (Highway dynamic dispatch inside). Each computes output rows [r0, r1) of y
 // for all tokens; y is [n_tokens, w.n_out].
 void quantize_activations(const float* x, int64_t n_in, int8_t* q, float* scale, float* sum16);  // 1 token
-// Whether this CPU's q4_0 decode kernel reads Q4Triple activations (AVX-512 VBMI, VNNI and GFNI).
+// Whether this CPU's q4_0 decode kernel reads Q4Triple activations (AVX-512 VNNI and GFNI).
 bool gemv_uses_q4_triples();
 void matmul_int8_rows(const WeightMatrix& w, const QuantizedActs& a, int64_t n_tokens, int64_t r0, int64_t r1, float* y,
                       const PanelScratch& scratch);
