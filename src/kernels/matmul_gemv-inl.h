@@ -236,29 +236,19 @@ void GemvAllRows(const WeightMatrix& w, const matmul_detail::QuantizedActs& a, i
   }
 #endif
   // 4 rows at a time, then the last 1..3 one at a time (the unused row slots repeat the row).
-  for (; r < r1; r += 4) {
-    const int64_t nr = r1 - r < 4 ? r1 - r : 4;
-    for (int64_t i = 0; i < nr; i += (nr == 4 ? 4 : 1)) {
-      const uint8_t* rows[1][4] = {{row(r + i), row(r + i), row(r + i), row(r + i)}};
-      if (nr == 4) {
-        for (int j = 1; j < 4; ++j) rows[0][j] = row(r + j);
-      }
-      const auto run = [&](auto n_rows) {
-        constexpr int kRows = decltype(n_rows)::value;
+  const auto run = [&](auto n_rows, int64_t at) {
+    constexpr int kRows = decltype(n_rows)::value;
+    const uint8_t* rows[1][4];
+    for (int j = 0; j < 4; ++j) rows[0][j] = row(at + (j < kRows ? j : 0));
 #if HWY_TARGET == HWY_AVX3_DL
-        if (triples) return GemvRowsQ4_0Triples<1, kRows>(rows, a, consts, y + r + i);
+    if (triples) return GemvRowsQ4_0Triples<1, kRows>(rows, a, consts, y + at);
 #endif
-        float out[4];
-        GemvRows<kRows, kType>(rows[0], a, out);
-        for (int j = 0; j < kRows; ++j) y[r + i + j] = out[j];
-      };
-      if (nr == 4) {
-        run(std::integral_constant<int, 4>());
-      } else {
-        run(std::integral_constant<int, 1>());
-      }
-    }
-  }
+    float out[4];
+    GemvRows<kRows, kType>(rows[0], a, out);
+    for (int j = 0; j < kRows; ++j) y[at + j] = out[j];
+  };
+  for (; r + 4 <= r1; r += 4) run(std::integral_constant<int, 4>(), r);
+  for (; r < r1; ++r) run(std::integral_constant<int, 1>(), r);
 }
 
 // Returns false when the type has no fused kernel (the caller then uses the panel path).
