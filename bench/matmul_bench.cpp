@@ -92,7 +92,8 @@ void bm_matmul(benchmark::State& state, GgmlType type, int64_t n_in, int64_t n_o
   for (auto _ : state) {
     const WeightMatrix w{type, all.data() + next * one.size(), n_in, n_out};
     next = (next + 1) % copies;
-    matmul_detail::matmul_with_path(w, x.data(), y.data(), n_tokens, path);
+    const Projection out{w, y.data()};
+    matmul_detail::matmul_with_path({&out, 1}, x.data(), n_tokens, path);
     benchmark::DoNotOptimize(y.data());
     benchmark::ClobberMemory();
   }

@@ -181,7 +181,8 @@ class MatmulTarget : public ::testing::TestWithParam<std::tuple<int64_t, GgmlTyp
         const std::vector<float> x = make_acts(kind, n_tokens, s.n_in, uint32_t(n_tokens * 7 + s.n_in));
         const std::vector<float>& ref = reference(type(), s, w, kind, n_tokens, x);
         std::vector<float> y(ref.size(), std::nanf(""));  // [n_tokens, n_out]; NaN exposes unwritten outputs
-        matmul_detail::matmul_with_path(wm, x.data(), y.data(), n_tokens, path);
+        const Projection out{wm, y.data()};
+        matmul_detail::matmul_with_path({&out, 1}, x.data(), n_tokens, path);
         EXPECT_LE(rel_rmse(y, ref), max_err);
       }
     }
@@ -259,6 +260,42 @@ TEST(Matmul, ZeroActivationsGiveZeros) {
     std::vector<float> y(size_t(2 * s.n_out), 1.0f);
     matmul(WeightMatrix{type, w.data(), s.n_in, s.n_out}, x.data(), y.data(), 2);
     for (float v : y) EXPECT_EQ(v, 0.0f) << type_name(type);
+  }
+}
+
+// Matrices sharing one input give exactly what separate calls give (each row is computed the same way,
+// whichever matrix its chunk neighbours belong to): q4_0 (the decode triples), a k-quant with a 256-value
+// block, an 8-bit type, a single-row matrix and an empty one in one call; and float types in another,
+// since a call mixing families runs them one by one.
+TEST(Matmul, SharedInputMatchesSeparateCalls) {
+  const int64_t n_in = 512;
+  const std::vector<std::vector<std::pair<GgmlType, int64_t>>> groups = {
+      {{GgmlType::Q4_0, 200}, {GgmlType::Q6_K, 67}, {GgmlType::Q8_0, 1}, {GgmlType::Q4_0, 0}, {GgmlType::Q4_K, 130}},
+      {{GgmlType::F16, 70}, {GgmlType::F32, 9}},
+      {{GgmlType::Q4_0, 64}, {GgmlType::F16, 33}}};
+  for (const auto& group : groups) {
+    for (int64_t n_tokens : {1, 5}) {
+      const std::vector<float> x = make_acts(Acts::kGaussian, n_tokens, n_in, 9);
+      std::vector<std::vector<uint8_t>> weights;
+      std::vector<WeightMatrix> ms;
+      std::vector<std::vector<float>> separate, shared;  // [matrix][n_tokens, n_out]
+      for (const auto& [type, n_out] : group) {
+        weights.push_back(random_weights(type, Shape{n_in, std::max<int64_t>(n_out, 1)}, uint32_t(n_out + 3)));
+        ms.push_back(WeightMatrix{type, weights.back().data(), n_in, n_out});
+      }
+      std::vector<Projection> outs;
+      for (const WeightMatrix& m : ms) {
+        separate.emplace_back(size_t(n_tokens * m.n_out));
+        matmul(m, x.data(), separate.back().data(), n_tokens);
+        shared.emplace_back(size_t(n_tokens * m.n_out), std::nanf(""));
+      }
+      for (size_t i = 0; i < ms.size(); ++i) outs.push_back(Projection{ms[i], shared[i].data()});
+      matmul_shared_input(outs, x.data(), n_tokens);
+      for (size_t i = 0; i < ms.size(); ++i) {
+        EXPECT_EQ(0, std::memcmp(separate[i].data(), shared[i].data(), sizeof(float) * shared[i].size()))
+            << type_name(ms[i].type) << " tokens " << n_tokens;
+      }
+    }
   }
 }
 

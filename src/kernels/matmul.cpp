@@ -112,30 +112,41 @@ void make_q4_triples(const int8_t* q, const float* scale, int64_t n_in, Q4Triple
   }
 }
 
-void matmul_with_path(const WeightMatrix& w, const float* x, float* y, int64_t n_tokens, Path path) {
-  KVQ_CHECK(matmul_supports(w.type));
-  const TypeTraits& traits = type_traits(w.type);
-  KVQ_CHECK(w.n_in >= 0 && w.n_out >= 0 && n_tokens >= 0);
-  KVQ_CHECK(w.n_in % traits.block_size == 0);
-  if (n_tokens == 0 || w.n_out == 0) return;
-  if (w.n_in == 0) {
-    std::fill(y, y + n_tokens * w.n_out, 0.0f);
+void matmul_with_path(std::span<const Projection> outs, const float* x, int64_t n_tokens, Path path) {
+  if (outs.empty()) return;
+  const int64_t n_in = outs[0].w.n_in;
+  bool any_int8 = false, any_float = false;
+  for (const Projection& o : outs) {
+    KVQ_CHECK(matmul_supports(o.w.type));
+    const TypeTraits& traits = type_traits(o.w.type);
+    KVQ_CHECK(o.w.n_in == n_in && o.w.n_out >= 0 && n_tokens >= 0);
+    KVQ_CHECK(n_in % traits.block_size == 0);
+    KVQ_CHECK(path != Path::kInt8 || traits.quantized);
+    const bool int8 = path == Path::kInt8 || (path == Path::kAuto && traits.quantized);
+    (int8 ? any_int8 : any_float) = true;
+  }
+  if (any_int8 && any_float) {  // one family per call (Q4_K_M files mix quantized types, never with float)
+    for (const Projection& o : outs) matmul_with_path({&o, 1}, x, n_tokens, path);
     return;
   }
-  if (path == Path::kAuto) path = traits.quantized ? Path::kInt8 : Path::kFloat;
-  KVQ_CHECK(path == Path::kFloat || traits.quantized);
-  const bool int8 = path == Path::kInt8;
+  if (n_tokens == 0) return;
+  if (n_in == 0) {
+    for (const Projection& o : outs) std::fill(o.y, o.y + n_tokens * o.w.n_out, 0.0f);
+    return;
+  }
+  const bool int8 = any_int8;
 
-  // Quantized activations, shared by all threads; n_in is a multiple of 32 for every quantized type.
-  QuantizedActs acts{nullptr, nullptr, nullptr, w.n_in};
+  // Quantized activations, shared by all threads and matrices; n_in is a multiple of 32 for every quantized type.
+  QuantizedActs acts{nullptr, nullptr, nullptr, n_in};
   if (int8) {
-    const size_t n_values = size_t(n_tokens * w.n_in);
+    const size_t n_values = size_t(n_tokens * n_in);
     const size_t q_bytes = align_up(n_values);
     const size_t scale_bytes = align_up(sizeof(float) * n_values / 4);
     thread_local AlignedBuffer act_buffer;
     const size_t sum16_bytes = align_up(sizeof(float) * n_values / 16);
-    const bool triples = n_tokens == 1 && w.type == GgmlType::Q4_0 && gemv_uses_q4_triples();
-    const size_t n_triples = size_t((w.n_in + kTripleValues - 1) / kTripleValues);
+    bool triples = false;
+    for (const Projection& o : outs) triples |= n_tokens == 1 && o.w.type == GgmlType::Q4_0 && gemv_uses_q4_triples();
+    const size_t n_triples = size_t((n_in + kTripleValues - 1) / kTripleValues);
     uint8_t* base = act_buffer.get(q_bytes + scale_bytes + sum16_bytes + (triples ? sizeof(Q4Triple) * n_triples : 0));
     acts.q = reinterpret_cast<int8_t*>(base);                             // [n_tokens, n_in]
     acts.scale = reinterpret_cast<float*>(base + q_bytes);                // [n_tokens, n_in / 4]
@@ -143,9 +154,16 @@ void matmul_with_path(const WeightMatrix& w, const float* x, float* y, int64_t n
     if (triples) acts.q4_triples = reinterpret_cast<Q4Triple*>(base + q_bytes + scale_bytes + sum16_bytes);
   }
 
+  // Decode: rows of all matrices in units of kDecodeRows (none spans two matrices), handed out first come
+  // first served in runs that shrink as the work runs out (guided). unit_end[i]: units of matrices 0 .. i.
+  std::vector<int64_t> unit_end(outs.size());
+  int64_t n_panels = 0;
+  for (size_t i = 0; i < outs.size(); ++i) {
+    unit_end[i] = (i ? unit_end[i - 1] : 0) + (outs[i].w.n_out + kDecodeRows - 1) / kDecodeRows;
+    n_panels += (outs[i].w.n_out + kPanelRows - 1) / kPanelRows;
+  }
   // Threads get whole panels of output rows; no more threads than panels.
-  const int64_t n_panels = (w.n_out + kPanelRows - 1) / kPanelRows;
-  const int n_threads = int(std::min<int64_t>(omp_get_max_threads(), n_panels));
+  const int n_threads = int(std::min<int64_t>(omp_get_max_threads(), std::max<int64_t>(n_panels, 1)));
 #pragma omp parallel num_threads(n_threads)
   {
     if (int8) {
@@ -154,30 +172,36 @@ void matmul_with_path(const WeightMatrix& w, const float* x, float* y, int64_t n
       auto* sum16 = const_cast<float*>(acts.sum16);
 #pragma omp for schedule(static)
       for (int64_t t = 0; t < n_tokens; ++t) {
-        quantize_activations(x + t * w.n_in, w.n_in, q + t * w.n_in, scale + t * w.n_in / 4, sum16 + t * w.n_in / 16);
+        quantize_activations(x + t * n_in, n_in, q + t * n_in, scale + t * n_in / 4, sum16 + t * n_in / 16);
       }
       // The barriers of `for` and `single`: every token is quantized and laid out before any row uses it.
 #pragma omp single
-      if (acts.q4_triples != nullptr) make_q4_triples(q, scale, w.n_in, const_cast<Q4Triple*>(acts.q4_triples));
+      if (acts.q4_triples != nullptr) make_q4_triples(q, scale, n_in, const_cast<Q4Triple*>(acts.q4_triples));
     }
     const PanelScratch scratch = thread_panel_scratch();
-    const auto run_rows = [&](int64_t r0, int64_t r1) {
+    const auto run_rows = [&](const Projection& o, int64_t r0, int64_t r1) {
       if (int8) {
-        matmul_int8_rows(w, acts, n_tokens, r0, r1, y, scratch);
+        matmul_int8_rows(o.w, acts, n_tokens, r0, r1, o.y, scratch);
       } else {
-        matmul_float_rows(w, x, n_tokens, r0, r1, y, scratch);
+        matmul_float_rows(o.w, x, n_tokens, r0, r1, o.y, scratch);
       }
     };
     if (n_tokens == 1) {
-#pragma omp for schedule(dynamic, 1)
-      for (int64_t r0 = 0; r0 < w.n_out; r0 += kDecodeRows) run_rows(r0, std::min(w.n_out, r0 + kDecodeRows));
-    } else {
+#pragma omp for schedule(guided, 1)
+      for (int64_t c = 0; c < unit_end.back(); ++c) {
+        const size_t i = size_t(std::upper_bound(unit_end.begin(), unit_end.end(), c) - unit_end.begin());
+        const int64_t r0 = (c - (i ? unit_end[i - 1] : 0)) * kDecodeRows;
+        run_rows(outs[i], r0, std::min(outs[i].w.n_out, r0 + kDecodeRows));
+      }
+    } else {  // prompts: each matrix's panels split evenly, no barrier between matrices
       const int64_t tid = omp_get_thread_num();
       const int64_t team = omp_get_num_threads();
-      const int64_t rows_per_thread = (n_panels + team - 1) / team * kPanelRows;
-      const int64_t r0 = tid * rows_per_thread;
-      const int64_t r1 = std::min(w.n_out, r0 + rows_per_thread);
-      if (r0 < r1) run_rows(r0, r1);
+      for (const Projection& o : outs) {
+        const int64_t rows_per_thread = ((o.w.n_out + kPanelRows - 1) / kPanelRows + team - 1) / team * kPanelRows;
+        const int64_t r0 = tid * rows_per_thread;
+        const int64_t r1 = std::min(o.w.n_out, r0 + rows_per_thread);
+        if (r0 < r1) run_rows(o, r0, r1);
+      }
     }
   }
 }
@@ -185,7 +209,12 @@ void matmul_with_path(const WeightMatrix& w, const float* x, float* y, int64_t n
 }  // namespace matmul_detail
 
 void matmul(const WeightMatrix& w, const float* x, float* y, int64_t n_tokens) {
-  matmul_detail::matmul_with_path(w, x, y, n_tokens, matmul_detail::Path::kAuto);
+  const Projection out{w, y};
+  matmul_detail::matmul_with_path({&out, 1}, x, n_tokens, matmul_detail::Path::kAuto);
+}
+
+void matmul_shared_input(std::span<const Projection> outs, const float* x, int64_t n_tokens) {
+  matmul_detail::matmul_with_path(outs, x, n_tokens, matmul_detail::Path::kAuto);
 }
 
 }  // namespace kvq

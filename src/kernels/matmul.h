@@ -3,6 +3,7 @@
 #pragma once
 
 #include <cstdint>
+#include <span>
 
 #include "quant/blocks.h"
 
@@ -22,6 +23,17 @@ struct WeightMatrix {
 // Quantized weights use integer dot products against activations quantized on the fly to 8 bits
 // per 32 values (relative error ~1e-3..1e-2, as ggml's q8 activations); float weights are exact to f32.
 void matmul(const WeightMatrix& w, const float* x, float* y, int64_t n_tokens);
+
+// One output of matmul_shared_input: y [n_tokens, w.n_out] = W x.
+struct Projection {
+  const WeightMatrix& w;
+  float* y;
+};
+
+// Matrices applied to the same input x [n_tokens, n_in] (q/k/v, gate/up): x is quantized once, and in
+// decode the rows of all of them are shared out in one parallel loop, so the threads fork, and wait for
+// the slower one, once per group instead of once per matrix.
+void matmul_shared_input(std::span<const Projection> outs, const float* x, int64_t n_tokens);
 
 // Scalar reference: dequantize each row with dequantize_row_ref and accumulate in double. The test oracle.
 void matmul_ref(const WeightMatrix& w, const float* x, float* y, int64_t n_tokens);

@@ -10,6 +10,7 @@
 #pragma once
 
 #include <cstdint>
+#include <span>
 
 #include "kernels/matmul.h"
 
@@ -27,10 +28,12 @@ inline constexpr int64_t kFloatChunk = 1024;
 // 16 rows x 1024 values (16 KiB codes + 8 KiB scales and mins) + 8 tokens of codes (8 KiB) in L1.
 inline constexpr int64_t kWideRows = 16;
 inline constexpr int64_t kWideChunk = 1024;  // f32 panel of 4 rows + 4 f32 tokens = 32 KiB
-// Decode hands out output rows in chunks of this many, first come first served: a thread slowed down
-// (by the other's memory traffic, or the OS) no longer leaves the other waiting at the barrier, which
-// cost ~10% of decode time with a static split (libgomp spin-wait in a profile of `kvq bench -n 64`).
-inline constexpr int64_t kDecodeRows = 64;
+// Decode hands out output rows first come first served, in units of this many rows and runs of units that
+// shrink as the work runs out (OpenMP guided): a thread slowed down (by the other's memory traffic, or the
+// OS) no longer leaves the other waiting at the barrier. A static split cost ~10% of decode time (libgomp
+// spin-wait in a profile of `kvq bench -n 64`); fixed chunks of 64 rows still cost ~4% against this
+// (31.3 vs 32.9-33.2 tok/s, alternated runs; units of 16, 32 or 64 rows measure the same).
+inline constexpr int64_t kDecodeRows = 32;
 // Bytes of L2 (2 MiB per core here) given to the activations of one token block: the panel of 4 rows
 // is decoded once per block and reused for all its tokens, so bigger blocks decode less often.
 inline constexpr int64_t kActL2Budget = int64_t(1) << 20;
@@ -93,8 +96,8 @@ inline constexpr int64_t kWideTileBytes = kWideTokens * kWideChunk + 2 * 4 * kWi
 // Which kernel family computes a call; kAuto picks the measured-faster one for the type.
 enum class Path { kAuto, kInt8, kFloat };
 
-// matmul() with a forced kernel family (tests and benchmark compare them). kInt8 needs a quantized type.
-void matmul_with_path(const WeightMatrix& w, const float* x, float* y, int64_t n_tokens, Path path);
+// matmul_shared_input() with a forced kernel family (tests and benchmark compare them). kInt8 needs quantized types.
+void matmul_with_path(std::span<const Projection> outs, const float* x, int64_t n_tokens, Path path);
 
 // Per-target entry points (Highway dynamic dispatch inside). Each computes output rows [r0, r1) of y
 // for all tokens; y is [n_tokens, w.n_out].

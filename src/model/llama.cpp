@@ -89,9 +89,8 @@ void LlamaModel::forward_batch(const int32_t* tokens, int n, int pos, KvCache& c
     const LayerWeights& L = w.layers[l];
     // Attention block.
     rms_norm(x_.data(), L.attn_norm.data, xn_.data(), n, embd, c.rms_eps);
-    matmul(L.wq, xn_.data(), q_.data(), n);
-    matmul(L.wk, xn_.data(), k_.data(), n);
-    matmul(L.wv, xn_.data(), v_.data(), n);
+    const Projection qkv[] = {{L.wq, q_.data()}, {L.wk, k_.data()}, {L.wv, v_.data()}};
+    matmul_shared_input(qkv, xn_.data(), n);
     rope(q_.data(), n, pos, rope_q);
     rope(k_.data(), n, pos, rope_k);
     cache.store(l, pos, n, k_.data(), v_.data());  // quantized on write
@@ -101,8 +100,8 @@ void LlamaModel::forward_batch(const int32_t* tokens, int n, int pos, KvCache& c
 
     // Feed-forward block (SwiGLU).
     rms_norm(x_.data(), L.ffn_norm.data, xn_.data(), n, embd, c.rms_eps);
-    matmul(L.w_gate, xn_.data(), gate_.data(), n);
-    matmul(L.w_up, xn_.data(), up_.data(), n);
+    const Projection gate_up[] = {{L.w_gate, gate_.data()}, {L.w_up, up_.data()}};
+    matmul_shared_input(gate_up, xn_.data(), n);
     swiglu(gate_.data(), up_.data(), gate_.data(), int64_t(n) * c.n_ff);
     matmul(L.w_down, gate_.data(), xn_.data(), n);
     add_inplace(x_.data(), xn_.data(), int64_t(n) * embd);
