@@ -155,7 +155,7 @@ void bm_memory_read(benchmark::State& state) {
 
 void register_all() {
   benchmark::RegisterBenchmark("memory_read", bm_memory_read)->UseRealTime()->Unit(benchmark::kMillisecond);
-  const GgmlType types[] = {GgmlType::Q4_0, GgmlType::Q8_0, GgmlType::F16, GgmlType::Q4_K};
+  const GgmlType types[] = {GgmlType::Q4_0, GgmlType::Q8_0, GgmlType::F16, GgmlType::Q4_K, GgmlType::Q6_K};
   const int64_t shapes[3][2] = {{2048, 2048}, {2048, 5632}, {2048, 512}};  // {n_in, n_out}
   for (GgmlType type : types) {
     const bool quantized = type_traits(type).quantized;
@@ -177,7 +177,7 @@ void register_all() {
       }
     }
   }
-  for (GgmlType type : {GgmlType::Q4_0, GgmlType::Q8_0, GgmlType::Q4_K}) {
+  for (GgmlType type : {GgmlType::Q4_0, GgmlType::Q8_0, GgmlType::Q4_K, GgmlType::Q6_K}) {
     const std::string name(type_name(type));
     benchmark::RegisterBenchmark(("tinyllama_projections/tg1/" + name).c_str(), bm_tinyllama, type, int64_t(1))
         ->UseRealTime()

@@ -102,6 +102,21 @@ TEST(Synth, TinyLlamaKvShapeAndMemoryBudget) {
   EXPECT_EQ(selected["max_context_in_budget"].get<uint64_t>(), ((1ull << 30) - weights) / 9152);
 }
 
+// llama.cpp's Q4_K_M mix: q6_K for output and, in 10 of TinyLlama's 22 layers (0, 1, 4, 7, ..., 19, 20,
+// 21), attn_v and ffn_down; q4_K elsewhere, the embedding included. The model then runs.
+TEST(Synth, Q4KMMixFollowsLlamaCppRule) {
+  const std::string path = test::temp_dir() + "/tinyllama-q4km.gguf";
+  const CommandResult synth = run_kvq(
+      "synth --preset tinyllama-1.1b --n-embd 256 --n-head 4 --n-ff 512 --type q4_k_m -o " + path, true);
+  ASSERT_EQ(synth.exit_code, 0) << synth.out;
+  const auto j = info_json(path, "");
+  ASSERT_FALSE(j.is_discarded());
+  EXPECT_EQ(j["weight_types"]["q6_K"], 2 * 10 + 1);
+  EXPECT_EQ(j["weight_types"]["q4_K"], 22 * 7 - 2 * 10 + 1);
+  const CommandResult run = run_kvq("run -m " + path + " -p \"Once upon a time\" -n 4 --temp 0", true);
+  EXPECT_EQ(run.exit_code, 0) << run.out;
+}
+
 TEST(Synth, IsDeterministic) {
   const std::string a = test::temp_dir() + "/det-a.gguf", b = test::temp_dir() + "/det-b.gguf";
   const std::string shape = "synth --preset mini --n-layer 1 --type q4_0 --seed 7 -o ";

@@ -2,7 +2,10 @@
 // For speed and memory work only: random weights say nothing about quality.
 #include <omp.h>
 
+#include <algorithm>
 #include <cmath>
+#include <cstring>
+#include <optional>
 #include <filesystem>
 #include <iostream>
 
@@ -10,6 +13,7 @@
 #include "cli/common.h"
 #include "gguf/gguf.h"
 #include "quant/quant.h"
+#include "util/half.h"
 
 namespace kvq::cli {
 namespace {
@@ -69,6 +73,18 @@ int file_type_id(GgmlType type) {
   }
 }
 
+// The weight types of llama.cpp's Q4_K_M mix, the format most local models are downloaded in: q6_K for the
+// output matrix and, in the first and last eighth of the layers and every third layer between, for
+// attn_v and ffn_down; q4_K elsewhere. On the tinyllama preset this gives the comparison engine's 636 MiB.
+constexpr int kFileTypeQ4_K_M = 15;
+GgmlType q4_k_m_type(const std::string& name, int layer, int n_layer) {
+  if (name == "output.weight") return GgmlType::Q6_K;
+  const bool more_bits =
+      layer < n_layer / 8 || layer >= 7 * n_layer / 8 || (layer - n_layer / 8) % 3 == 2;
+  const bool sensitive = name.find("attn_v.") != std::string::npos || name.find("ffn_down.") != std::string::npos;
+  return layer >= 0 && sensitive && more_bits ? GgmlType::Q6_K : GgmlType::Q4_K;
+}
+
 uint64_t splitmix64(uint64_t& state) {
   uint64_t z = (state += 0x9e3779b97f4a7c15ull);
   z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
@@ -94,6 +110,40 @@ void random_row(uint64_t seed, float std_dev, float* row, int64_t n) {
   }
 }
 
+// q4_K / q6_K have no quantizer here (ggml's needs an iterative scale search): their rows get random codes
+// with fixed sub-block scales chosen so that the values have mean ~0 and standard deviation ~std_dev,
+// which is all a speed measurement needs.
+void random_k_row(GgmlType type, uint64_t seed, float std_dev, uint8_t* dst, int64_t n) {
+  uint64_t state = seed;
+  const auto random_bytes = [&](uint8_t* p, size_t count) {
+    for (size_t i = 0; i < count; i += 8) {
+      const uint64_t r = splitmix64(state);
+      std::memcpy(p + i, &r, std::min<size_t>(8, count - i));
+    }
+  };
+  constexpr int kScale = 32;  // 6-bit q4_K scale and min; q6_K's 8-bit scales use 2 x kScale
+  for (int64_t b = 0; b < n / kQK_K; ++b) {
+    if (type == GgmlType::Q4_K) {
+      BlockQ4_K& x = reinterpret_cast<BlockQ4_K*>(dst)[b];
+      random_bytes(x.qs, sizeof(x.qs));
+      // Codes uniform in 0..15: mean 7.5, standard deviation 4.61; the min cancels the mean.
+      const float d = std_dev / (4.61f * kScale);
+      x.d = f32_to_fp16(d);
+      x.dmin = f32_to_fp16(7.5f * d);
+      // Scales and mins 0-3 in bytes 0-3 and 4-7; those of 4-7 split into the low and high nibbles of
+      // bytes 8-11 (low 4 bits) and the top 2 bits of bytes 0-3 and 4-7 (high 2 bits).
+      std::memset(x.scales, kScale | ((kScale >> 4) << 6), 8);
+      std::memset(x.scales + 8, (kScale & 0x0F) | ((kScale & 0x0F) << 4), 4);
+    } else {
+      BlockQ6_K& x = reinterpret_cast<BlockQ6_K*>(dst)[b];
+      random_bytes(x.ql, sizeof(x.ql));
+      random_bytes(x.qh, sizeof(x.qh));
+      std::memset(x.scales, 2 * kScale, sizeof(x.scales));
+      x.d = f32_to_fp16(std_dev / (18.5f * 2 * kScale));  // codes - 32 uniform in -32..31: deviation 18.5
+    }
+  }
+}
+
 int run_synth(SynthArgs args) {
   set_threads(args.threads);
   const SynthPreset* preset = nullptr;
@@ -112,10 +162,11 @@ int run_synth(SynthArgs args) {
   if (args.n_ctx) s.n_ctx = args.n_ctx;
   if (args.n_head_kv == 0 && args.n_head && s.n_head_kv > s.n_head) s.n_head_kv = s.n_head;
 
-  auto type = parse_type_name(args.type);
-  if (!type || !has_quantizer(*type) || file_type_id(*type) < 0) {
+  const bool q4_k_m = args.type == "q4_k_m" || args.type == "Q4_K_M";
+  auto type = q4_k_m ? std::optional<GgmlType>(GgmlType::Q4_K) : parse_type_name(args.type);
+  if (!type || (!q4_k_m && (!has_quantizer(*type) || file_type_id(*type) < 0))) {
     return report_error(make_error("--type '{}' unsupported (supported: f32 f16 bf16 q8_0 q4_0 q4_1 "
-                                   "q5_0 q5_1 iq4_nl)",
+                                   "q5_0 q5_1 iq4_nl q4_k_m)",
                                    args.type)),
            1;
   }
@@ -142,7 +193,7 @@ int run_synth(SynthArgs args) {
   gguf::Writer w;
   w.set_string("general.architecture", "llama");
   w.set_string("general.name", "kvq-synth-" + args.preset + "-" + args.type);
-  w.set_u32("general.file_type", uint32_t(file_type_id(*type)));
+  w.set_u32("general.file_type", uint32_t(q4_k_m ? kFileTypeQ4_K_M : file_type_id(*type)));
   w.set_u32("llama.block_count", s.n_layer);
   w.set_u32("llama.context_length", s.n_ctx);
   w.set_u32("llama.embedding_length", s.n_embd);
@@ -157,9 +208,10 @@ int run_synth(SynthArgs args) {
     if (key.rfind("tokenizer.", 0) == 0) w.set_value(key, value);
   }
 
-  auto add_matrix = [&](const std::string& name, int64_t n_in, int64_t n_out) {
+  // layer: the block index, or -1 for the embedding and output matrices.
+  auto add_matrix = [&](const std::string& name, int64_t n_in, int64_t n_out, int layer = -1) {
     const uint64_t seed = hash_name(name) ^ (args.seed * 0x9e3779b97f4a7c15ull);
-    const GgmlType t = *type;
+    const GgmlType t = q4_k_m ? q4_k_m_type(name, layer, s.n_layer) : *type;
     const float std_dev = args.weight_std;
     const size_t bytes_per_row = row_bytes(t, n_in);
     return w.add_tensor(name, t, {n_in, n_out}, [=](std::span<uint8_t> dst) {
@@ -168,8 +220,14 @@ int run_synth(SynthArgs args) {
         std::vector<float> row(static_cast<size_t>(n_in));  // [n_in] one weight row before quantization
 #pragma omp for schedule(static)
         for (int64_t r = 0; r < n_out; ++r) {
-          random_row(seed + uint64_t(r) * 0x632be59bd9b4e019ull, std_dev, row.data(), n_in);
-          quantize_row(t, row.data(), dst.data() + size_t(r) * bytes_per_row, n_in);
+          const uint64_t row_seed = seed + uint64_t(r) * 0x632be59bd9b4e019ull;
+          uint8_t* out = dst.data() + size_t(r) * bytes_per_row;
+          if (q4_k_m) {
+            random_k_row(t, row_seed, std_dev, out, n_in);
+          } else {
+            random_row(row_seed, std_dev, row.data(), n_in);
+            quantize_row(t, row.data(), out, n_in);
+          }
         }
       }
     });
@@ -185,14 +243,14 @@ int run_synth(SynthArgs args) {
   for (int l = 0; l < s.n_layer; ++l) {
     const std::string p = "blk." + std::to_string(l) + ".";
     KVQ_CHECK(add_norm(p + "attn_norm.weight", s.n_embd).ok());
-    KVQ_CHECK(add_matrix(p + "attn_q.weight", s.n_embd, q_dim).ok());
-    KVQ_CHECK(add_matrix(p + "attn_k.weight", s.n_embd, kv_dim).ok());
-    KVQ_CHECK(add_matrix(p + "attn_v.weight", s.n_embd, kv_dim).ok());
-    KVQ_CHECK(add_matrix(p + "attn_output.weight", q_dim, s.n_embd).ok());
+    KVQ_CHECK(add_matrix(p + "attn_q.weight", s.n_embd, q_dim, l).ok());
+    KVQ_CHECK(add_matrix(p + "attn_k.weight", s.n_embd, kv_dim, l).ok());
+    KVQ_CHECK(add_matrix(p + "attn_v.weight", s.n_embd, kv_dim, l).ok());
+    KVQ_CHECK(add_matrix(p + "attn_output.weight", q_dim, s.n_embd, l).ok());
     KVQ_CHECK(add_norm(p + "ffn_norm.weight", s.n_embd).ok());
-    KVQ_CHECK(add_matrix(p + "ffn_gate.weight", s.n_embd, s.n_ff).ok());
-    KVQ_CHECK(add_matrix(p + "ffn_up.weight", s.n_embd, s.n_ff).ok());
-    KVQ_CHECK(add_matrix(p + "ffn_down.weight", s.n_ff, s.n_embd).ok());
+    KVQ_CHECK(add_matrix(p + "ffn_gate.weight", s.n_embd, s.n_ff, l).ok());
+    KVQ_CHECK(add_matrix(p + "ffn_up.weight", s.n_embd, s.n_ff, l).ok());
+    KVQ_CHECK(add_matrix(p + "ffn_down.weight", s.n_ff, s.n_embd, l).ok());
   }
   KVQ_CHECK(add_norm("output_norm.weight", s.n_embd).ok());
   KVQ_CHECK(add_matrix("output.weight", s.n_embd, n_vocab).ok());
@@ -215,7 +273,8 @@ void register_synth(CLI::App& app) {
   cmd->add_option("--preset", args->preset, "shape: mini, tinyllama-1.1b, llama-2-7b, llama-3-8b, mistral-7b")
       ->capture_default_str();
   cmd->add_option("-o,--output", args->output, "output GGUF path")->required();
-  cmd->add_option("--type", args->type, "weight type: f32 f16 bf16 q8_0 q4_0 q4_1 q5_0 q5_1 iq4_nl")
+  cmd->add_option("--type", args->type, "weight type: f32 f16 bf16 q8_0 q4_0 q4_1 q5_0 q5_1 iq4_nl, or q4_k_m (llama.cpp's mix of "
+                  "q4_K and q6_K, random codes)")
       ->capture_default_str();
   cmd->add_option("--vocab", args->vocab, "GGUF whose tokenizer is copied")->capture_default_str();
   cmd->add_option("--seed", args->seed, "random seed")->capture_default_str();
