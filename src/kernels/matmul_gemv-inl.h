@@ -264,11 +264,7 @@ KVQ_GEMV_TARGET void GemvRowsQ4_K(const uint8_t* const (&rows)[8], const matmul_
   const int64_t nb = a.n_in / kQK_K;
   const __m512i low4 = _mm512_set1_epi8(0x0F);
   __m512 acc[R];
-  __m256 acc_min[R];
-  KVQ_UNROLL for (int r = 0; r < R; ++r) {
-    acc[r] = _mm512_setzero_ps();
-    acc_min[r] = _mm256_setzero_ps();
-  }
+  KVQ_UNROLL for (int r = 0; r < R; ++r) acc[r] = _mm512_setzero_ps();
   for (int64_t b = 0; b < nb; ++b) {
     // Activations [k | k + 2] for k = 0, 1 (values 0-127) and 4, 5 (values 128-255).
     const int8_t* q = a.q + kQK_K * b;
@@ -290,8 +286,9 @@ KVQ_GEMV_TARGET void GemvRowsQ4_K(const uint8_t* const (&rows)[8], const matmul_
       const float d = _cvtsh_ss(blk->d), dmin = _cvtsh_ss(blk->dmin);
       const __m256 f8 = _mm256_mul_ps(BytesToFloats(Q4KScaleBytes(blk->scales)), _mm256_mul_ps(_mm256_set1_ps(d), dx8));
       const __m512 f = _mm512_maskz_insertf32x8(kAll16, _mm512_castps256_ps512(f8), f8, 1);
-      acc_min[r] = _mm256_fmadd_ps(BytesToFloats(Q4KMinBytes(blk->scales)), _mm256_mul_ps(_mm256_set1_ps(dmin), sums8),
-                                   acc_min[r]);
+      // The mins' term goes into lanes 0-7 (upper lanes: 0 x 0), so each row needs one accumulator.
+      const __m256 min_term = _mm256_mul_ps(BytesToFloats(Q4KMinBytes(blk->scales)), _mm256_mul_ps(_mm256_set1_ps(dmin), sums8));
+      acc[r] = _mm512_sub_ps(acc[r], _mm512_maskz_insertf32x8(0x00FF, _mm512_castps256_ps512(min_term), min_term, 0));
       KVQ_UNROLL for (int h = 0; h < 2; ++h) {  // nibbles of sub-blocks 0-3, then 4-7
         const __m512i v = _mm512_loadu_si512(blk->qs + 64 * h);
         const __m512i lo = _mm512_and_si512(v, low4);
@@ -307,8 +304,7 @@ KVQ_GEMV_TARGET void GemvRowsQ4_K(const uint8_t* const (&rows)[8], const matmul_
   }
   KVQ_UNROLL for (int r = 0; r < R; ++r) {
     const __m512 v = acc[r];
-    out[r] = HorizontalSum(_mm256_add_ps(_mm512_extractf32x8_ps(v, 0), _mm512_extractf32x8_ps(v, 1))) -
-             HorizontalSum(acc_min[r]);
+    out[r] = HorizontalSum(_mm256_add_ps(_mm512_extractf32x8_ps(v, 0), _mm512_extractf32x8_ps(v, 1)));
   }
 }
 
