@@ -188,15 +188,16 @@ void AttendItemT(DQ dq, const ad::Work& w, const ad::Item& it, int rows, int row
       ad::F32RowsView v;
 #if KVQ_INT8_SCORES
       if (fast_v && kG == 2 && rows_pad == 8 && int(hn::Lanes(dq)) == kInt8Lanes) {  // decode layout: fused
-        const size_t first = size_t(kh) * n_blocks * size_t(type_traits(kv.v_type).type_size);
+        const size_t block_bytes = size_t(type_traits(kv.v_type).type_size);
+        const size_t first = size_t(kh) * n_blocks * block_bytes;
         const uint8_t* v_chunk = kv.v + size_t(c0) * kv.v_row_bytes;
+        const int n_pad = (n + 3) / 4 * 4;
+        if (kh == 0) GatherValueScales(v_chunk, kv.v_row_bytes, block_bytes, n, n_kv * n_blocks, v_half_scales);
+        const uint16_t* head_half_scales = v_half_scales + size_t(kh) * n_blocks * n_pad;
         if (kv.v_type == GgmlType::Q4_0) {
-          const int n_pad = (n + 3) / 4 * 4;
-          if (kh == 0) GatherQ4Scales(v_chunk, kv.v_row_bytes, n, n_kv * n_blocks, v_half_scales);
-          AccumulatePVQ4_0(v_chunk, kv.v_row_bytes, first, n, n_blocks, s,
-                           v_half_scales + size_t(kh) * n_blocks * n_pad, v_scales, acc_kh);
+          AccumulatePVQ4_0(v_chunk, kv.v_row_bytes, first, n, n_blocks, s, head_half_scales, v_scales, acc_kh);
         } else {
-          AccumulatePVQ8_0(v_chunk, kv.v_row_bytes, first, n, n_blocks, s, v_half_scales, v_scales, acc_kh);
+          AccumulatePVQ8_0(v_chunk, kv.v_row_bytes, first, n, n_blocks, s, head_half_scales, v_scales, acc_kh);
         }
         continue;
       }

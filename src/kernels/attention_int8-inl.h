@@ -268,23 +268,37 @@ HWY_NOINLINE KVQ_TARGET_VNNI void DecodeValuesInt(const uint8_t* rows, size_t ro
   }
 }
 
+// The f16 scale of every value block (q4_0 or q8_0: d comes first, blocks of block_bytes) of tokens 0 ..
+// 4 ceil(n / 4) - 1, 0 past n: half_scales [block][token] for blocks 0 .. n_blocks - 1 of each row (all
+// heads), in one pass over the rows of a chunk (strided passes per head stalled on first touch).
+HWY_INLINE void GatherValueScales(const uint8_t* rows, size_t row_bytes, size_t block_bytes, int n, int n_blocks,
+                                  uint16_t* HWY_RESTRICT half_scales) {
+  const int n_pad = (n + 3) / 4 * 4;
+  for (int t = 0; t < n_pad; ++t) {
+    const uint8_t* x = rows + size_t(t) * row_bytes;
+    for (int b = 0; b < n_blocks; ++b) {
+      uint16_t h = 0;
+      if (t < n) std::memcpy(&h, x + size_t(b) * block_bytes, 2);
+      half_scales[size_t(b) * n_pad + t] = h;
+    }
+  }
+}
+
 // Decode layout, fused q8_0 value decode and p·v: acc [8, n_blocks * 32] f32 += sum_t p(r, t) * v(t), with
 // p(r, t) = s[(t / 2) * 16 + 2r + t % 2] (the scores' token-pair lanes). One 32-value block at a time for all
 // 8 rows (16 accumulators in registers), so each value block is decoded once, straight into registers: no f32
-// value tile is written and read back (that round trip cost as much as the decode). Scales as for
-// DecodeValuesInt. (q4_0 values take the integer p·v of attention_pv_int8-inl.h instead.)
+// value tile is written and read back (that round trip cost as much as the decode). half_scales: the head's
+// rows of GatherValueScales; scales: scratch of n_blocks * (kChunk + 16) floats. (q4_0 values take the
+// integer p·v of attention_pv_int8-inl.h instead.)
 HWY_NOINLINE KVQ_TARGET_VNNI void AccumulatePVQ8_0(const uint8_t* rows, size_t row_bytes, size_t first, int n,
                                                    int n_blocks, const float* HWY_RESTRICT s,
-                                                   uint16_t* HWY_RESTRICT half_scales, float* HWY_RESTRICT scales,
-                                                   float* HWY_RESTRICT acc) {
+                                                   const uint16_t* HWY_RESTRICT half_scales,
+                                                   float* HWY_RESTRICT scales, float* HWY_RESTRICT acc) {
   using Block = BlockQ8_0;
-  for (int t = 0; t < n; ++t) {
-    const auto* x = reinterpret_cast<const Block*>(rows + size_t(t) * row_bytes + first);
-    for (int b = 0; b < n_blocks; ++b) std::memcpy(half_scales + size_t(b) * n + t, &x[b].d, 2);  // [block][t]
-  }
-  for (int i = 0; i < n * n_blocks; i += 16) {
-    _mm512_storeu_ps(scales + i,
-                     _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(half_scales + i))));
+  const int n_pad = (n + 3) / 4 * 4;
+  for (int i = 0; i < n_pad * n_blocks; i += 16) {
+    const __mmask16 m = n_pad * n_blocks - i >= 16 ? 0xFFFF : __mmask16((1u << (n_pad * n_blocks - i)) - 1);
+    _mm512_storeu_ps(scales + i, _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(m, half_scales + i)));
   }
   const size_t hd = size_t(n_blocks) * kQK;
   for (int b = 0; b < n_blocks; ++b) {
@@ -297,7 +311,7 @@ HWY_NOINLINE KVQ_TARGET_VNNI void AccumulatePVQ8_0(const uint8_t* rows, size_t r
     __m512 a50 = _mm512_loadu_ps(a + 5 * hd), a51 = _mm512_loadu_ps(a + 5 * hd + 16);
     __m512 a60 = _mm512_loadu_ps(a + 6 * hd), a61 = _mm512_loadu_ps(a + 6 * hd + 16);
     __m512 a70 = _mm512_loadu_ps(a + 7 * hd), a71 = _mm512_loadu_ps(a + 7 * hd + 16);
-    const float* sb = scales + size_t(b) * n;
+    const float* sb = scales + size_t(b) * n_pad;
     for (int t = 0; t < n; ++t) {
       const auto& x = reinterpret_cast<const Block*>(rows + size_t(t) * row_bytes + first)[b];
       const __m512 d = _mm512_set1_ps(sb[t]);

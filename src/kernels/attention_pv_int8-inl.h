@@ -72,24 +72,9 @@ HWY_INLINE KVQ_TARGET_PV_INT8 __m512i LoadQuadRows(const uint8_t* row, size_t ro
   return _mm512_inserti32x4(_mm512_inserti32x4(lo, at(2), 2), at(3), 3);
 }
 
-// Every q4_0 block's f16 scale of tokens 0 .. 4 ceil(n / 4) - 1 (0 past n): half_scales [block][token]
-// for blocks 0 .. n_blocks - 1 of each row (all heads), in one pass over the rows.
-HWY_INLINE void GatherQ4Scales(const uint8_t* rows, size_t row_bytes, int n, int n_blocks,
-                               uint16_t* HWY_RESTRICT half_scales) {
-  const int n_pad = (n + 3) / 4 * 4;
-  for (int t = 0; t < n_pad; ++t) {
-    const uint8_t* x = rows + size_t(t) * row_bytes;
-    for (int b = 0; b < n_blocks; ++b) {
-      uint16_t h = 0;
-      if (t < n) std::memcpy(&h, x + size_t(b) * sizeof(BlockQ4_0), 2);
-      half_scales[size_t(b) * n_pad + t] = h;
-    }
-  }
-}
-
 // acc [8, n_blocks * 32] f32 += sum_t p(r, t) * v(t) for tokens 0 .. n - 1 of q4_0 values (rows of
 // row_bytes, the head's first block at byte `first`), p(r, t) = s[(t / 2) * 16 + 2r + t % 2], which holds
-// zeros for t >= n up to a multiple of 4. half_scales: the head's rows of GatherQ4Scales; scales: scratch
+// zeros for t >= n up to a multiple of 4. half_scales: the head's rows of GatherValueScales; scales: scratch
 // of kChunk + 16 floats.
 HWY_NOINLINE KVQ_TARGET_PV_INT8 void AccumulatePVQ4_0(const uint8_t* rows, size_t row_bytes, size_t first, int n,
                                                       int n_blocks, const float* HWY_RESTRICT s,
