@@ -1,11 +1,14 @@
-// Fused decode kernels (n_tokens = 1) for q4_0 and q8_0 weights on x86 AVX2 / AVX-512 targets: each
-// block is unpacked in registers and dotted with the 8-bit activations at once, with no panel round
-// trip. Decode streams every weight once, so the cost per block must stay below the time memory takes to
-// deliver it, with room to spare: a core that computes for most of that time no longer keeps enough
-// reads in flight. 256-bit kernel: ~12 ops per 32 weights, against ~25 for decode-to-panel + panel
-// kernel. q4_0 on AVX-512 VNNI + GFNI: ~8.5 ops per 96 weights (Q4TripleStep). Measured with
-// `OMP_NUM_THREADS=1 matmul_bench --benchmark_filter=gemv_warm/q4_0/512x2048` (0.59 MB, L2-resident):
-// 256-bit kernel 53 us, two blocks per 512-bit step with vpermb 41 us, triple kernel 30 us (18 GB/s).
+// Fused decode kernels (n_tokens = 1): q4_0 and q8_0 weights on x86 AVX2 / AVX-512 targets, q4_K and
+// q6_K (the types of Q4_K_M files) on AVX-512 VNNI. Each block is unpacked in registers and dotted with
+// the 8-bit activations at once, with no panel round trip. Decode streams every weight once, so the cost
+// per block must stay below the time memory takes to deliver it, with room to spare: a core that computes
+// for most of that time no longer keeps enough reads in flight. 256-bit kernel: ~12 ops per 32 weights,
+// against ~25 for decode-to-panel + panel kernel. q4_0 on AVX-512 VNNI + GFNI: ~8.5 ops per 96 weights
+// (Q4TripleStep). Measured with `OMP_NUM_THREADS=1 matmul_bench --benchmark_filter=gemv_warm/q4_0/512x2048`
+// (0.59 MB, L2-resident): 256-bit kernel 53 us, two blocks per 512-bit step with vpermb 41 us, triple
+// kernel 30 us (18 GB/s). TinyLlama-shaped q4_K / q6_K projections (`matmul_bench
+// --benchmark_filter=tinyllama_projections/tg1`, 2 threads): panel path 7.6 / 9.3 GB/s, these kernels
+// 15-16 / 18-19.5 GB/s.
 // Included by matmul_int.cpp inside its HWY_NAMESPACE; other targets use the panel path.
 
 #if defined(KVQ_KERNELS_MATMUL_GEMV_INL_H_) == defined(HWY_TARGET_TOGGLE)
