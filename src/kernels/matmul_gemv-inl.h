@@ -8,7 +8,7 @@
 // (0.59 MB, L2-resident): 256-bit kernel 53 us, two blocks per 512-bit step with vpermb 41 us, triple
 // kernel 30 us (18 GB/s). TinyLlama-shaped q4_K / q6_K projections (`matmul_bench
 // --benchmark_filter=tinyllama_projections/tg1`, 2 threads): panel path 7.6 / 9.3 GB/s, these kernels
-// 15-16 / 18-19.5 GB/s.
+// 16.9-17.2 / 18-19.5 GB/s (q4_0: 18.4-18.7 in the same runs).
 // Included by matmul_int.cpp inside its HWY_NAMESPACE; other targets use the panel path.
 
 #if defined(KVQ_KERNELS_MATMUL_GEMV_INL_H_) == defined(HWY_TARGET_TOGGLE)
@@ -223,9 +223,15 @@ KVQ_GEMV_TARGET void GemvRowsQ4_0Triples(const uint8_t* const (&rows)[kGroups][4
 // sub-blocks 2g (low nibbles of bytes 0-31), 2g + 2 (low, bytes 32-63) and 2g + 1, 2g + 3 (high), so each
 // vpdpbusd against activations [values of sub-block k | values of sub-block k + 2] gives 8 int32 lanes
 // per sub-block, scaled per lane by d x scale_k x dx_k (vpermps from 8 products). The mins cost
-// dmin x min_k x dx_k x (sum of the codes of sub-block k): one FMA of 8 lanes per step.
+// dmin x min_k x dx_k x (sum of the codes of sub-block k), subtracted in lanes 8-15. The block's first 16
+// bytes (d, dmin, 12 bytes of 6-bit scales and mins) are unpacked in one vector register: as scalar code
+// they were a third of the kernel's instructions.
 struct Q4KConsts {
-  __m512i pick[4];  // vpermps: lanes 0-7 take product k, lanes 8-15 product k + 2; k = 0, 1, 4, 5
+  __m512i pick[4];        // vpermps: lanes 0-7 take product k, lanes 8-15 product k + 2; k = 0, 1, 4, 5
+  __m512i d_then_dmin;    // vpermps: lanes 0-7 take lane 0 (d), lanes 8-15 lane 1 (dmin)
+  __m128i pick_low;       // pshufb: scales 0-3, (for 4-7), mins 0-3, (for mins 4-7): see Q4KScalesMins
+  __m128i pick_high;      // pshufb: the bytes whose top 2 bits complete scales 4-7 and mins 4-7
+  __m128i nibble_shift;   // vpsrlvw: 4 for the words that hold mins 4-7 (high nibbles), else 0
 };
 
 inline Q4KConsts MakeQ4KConsts() {
@@ -236,34 +242,30 @@ inline Q4KConsts MakeQ4KConsts() {
     for (int l = 0; l < 16; ++l) idx[l] = kFirst[v] + (l < 8 ? 0 : 2);
     c.pick[v] = _mm512_load_si512(idx);
   }
+  c.d_then_dmin = _mm512_set_epi32(1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 0, 0, 0, 0);
+  // Byte 4 + i of the block is packed byte i; see ScaleMinK4 for the 12-byte layout.
+  c.pick_low = _mm_setr_epi8(4, 5, 6, 7, 12, 13, 14, 15, 8, 9, 10, 11, 12, 13, 14, 15);
+  c.pick_high = _mm_setr_epi8(0, 0, 0, 0, 4, 5, 6, 7, 0, 0, 0, 0, 8, 9, 10, 11);
+  c.nibble_shift = _mm_setr_epi16(0, 0, 0, 0, 0, 0, 4, 4);
   return c;
 }
 
-// The 8 six-bit scales (low 32 bits: 0-3, high: 4-7) or mins of a q4_K block, one per byte; see ScaleMinK4.
-inline uint64_t Q4KScaleBytes(const uint8_t* packed) {
-  uint32_t u[3];
-  std::memcpy(u, packed, sizeof(u));
-  const uint32_t lo = u[0] & 0x3F3F3F3F;
-  const uint32_t hi = (u[2] & 0x0F0F0F0F) | (((u[0] >> 6) & 0x03030303) << 4);
-  return uint64_t(lo) | (uint64_t(hi) << 32);
-}
-inline uint64_t Q4KMinBytes(const uint8_t* packed) {
-  uint32_t u[3];
-  std::memcpy(u, packed, sizeof(u));
-  const uint32_t lo = u[1] & 0x3F3F3F3F;
-  const uint32_t hi = ((u[2] >> 4) & 0x0F0F0F0F) | (((u[1] >> 6) & 0x03030303) << 4);
-  return uint64_t(lo) | (uint64_t(hi) << 32);
+// [scale 0..7, min 0..7] of a q4_K block as 16 bytes, from the block's first 16 bytes.
+KVQ_GEMV_TARGET HWY_INLINE __m128i Q4KScalesMins(__m128i head, const Q4KConsts& c) {
+  const __m128i low = _mm_shuffle_epi8(head, c.pick_low);    // packed 0-3, 8-11, 4-7, 8-11
+  const __m128i high = _mm_shuffle_epi8(head, c.pick_high);  // -, packed 0-3, -, packed 4-7
+  const __m128i six_bits = _mm_and_si128(low, _mm_set1_epi8(0x3F));  // scales and mins 0-3
+  // 4-7: a nibble of packed 8-11 (low for scales, high for mins) | top 2 bits of packed 0-3 / 4-7 << 4.
+  const __m128i nibble = _mm_and_si128(_mm_maskz_srlv_epi16(0xFF, low, c.nibble_shift), _mm_set1_epi8(0x0F));
+  const __m128i top = _mm_and_si128(_mm_srli_epi16(high, 2), _mm_set1_epi8(0x30));
+  return _mm_blend_epi32(six_bits, _mm_or_si128(nibble, top), 0b1010);
 }
 
-KVQ_GEMV_TARGET HWY_INLINE __m256 BytesToFloats(uint64_t bytes) {
-  return _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_cvtsi64_si128(int64_t(bytes))));
-}
-
-// out[r] = dot(row r, token) for R rows of q4_K. dx, code_sums: [n_in / 32] activation scale and scale x
-// sum of codes of each 32 values.
+// out[r] = dot(row r, token) for R rows of q4_K. dx_sums: [n_in / 256][16]: per block the activation scale
+// of each 32 values, then scale x sum of their codes.
 template <int R>
 KVQ_GEMV_TARGET void GemvRowsQ4_K(const uint8_t* const (&rows)[8], const matmul_detail::QuantizedActs& a,
-                                  const float* dx, const float* code_sums, const Q4KConsts& c, float* out) {
+                                  const float* dx_sums, const Q4KConsts& c, float* out) {
   const int64_t nb = a.n_in / kQK_K;
   const __m512i low4 = _mm512_set1_epi8(0x0F);
   __m512 acc[R];
@@ -277,8 +279,7 @@ KVQ_GEMV_TARGET void GemvRowsQ4_K(const uint8_t* const (&rows)[8], const matmul_
       return _mm512_maskz_inserti64x4(0xFF, _mm512_castsi256_si512(first), second, 1);
     };
     const __m512i x[4] = {pair(0), pair(1), pair(4), pair(5)};
-    const __m256 dx8 = _mm256_loadu_ps(dx + 8 * b);
-    const __m256 sums8 = _mm256_loadu_ps(code_sums + 8 * b);
+    const __m512 act = _mm512_loadu_ps(dx_sums + 16 * b);
     KVQ_UNROLL for (int r = 0; r < R; ++r) {
       const uint8_t* block = rows[r] + sizeof(BlockQ4_K) * size_t(b);
       const char* ahead = reinterpret_cast<const char*>(block) + 512;
@@ -286,12 +287,14 @@ KVQ_GEMV_TARGET void GemvRowsQ4_K(const uint8_t* const (&rows)[8], const matmul_
       _mm_prefetch(ahead + 64, _MM_HINT_T0);
       _mm_prefetch(ahead + 128, _MM_HINT_T0);
       const auto* blk = reinterpret_cast<const BlockQ4_K*>(block);
-      const float d = _cvtsh_ss(blk->d), dmin = _cvtsh_ss(blk->dmin);
-      const __m256 f8 = _mm256_mul_ps(BytesToFloats(Q4KScaleBytes(blk->scales)), _mm256_mul_ps(_mm256_set1_ps(d), dx8));
-      const __m512 f = _mm512_maskz_insertf32x8(kAll16, _mm512_castps256_ps512(f8), f8, 1);
-      // The mins' term goes into lanes 0-7 (upper lanes: 0 x 0), so each row needs one accumulator.
-      const __m256 min_term = _mm256_mul_ps(BytesToFloats(Q4KMinBytes(blk->scales)), _mm256_mul_ps(_mm256_set1_ps(dmin), sums8));
-      acc[r] = _mm512_sub_ps(acc[r], _mm512_maskz_insertf32x8(0x00FF, _mm512_castps256_ps512(min_term), min_term, 0));
+      const __m128i head = _mm_loadu_si128(reinterpret_cast<const __m128i*>(block));
+      const __m512 d_dmin = _mm512_maskz_permutexvar_ps(kAll16, c.d_then_dmin,
+                                                        _mm512_castps128_ps512(_mm_cvtph_ps(head)));
+      const __m512 scales_mins =
+          _mm512_maskz_cvtepi32_ps(kAll16, _mm512_maskz_cvtepu8_epi32(kAll16, Q4KScalesMins(head, c)));
+      // Lanes 0-7: d x scale_k x dx_k; lanes 8-15: dmin x min_k x dx_k x sum of codes_k.
+      const __m512 f = _mm512_mul_ps(scales_mins, _mm512_mul_ps(d_dmin, act));
+      acc[r] = _mm512_mask_sub_ps(acc[r], 0xFF00, acc[r], f);
       KVQ_UNROLL for (int h = 0; h < 2; ++h) {  // nibbles of sub-blocks 0-3, then 4-7
         const __m512i v = _mm512_loadu_si512(blk->qs + 64 * h);
         const __m512i lo = _mm512_and_si512(v, low4);
@@ -374,18 +377,19 @@ KVQ_GEMV_TARGET void GemvRowsQ6_K(const uint8_t* const (&rows)[8], const matmul_
 }
 
 // Rows [r0, r1) of a q4_K or q6_K matrix: 8 rows per pass (more streams in flight: +5% over 4 rows for
-// q4_K on `matmul_bench --benchmark_filter=tinyllama_projections/tg1/q4_K`, 2 threads), then 4, then 1.
+// q4_K on `matmul_bench --benchmark_filter=tinyllama_projections/tg1/q4_K`, 2 threads; 12 or 16 rows were
+// no faster), then 4, then 1.
 template <GgmlType kType>
 void GemvAllRowsK(const WeightMatrix& w, const matmul_detail::QuantizedActs& a, int64_t r0, int64_t r1, float* y) {
   const size_t w_row_bytes = row_bytes(w.type, w.n_in);
   const int64_t n_sub = a.n_in / kQK;
-  thread_local std::vector<float> per_sub;  // q4_K: [2, n_in / 32]: dx, then dx x sum of codes
+  thread_local std::vector<float> dx_sums;  // q4_K: [n_in / 256][16]: dx of each 32 values, then dx x code sum
   Q4KConsts consts;
   if constexpr (kType == GgmlType::Q4_K) {
-    per_sub.resize(size_t(2 * n_sub));
+    dx_sums.resize(size_t(2 * n_sub));
     for (int64_t k = 0; k < n_sub; ++k) {
-      per_sub[size_t(k)] = a.scale[kQK / 4 * k];
-      per_sub[size_t(n_sub + k)] = a.sum16[2 * k] + a.sum16[2 * k + 1];
+      dx_sums[size_t(16 * (k / 8) + k % 8)] = a.scale[kQK / 4 * k];
+      dx_sums[size_t(16 * (k / 8) + 8 + k % 8)] = a.sum16[2 * k] + a.sum16[2 * k + 1];
     }
     consts = MakeQ4KConsts();
   }
@@ -394,7 +398,7 @@ void GemvAllRowsK(const WeightMatrix& w, const matmul_detail::QuantizedActs& a, 
     const uint8_t* rows[8];
     for (int j = 0; j < 8; ++j) rows[j] = w.data + size_t(at + (j < kRows ? j : 0)) * w_row_bytes;
     if constexpr (kType == GgmlType::Q4_K) {
-      GemvRowsQ4_K<kRows>(rows, a, per_sub.data(), per_sub.data() + n_sub, consts, y + at);
+      GemvRowsQ4_K<kRows>(rows, a, dx_sums.data(), consts, y + at);
     } else {
       GemvRowsQ6_K<kRows>(rows, a, y + at);
     }
