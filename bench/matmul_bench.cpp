@@ -6,16 +6,21 @@
 // bigger than the cache; "warm" reuses one (cache-resident) matrix.
 //
 //   build-*/matmul_bench --benchmark_min_time=0.5
+//   KVQ_BENCH_TARGET=avx2 build-*/matmul_bench ...   # only that SIMD target (and those below it)
 
 #include <benchmark/benchmark.h>
 #include <omp.h>
 
+#include <cctype>
 #include <cstddef>
+#include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <random>
 #include <string>
 #include <vector>
 
+#include "hwy/targets.h"
 #include "kernels/matmul.h"
 #include "kernels/matmul_internal.h"
 #include "quant/quant.h"
@@ -194,6 +199,26 @@ void register_all() {
 
 int main(int argc, char** argv) {
   benchmark::Initialize(&argc, argv);
+  // Measures a machine without the wider targets (users' AVX2 desktops) on this one.
+  if (const char* name = std::getenv("KVQ_BENCH_TARGET")) {
+    int64_t allowed = 0;
+    for (int64_t t : hwy::SupportedAndGeneratedTargets()) {
+      std::string target = hwy::TargetName(t);
+      for (char& ch : target) ch = char(std::tolower(static_cast<unsigned char>(ch)));
+      if (target == name) allowed = t;
+    }
+    if (allowed == 0) {
+      std::fprintf(stderr, "matmul_bench: KVQ_BENCH_TARGET=%s is not a target of this build and CPU\n", name);
+      return 1;
+    }
+    // Highway's target bits: lower values are better targets; keep `allowed` and every worse one.
+    int64_t mask = 0;
+    for (int64_t t : hwy::SupportedAndGeneratedTargets()) {
+      if (t >= allowed) mask |= t;
+    }
+    hwy::SetSupportedTargetsForTest(mask);
+    std::fprintf(stderr, "matmul_bench: SIMD target %s\n", name);
+  }
   kvq::register_all();
   benchmark::RunSpecifiedBenchmarks();
   benchmark::Shutdown();

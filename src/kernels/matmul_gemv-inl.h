@@ -1,5 +1,5 @@
-// Fused decode kernels (n_tokens = 1): q4_0 and q8_0 weights on x86 AVX2 / AVX-512 targets, q4_K and
-// q6_K (the types of Q4_K_M files) on AVX-512 VNNI. Each block is unpacked in registers and dotted with
+// Fused decode kernels (n_tokens = 1): q4_0, q8_0 and q4_K weights on x86 AVX2 / AVX-512 targets, q6_K
+// on AVX-512 VNNI (q4_K / q6_K: matmul_gemv_k-inl.h). Each block is unpacked in registers and dotted with
 // the 8-bit activations at once, with no panel round trip. Decode streams every weight once, so the cost
 // per block must stay below the time memory takes to deliver it, with room to spare: a core that computes
 // for most of that time no longer keeps enough reads in flight. 256-bit kernel: ~12 ops per 32 weights,
@@ -219,197 +219,10 @@ KVQ_GEMV_TARGET void GemvRowsQ4_0Triples(const uint8_t* const (&rows)[kGroups][4
   }
 }
 
-// q4_K on AVX-512 VNNI: 256 values (144 bytes) per row and step. A 64-byte load of the nibbles holds
-// sub-blocks 2g (low nibbles of bytes 0-31), 2g + 2 (low, bytes 32-63) and 2g + 1, 2g + 3 (high), so each
-// vpdpbusd against activations [values of sub-block k | values of sub-block k + 2] gives 8 int32 lanes
-// per sub-block, scaled per lane by d x scale_k x dx_k (vpermps from 8 products). The mins cost
-// dmin x min_k x dx_k x (sum of the codes of sub-block k), subtracted in lanes 8-15. The block's first 16
-// bytes (d, dmin, 12 bytes of 6-bit scales and mins) are unpacked in one vector register: as scalar code
-// they were a third of the kernel's instructions.
-struct Q4KConsts {
-  __m512i pick[4];        // vpermps: lanes 0-7 take product k, lanes 8-15 product k + 2; k = 0, 1, 4, 5
-  __m512i d_then_dmin;    // vpermps: lanes 0-7 take lane 0 (d), lanes 8-15 lane 1 (dmin)
-  __m128i pick_low;       // pshufb: scales 0-3, (for 4-7), mins 0-3, (for mins 4-7): see Q4KScalesMins
-  __m128i pick_high;      // pshufb: the bytes whose top 2 bits complete scales 4-7 and mins 4-7
-  __m128i nibble_shift;   // vpsrlvw: 4 for the words that hold mins 4-7 (high nibbles), else 0
-};
-
-inline Q4KConsts MakeQ4KConsts() {
-  Q4KConsts c;
-  constexpr int kFirst[4] = {0, 1, 4, 5};
-  for (int v = 0; v < 4; ++v) {
-    alignas(64) int32_t idx[16];
-    for (int l = 0; l < 16; ++l) idx[l] = kFirst[v] + (l < 8 ? 0 : 2);
-    c.pick[v] = _mm512_load_si512(idx);
-  }
-  c.d_then_dmin = _mm512_set_epi32(1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 0, 0, 0, 0);
-  // Byte 4 + i of the block is packed byte i; see ScaleMinK4 for the 12-byte layout.
-  c.pick_low = _mm_setr_epi8(4, 5, 6, 7, 12, 13, 14, 15, 8, 9, 10, 11, 12, 13, 14, 15);
-  c.pick_high = _mm_setr_epi8(0, 0, 0, 0, 4, 5, 6, 7, 0, 0, 0, 0, 8, 9, 10, 11);
-  c.nibble_shift = _mm_setr_epi16(0, 0, 0, 0, 0, 0, 4, 4);
-  return c;
-}
-
-// [scale 0..7, min 0..7] of a q4_K block as 16 bytes, from the block's first 16 bytes.
-KVQ_GEMV_TARGET HWY_INLINE __m128i Q4KScalesMins(__m128i head, const Q4KConsts& c) {
-  const __m128i low = _mm_shuffle_epi8(head, c.pick_low);    // packed 0-3, 8-11, 4-7, 8-11
-  const __m128i high = _mm_shuffle_epi8(head, c.pick_high);  // -, packed 0-3, -, packed 4-7
-  const __m128i six_bits = _mm_and_si128(low, _mm_set1_epi8(0x3F));  // scales and mins 0-3
-  // 4-7: a nibble of packed 8-11 (low for scales, high for mins) | top 2 bits of packed 0-3 / 4-7 << 4.
-  const __m128i nibble = _mm_and_si128(_mm_maskz_srlv_epi16(0xFF, low, c.nibble_shift), _mm_set1_epi8(0x0F));
-  const __m128i top = _mm_and_si128(_mm_srli_epi16(high, 2), _mm_set1_epi8(0x30));
-  return _mm_blend_epi32(six_bits, _mm_or_si128(nibble, top), 0b1010);
-}
-
-// out[r] = dot(row r, token) for R rows of q4_K. dx_sums: [n_in / 256][16]: per block the activation scale
-// of each 32 values, then scale x sum of their codes.
-template <int R>
-KVQ_GEMV_TARGET void GemvRowsQ4_K(const uint8_t* const (&rows)[8], const matmul_detail::QuantizedActs& a,
-                                  const float* dx_sums, const Q4KConsts& c, float* out) {
-  const int64_t nb = a.n_in / kQK_K;
-  const __m512i low4 = _mm512_set1_epi8(0x0F);
-  __m512 acc[R];
-  KVQ_UNROLL for (int r = 0; r < R; ++r) acc[r] = _mm512_setzero_ps();
-  for (int64_t b = 0; b < nb; ++b) {
-    // Activations [k | k + 2] for k = 0, 1 (values 0-127) and 4, 5 (values 128-255).
-    const int8_t* q = a.q + kQK_K * b;
-    const auto pair = [&](int k) {
-      const __m256i first = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(q + kQK * k));
-      const __m256i second = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(q + kQK * (k + 2)));
-      return _mm512_maskz_inserti64x4(0xFF, _mm512_castsi256_si512(first), second, 1);
-    };
-    const __m512i x[4] = {pair(0), pair(1), pair(4), pair(5)};
-    const __m512 act = _mm512_loadu_ps(dx_sums + 16 * b);
-    KVQ_UNROLL for (int r = 0; r < R; ++r) {
-      const uint8_t* block = rows[r] + sizeof(BlockQ4_K) * size_t(b);
-      const char* ahead = reinterpret_cast<const char*>(block) + 512;
-      _mm_prefetch(ahead, _MM_HINT_T0);
-      _mm_prefetch(ahead + 64, _MM_HINT_T0);
-      _mm_prefetch(ahead + 128, _MM_HINT_T0);
-      const auto* blk = reinterpret_cast<const BlockQ4_K*>(block);
-      const __m128i head = _mm_loadu_si128(reinterpret_cast<const __m128i*>(block));
-      const __m512 d_dmin = _mm512_maskz_permutexvar_ps(kAll16, c.d_then_dmin,
-                                                        _mm512_castps128_ps512(_mm_cvtph_ps(head)));
-      const __m512 scales_mins =
-          _mm512_maskz_cvtepi32_ps(kAll16, _mm512_maskz_cvtepu8_epi32(kAll16, Q4KScalesMins(head, c)));
-      // Lanes 0-7: d x scale_k x dx_k; lanes 8-15: dmin x min_k x dx_k x sum of codes_k.
-      const __m512 f = _mm512_mul_ps(scales_mins, _mm512_mul_ps(d_dmin, act));
-      acc[r] = _mm512_mask_sub_ps(acc[r], 0xFF00, acc[r], f);
-      KVQ_UNROLL for (int h = 0; h < 2; ++h) {  // nibbles of sub-blocks 0-3, then 4-7
-        const __m512i v = _mm512_loadu_si512(blk->qs + 64 * h);
-        const __m512i lo = _mm512_and_si512(v, low4);
-        const __m512i hi = _mm512_and_si512(_mm512_srli_epi16(v, 4), low4);
-        const __m512i dot_lo = _mm512_dpbusd_epi32(_mm512_setzero_si512(), lo, x[2 * h]);
-        const __m512i dot_hi = _mm512_dpbusd_epi32(_mm512_setzero_si512(), hi, x[2 * h + 1]);
-        acc[r] = _mm512_fmadd_ps(_mm512_maskz_cvtepi32_ps(kAll16, dot_lo),
-                                 _mm512_maskz_permutexvar_ps(kAll16, c.pick[2 * h], f), acc[r]);
-        acc[r] = _mm512_fmadd_ps(_mm512_maskz_cvtepi32_ps(kAll16, dot_hi),
-                                 _mm512_maskz_permutexvar_ps(kAll16, c.pick[2 * h + 1], f), acc[r]);
-      }
-    }
-  }
-  KVQ_UNROLL for (int r = 0; r < R; ++r) {
-    const __m512 v = acc[r];
-    out[r] = HorizontalSum(_mm256_add_ps(_mm512_extractf32x8_ps(v, 0), _mm512_extractf32x8_ps(v, 1)));
-  }
-}
-
-// q6_K on AVX-512 VNNI: 256 values (210 bytes) per row and step, as 4 vectors of 64 consecutive values:
-// vector 2h takes the low nibbles of ql[64h ..] with qh's bit pairs 0 (first 32 bytes) and 2 (next 32),
-// vector 2h + 1 the high nibbles with bit pairs 4 and 6, so the activations are plain loads. Codes 0..63
-// are unsigned for vpdpbusd; the offset of 32 costs -32 x d x sum over the 16-value groups of scale x
-// (dx x sum of codes). Each int32 lane (4 values) is scaled by its group's scale (vpermps from the 16)
-// times its activation scale, which the activations already store per 4 values.
-template <int R>
-KVQ_GEMV_TARGET void GemvRowsQ6_K(const uint8_t* const (&rows)[8], const matmul_detail::QuantizedActs& a,
-                                  float* out) {
-  const int64_t nb = a.n_in / kQK_K;
-  const __m512i low4 = _mm512_set1_epi8(0x0F), bits45 = _mm512_set1_epi8(0x30);
-  // Per 16-bit word: first 32 bytes move qh's bit pair 0 (vector 2h) or 4 (2h + 1) to bits 4-5; next 32
-  // bytes pair 2 or 6.
-  const __m512i shl_lo = _mm512_maskz_inserti64x4(0xFF, _mm512_set1_epi16(4), _mm256_set1_epi16(2), 1);
-  const __m512i shr_hi = _mm512_maskz_inserti64x4(0xFF, _mm512_setzero_si512(), _mm256_set1_epi16(2), 1);
-  alignas(64) int32_t group_idx[4][16];  // vpermps: lane l of vector k takes scale 4k + l / 4
-  for (int k = 0; k < 4; ++k) {
-    for (int l = 0; l < 16; ++l) group_idx[k][l] = 4 * k + l / 4;
-  }
-  __m512 acc[R];
-  KVQ_UNROLL for (int r = 0; r < R; ++r) acc[r] = _mm512_setzero_ps();
-  for (int64_t b = 0; b < nb; ++b) {
-    const int8_t* q = a.q + kQK_K * b;
-    const __m512 neg32_sums = _mm512_mul_ps(_mm512_loadu_ps(a.sum16 + 16 * b), _mm512_set1_ps(-32.0f));
-    KVQ_UNROLL for (int r = 0; r < R; ++r) {
-      const uint8_t* block = rows[r] + sizeof(BlockQ6_K) * size_t(b);
-      const char* ahead = reinterpret_cast<const char*>(block) + 512;
-      _mm_prefetch(ahead, _MM_HINT_T0);
-      _mm_prefetch(ahead + 64, _MM_HINT_T0);
-      _mm_prefetch(ahead + 128, _MM_HINT_T0);
-      _mm_prefetch(ahead + 192, _MM_HINT_T0);
-      const auto* blk = reinterpret_cast<const BlockQ6_K*>(block);
-      const __m512 scales = _mm512_maskz_cvtepi32_ps(
-          kAll16, _mm512_maskz_cvtepi8_epi32(kAll16, _mm_loadu_si128(reinterpret_cast<const __m128i*>(blk->scales))));
-      __m512 sum = _mm512_mul_ps(scales, neg32_sums);  // this block's dot product / d
-      KVQ_UNROLL for (int h = 0; h < 2; ++h) {
-        const __m512i ql = _mm512_loadu_si512(blk->ql + 64 * h);
-        const __m512i qh =
-            _mm512_maskz_broadcast_i64x4(0xFF, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(blk->qh + 32 * h)));
-        const __m512i high_lo = _mm512_and_si512(_mm512_sllv_epi16(qh, shl_lo), bits45);
-        const __m512i high_hi = _mm512_and_si512(_mm512_srlv_epi16(qh, shr_hi), bits45);
-        const __m512i codes[2] = {_mm512_or_si512(_mm512_and_si512(ql, low4), high_lo),
-                                  _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi16(ql, 4), low4), high_hi)};
-        KVQ_UNROLL for (int j = 0; j < 2; ++j) {
-          const int k = 2 * h + j;
-          const __m512i x = _mm512_loadu_si512(q + 64 * k);
-          const __m512i dot = _mm512_dpbusd_epi32(_mm512_setzero_si512(), codes[j], x);
-          const __m512 lane_scale =
-              _mm512_mul_ps(_mm512_maskz_permutexvar_ps(kAll16, _mm512_load_si512(group_idx[k]), scales),
-                            _mm512_loadu_ps(a.scale + 64 * b + 16 * k));
-          sum = _mm512_fmadd_ps(_mm512_maskz_cvtepi32_ps(kAll16, dot), lane_scale, sum);
-        }
-      }
-      acc[r] = _mm512_fmadd_ps(sum, _mm512_set1_ps(_cvtsh_ss(blk->d)), acc[r]);
-    }
-  }
-  KVQ_UNROLL for (int r = 0; r < R; ++r) {
-    const __m512 v = acc[r];
-    out[r] = HorizontalSum(_mm256_add_ps(_mm512_extractf32x8_ps(v, 0), _mm512_extractf32x8_ps(v, 1)));
-  }
-}
-
-// Rows [r0, r1) of a q4_K or q6_K matrix: 8 rows per pass (more streams in flight: +5% over 4 rows for
-// q4_K on `matmul_bench --benchmark_filter=tinyllama_projections/tg1/q4_K`, 2 threads; 12 or 16 rows were
-// no faster), then 4, then 1.
-template <GgmlType kType>
-void GemvAllRowsK(const WeightMatrix& w, const matmul_detail::QuantizedActs& a, int64_t r0, int64_t r1, float* y) {
-  const size_t w_row_bytes = row_bytes(w.type, w.n_in);
-  const int64_t n_sub = a.n_in / kQK;
-  thread_local std::vector<float> dx_sums;  // q4_K: [n_in / 256][16]: dx of each 32 values, then dx x code sum
-  Q4KConsts consts;
-  if constexpr (kType == GgmlType::Q4_K) {
-    dx_sums.resize(size_t(2 * n_sub));
-    for (int64_t k = 0; k < n_sub; ++k) {
-      dx_sums[size_t(16 * (k / 8) + k % 8)] = a.scale[kQK / 4 * k];
-      dx_sums[size_t(16 * (k / 8) + 8 + k % 8)] = a.sum16[2 * k] + a.sum16[2 * k + 1];
-    }
-    consts = MakeQ4KConsts();
-  }
-  const auto run = [&](auto n_rows, int64_t at) {
-    constexpr int kRows = decltype(n_rows)::value;
-    const uint8_t* rows[8];
-    for (int j = 0; j < 8; ++j) rows[j] = w.data + size_t(at + (j < kRows ? j : 0)) * w_row_bytes;
-    if constexpr (kType == GgmlType::Q4_K) {
-      GemvRowsQ4_K<kRows>(rows, a, dx_sums.data(), consts, y + at);
-    } else {
-      GemvRowsQ6_K<kRows>(rows, a, y + at);
-    }
-  };
-  int64_t r = r0;
-  for (; r + 8 <= r1; r += 8) run(std::integral_constant<int, 8>(), r);
-  for (; r + 4 <= r1; r += 4) run(std::integral_constant<int, 4>(), r);
-  for (; r < r1; ++r) run(std::integral_constant<int, 1>(), r);
-}
-
 #endif
+
+// q4_K and q6_K (the types of Q4_K_M files).
+#include "kernels/matmul_gemv_k-inl.h"
 
 template <GgmlType kType>
 void GemvAllRows(const WeightMatrix& w, const matmul_detail::QuantizedActs& a, int64_t r0, int64_t r1, float* y) {
@@ -455,11 +268,11 @@ inline bool FusedGemv(const WeightMatrix& w, const matmul_detail::QuantizedActs&
     GemvAllRows<GgmlType::Q8_0>(w, a, r0, r1, y);
     return true;
   }
-#if HWY_TARGET == HWY_AVX3_DL
   if (w.type == GgmlType::Q4_K) {
     GemvAllRowsK<GgmlType::Q4_K>(w, a, r0, r1, y);
     return true;
   }
+#if HWY_TARGET == HWY_AVX3_DL
   if (w.type == GgmlType::Q6_K) {
     GemvAllRowsK<GgmlType::Q6_K>(w, a, r0, r1, y);
     return true;
