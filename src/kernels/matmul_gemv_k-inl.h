@@ -72,10 +72,7 @@ KVQ_GEMV_TARGET void GemvRowsQ4_K(const uint8_t* const (&rows)[8], const matmul_
     const __m512 act = _mm512_loadu_ps(dx_sums + 16 * b);
     KVQ_UNROLL for (int r = 0; r < R; ++r) {
       const uint8_t* block = rows[r] + sizeof(BlockQ4_K) * size_t(b);
-      const char* ahead = reinterpret_cast<const char*>(block) + 512;
-      _mm_prefetch(ahead, _MM_HINT_T0);
-      _mm_prefetch(ahead + 64, _MM_HINT_T0);
-      _mm_prefetch(ahead + 128, _MM_HINT_T0);
+      PrefetchAhead<3>(block);
       const auto* blk = reinterpret_cast<const BlockQ4_K*>(block);
       const __m128i head = _mm_loadu_si128(reinterpret_cast<const __m128i*>(block));
       const __m512 d_dmin = _mm512_maskz_permutexvar_ps(kAll16, c.d_then_dmin,
@@ -98,10 +95,7 @@ KVQ_GEMV_TARGET void GemvRowsQ4_K(const uint8_t* const (&rows)[8], const matmul_
       }
     }
   }
-  KVQ_UNROLL for (int r = 0; r < R; ++r) {
-    const __m512 v = acc[r];
-    out[r] = HorizontalSum(_mm256_add_ps(_mm512_extractf32x8_ps(v, 0), _mm512_extractf32x8_ps(v, 1)));
-  }
+  KVQ_UNROLL for (int r = 0; r < R; ++r) out[r] = HorizontalSum(acc[r]);
 }
 
 // q6_K on AVX-512 VNNI: 256 values (210 bytes) per row and step, as 4 vectors of 64 consecutive values:
@@ -130,11 +124,7 @@ KVQ_GEMV_TARGET void GemvRowsQ6_K(const uint8_t* const (&rows)[8], const matmul_
     const __m512 neg32_sums = _mm512_mul_ps(_mm512_loadu_ps(a.sum16 + 16 * b), _mm512_set1_ps(-32.0f));
     KVQ_UNROLL for (int r = 0; r < R; ++r) {
       const uint8_t* block = rows[r] + sizeof(BlockQ6_K) * size_t(b);
-      const char* ahead = reinterpret_cast<const char*>(block) + 512;
-      _mm_prefetch(ahead, _MM_HINT_T0);
-      _mm_prefetch(ahead + 64, _MM_HINT_T0);
-      _mm_prefetch(ahead + 128, _MM_HINT_T0);
-      _mm_prefetch(ahead + 192, _MM_HINT_T0);
+      PrefetchAhead<4>(block);
       const auto* blk = reinterpret_cast<const BlockQ6_K*>(block);
       const __m512 scales = _mm512_maskz_cvtepi32_ps(
           kAll16, _mm512_maskz_cvtepi8_epi32(kAll16, _mm_loadu_si128(reinterpret_cast<const __m128i*>(blk->scales))));
@@ -160,17 +150,14 @@ KVQ_GEMV_TARGET void GemvRowsQ6_K(const uint8_t* const (&rows)[8], const matmul_
       acc[r] = _mm512_fmadd_ps(sum, _mm512_set1_ps(_cvtsh_ss(blk->d)), acc[r]);
     }
   }
-  KVQ_UNROLL for (int r = 0; r < R; ++r) {
-    const __m512 v = acc[r];
-    out[r] = HorizontalSum(_mm256_add_ps(_mm512_extractf32x8_ps(v, 0), _mm512_extractf32x8_ps(v, 1)));
-  }
+  KVQ_UNROLL for (int r = 0; r < R; ++r) out[r] = HorizontalSum(acc[r]);
 }
 
 #else
-// AVX2 / AVX-512 without VNNI (same arguments): 32 bytes of nibbles per step = sub-blocks 2g (low) and 2g + 1 (high), each
-// dotted with its 32 activation codes (maddubs; pairs of 15 x 127 fit int16) and scaled by d x scale_k x
-// dx_k broadcast from 8 products. Activations stay in L1 and are read as memory operands: AVX2 has 16
-// vector registers.
+// AVX2 / AVX-512 without VNNI (same arguments): 32 bytes of nibbles per step = sub-blocks 2g (low) and
+// 2g + 1 (high), each dotted with its 32 activation codes (maddubs; pairs of 15 x 127 fit int16) and scaled
+// by d x scale_k x dx_k broadcast from 8 products. Activations stay in L1 and are read as memory operands:
+// AVX2 has 16 vector registers.
 template <int R>
 KVQ_GEMV_TARGET void GemvRowsQ4_K(const uint8_t* const (&rows)[8], const matmul_detail::QuantizedActs& a,
                                   const float* dx_sums, const Q4KConsts& c, float* out) {
@@ -184,10 +171,7 @@ KVQ_GEMV_TARGET void GemvRowsQ4_K(const uint8_t* const (&rows)[8], const matmul_
     const __m256 sums8 = _mm256_loadu_ps(dx_sums + 16 * b + 8);
     KVQ_UNROLL for (int r = 0; r < R; ++r) {
       const uint8_t* block = rows[r] + sizeof(BlockQ4_K) * size_t(b);
-      const char* ahead = reinterpret_cast<const char*>(block) + 512;
-      _mm_prefetch(ahead, _MM_HINT_T0);
-      _mm_prefetch(ahead + 64, _MM_HINT_T0);
-      _mm_prefetch(ahead + 128, _MM_HINT_T0);
+      PrefetchAhead<3>(block);
       const __m128i head = _mm_loadu_si128(reinterpret_cast<const __m128i*>(block));
       const __m128 d_dmin = _mm_cvtph_ps(head);
       const __m128i scales_mins = Q4KScalesMins(head, c);
