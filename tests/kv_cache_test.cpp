@@ -154,7 +154,7 @@ TEST(KvCache, CreateRejectsBadArguments) {
 // and whether they arrive one by one or together.
 TEST(KvCache, StorePlacesQuantizedRows) {
   for (GgmlType type : kKvCacheTypes) {
-    for (const KvCacheShape shape :
+    for (const KvCacheShape& shape :
          {KvCacheShape{2, 12, 4, 8}, KvCacheShape{2, 12, 3, 6}, KvCacheShape{2, 12, 2, 64}}) {
       const int row_values = shape.n_head_kv * shape.head_dim;
       const int padded = KvCache::padded_row_values(type, row_values);

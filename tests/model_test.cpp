@@ -6,7 +6,7 @@
 #include <string>
 #include <vector>
 
-#include "model/llama.h"
+#include "model/model.h"
 #include "sample/sampler.h"
 #include "test_util.h"
 
@@ -22,63 +22,19 @@ constexpr double kMinArgmaxAgreementStories = 0.995;
 // Same KV quantization as the fixture: our KLD to it must be far below its KLD to the f32 cache.
 constexpr double kMaxKldFractionOfFixtureGap = 0.25;
 
-struct LogitsFixture {
-  std::vector<int32_t> tokens;  // [n_tokens]
-  std::vector<float> logits;    // [n_tokens, n_vocab]
-  int n_vocab = 0;
-};
+using test::Agreement;
+using test::compare_logits;
+using test::LogitsFixture;
 
 LogitsFixture read_logits_fixture(const std::string& name) {
-  auto file = gguf::File::open(test::shared_path("fixtures/logits/" + name));
-  EXPECT_TRUE(file.ok()) << (file.ok() ? "" : file.error().message);
-  LogitsFixture f;
-  if (!file.ok()) return f;
-  const gguf::TensorInfo* tokens = file->find_tensor("tokens");
-  const gguf::TensorInfo* logits = file->find_tensor("logits");
-  EXPECT_TRUE(tokens && logits);
-  if (!tokens || !logits) return f;
-  const auto* ids = reinterpret_cast<const int32_t*>(tokens->data);
-  f.tokens.assign(ids, ids + tokens->n_elements());
-  const auto* values = reinterpret_cast<const float*>(logits->data);
-  f.logits.assign(values, values + logits->n_elements());
-  f.n_vocab = int(logits->dims[0]);
-  return f;
-}
-
-struct Agreement {
-  double mean_kld = 0;  // mean over positions of KL(reference || other)
-  double argmax = 0;    // fraction of positions with the same top token
-};
-
-Agreement compare_logits(const float* reference, const float* other, int n_tokens, int n_vocab) {
-  Agreement a;
-  for (int t = 0; t < n_tokens; ++t) {
-    const float* r = reference + size_t(t) * n_vocab;
-    const float* o = other + size_t(t) * n_vocab;
-    auto log_softmax = [n_vocab](const float* x, std::vector<double>& out) {
-      double max = x[0];
-      for (int i = 1; i < n_vocab; ++i) max = std::max(max, double(x[i]));
-      double sum = 0;
-      for (int i = 0; i < n_vocab; ++i) sum += std::exp(double(x[i]) - max);
-      out.resize(size_t(n_vocab));
-      for (int i = 0; i < n_vocab; ++i) out[i] = double(x[i]) - max - std::log(sum);
-    };
-    std::vector<double> lr, lo;
-    log_softmax(r, lr);
-    log_softmax(o, lo);
-    double kld = 0;
-    for (int i = 0; i < n_vocab; ++i) kld += std::exp(lr[i]) * (lr[i] - lo[i]);
-    a.mean_kld += kld / n_tokens;
-    a.argmax += (argmax(r, n_vocab) == argmax(o, n_vocab)) ? 1.0 / n_tokens : 0.0;
-  }
-  return a;
+  return test::read_logits_fixture(test::shared_path("fixtures/logits/" + name));
 }
 
 std::vector<float> run_all_logits(const std::string& model_path, const std::vector<int32_t>& tokens, KvTypes kv) {
-  auto model = LlamaModel::load(model_path);
+  auto model = Model::load(model_path);
   EXPECT_TRUE(model.ok()) << (model.ok() ? "" : model.error().message);
   if (!model.ok()) return {};
-  LlamaModel& m = **model;
+  Model& m = **model;
   auto cache = m.make_cache(int(tokens.size()), std::vector<KvTypes>(m.config().n_layer, kv));
   EXPECT_TRUE(cache.ok()) << (cache.ok() ? "" : cache.error().message);
   if (!cache.ok()) return {};
@@ -132,9 +88,9 @@ TEST(Stories260K, F16CacheMatchesReference) {
 }
 
 TEST(Stories260K, GreedyGenerationIsGolden) {
-  auto model = LlamaModel::load(test::shared_path("data/models/stories260K/stories260K.gguf"));
+  auto model = Model::load(test::shared_path("data/models/stories260K/stories260K.gguf"));
   ASSERT_TRUE(model.ok()) << model.error().message;
-  LlamaModel& m = **model;
+  Model& m = **model;
   const std::vector<int> expected =
       test::read_ids_file(test::shared_path("data/models/stories260K/stories260K.greedy256.ids"));
   ASSERT_EQ(expected.size(), 256u);
@@ -199,9 +155,9 @@ TEST(QuantizedCache, KeysAreMoreSensitiveThanValues) {
 
 TEST(Prefill, ChunkedEqualsAllAtOnce) {
   const LogitsFixture f = read_logits_fixture("logits-synth-mini-f32.kv-f32-f32.gguf");
-  auto model = LlamaModel::load(test::shared_path("fixtures/models/synth-mini-f32.gguf"));
+  auto model = Model::load(test::shared_path("fixtures/models/synth-mini-f32.gguf"));
   ASSERT_TRUE(model.ok());
-  LlamaModel& m = **model;
+  Model& m = **model;
   const int n_vocab = m.config().n_vocab, n = 64;
   for (KvTypes kv : {KvTypes{GgmlType::F16, GgmlType::F16}, KvTypes{GgmlType::Q8_0, GgmlType::Q4_0}}) {
     std::vector<int32_t> tokens(f.tokens.begin(), f.tokens.begin() + n);
@@ -228,12 +184,12 @@ TEST(Prefill, ChunkedEqualsAllAtOnce) {
 }
 
 TEST(Model, RejectsBadInput) {
-  auto missing = LlamaModel::load("/nonexistent/model.gguf");
+  auto missing = Model::load("/nonexistent/model.gguf");
   ASSERT_FALSE(missing.ok());
   EXPECT_NE(missing.error().message.find("/nonexistent/model.gguf"), std::string::npos);
-  auto vocab_only = LlamaModel::load(test::shared_path("data/llama.cpp-vocab/ggml-vocab-llama-spm.gguf"));
+  auto vocab_only = Model::load(test::shared_path("data/llama.cpp-vocab/ggml-vocab-llama-spm.gguf"));
   ASSERT_FALSE(vocab_only.ok());
-  auto model = LlamaModel::load(test::shared_path("data/models/stories260K/stories260K.gguf"));
+  auto model = Model::load(test::shared_path("data/models/stories260K/stories260K.gguf"));
   ASSERT_TRUE(model.ok());
   auto cache = (*model)->make_cache(8, std::vector<KvTypes>((*model)->config().n_layer));
   ASSERT_TRUE(cache.ok());

@@ -306,13 +306,13 @@ std::string model_path(const std::string& name) {
 }
 
 struct ModelRun {
-  std::unique_ptr<LlamaModel> model;
+  std::unique_ptr<Model> model;
   EvalText text;
 };
 
 ModelRun load(const std::string& name) {
   ModelRun m;
-  auto model = LlamaModel::load(model_path(name));
+  auto model = Model::load(model_path(name));
   EXPECT_TRUE(model.ok()) << (model.ok() ? "" : model.error().message);
   if (!model.ok()) return m;
   m.model = std::move(*model);

@@ -298,7 +298,7 @@ TEST(Report, FindProgram) {
 }
 
 TEST(SweepModel, Stories260KSmallMatrix) {
-  auto model = LlamaModel::load(test::shared_path("data/models/stories260K/stories260K.gguf"));
+  auto model = Model::load(test::shared_path("data/models/stories260K/stories260K.gguf"));
   ASSERT_TRUE(model.ok()) << model.error().message;
   auto tokenizer = Tokenizer::from_gguf((*model)->file());
   ASSERT_TRUE(tokenizer.ok());

@@ -1,11 +1,19 @@
 #include "test_util.h"
 
+#include <gtest/gtest.h>
 #include <unistd.h>
+
+#include <algorithm>
+#include <cmath>
 
 #include <filesystem>
 #include <fstream>
 #include <sstream>
 #include <stdexcept>
+
+#include "gguf/gguf.h"
+#include "sample/sampler.h"
+#include "util/half.h"
 
 namespace kvq::test {
 
@@ -17,6 +25,54 @@ std::string read_text_file(const std::string& path) {
   std::ostringstream buffer;
   buffer << in.rdbuf();
   return buffer.str();
+}
+
+LogitsFixture read_logits_fixture(const std::string& path) {
+  auto file = gguf::File::open(path);
+  EXPECT_TRUE(file.ok()) << (file.ok() ? "" : file.error().message);
+  LogitsFixture f;
+  if (!file.ok()) return f;
+  const gguf::TensorInfo* tokens = file->find_tensor("tokens");
+  const gguf::TensorInfo* logits = file->find_tensor("logits");
+  EXPECT_TRUE(tokens && logits && tokens->type == GgmlType::I32) << path;
+  if (!tokens || !logits || tokens->type != GgmlType::I32) return f;
+  const auto* ids = reinterpret_cast<const int32_t*>(tokens->data);
+  f.tokens.assign(ids, ids + tokens->n_elements());
+  f.logits.resize(size_t(logits->n_elements()));
+  if (logits->type == GgmlType::F16) {
+    const auto* half = reinterpret_cast<const uint16_t*>(logits->data);
+    for (size_t i = 0; i < f.logits.size(); ++i) f.logits[i] = fp16_to_f32(half[i]);
+  } else {
+    EXPECT_EQ(logits->type, GgmlType::F32) << path;
+    const auto* values = reinterpret_cast<const float*>(logits->data);
+    std::copy(values, values + f.logits.size(), f.logits.begin());
+  }
+  f.n_vocab = int(logits->dims[0]);
+  return f;
+}
+
+Agreement compare_logits(const float* reference, const float* other, int n_tokens, int n_vocab) {
+  Agreement a;
+  std::vector<double> lr, lo;  // [n_vocab] log-softmax of one position
+  auto log_softmax = [n_vocab](const float* x, std::vector<double>& out) {
+    double max = x[0];
+    for (int i = 1; i < n_vocab; ++i) max = std::max(max, double(x[i]));
+    double sum = 0;
+    for (int i = 0; i < n_vocab; ++i) sum += std::exp(double(x[i]) - max);
+    out.resize(size_t(n_vocab));
+    for (int i = 0; i < n_vocab; ++i) out[size_t(i)] = double(x[i]) - max - std::log(sum);
+  };
+  for (int t = 0; t < n_tokens; ++t) {
+    const float* r = reference + size_t(t) * n_vocab;
+    const float* o = other + size_t(t) * n_vocab;
+    log_softmax(r, lr);
+    log_softmax(o, lo);
+    double kld = 0;
+    for (int i = 0; i < n_vocab; ++i) kld += std::exp(lr[size_t(i)]) * (lr[size_t(i)] - lo[size_t(i)]);
+    a.mean_kld += kld / n_tokens;
+    a.argmax += (argmax(r, n_vocab) == argmax(o, n_vocab)) ? 1.0 / n_tokens : 0.0;
+  }
+  return a;
 }
 
 std::vector<int> read_ids_file(const std::string& path) {

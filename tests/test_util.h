@@ -1,6 +1,7 @@
 // Helpers shared by the tests: where ../shared lives, reading fixture files.
 #pragma once
 
+#include <cstdint>
 #include <string>
 #include <vector>
 
@@ -10,6 +11,22 @@ namespace kvq::test {
 std::string shared_path(const std::string& relative);
 std::string read_text_file(const std::string& path);
 std::vector<int> read_ids_file(const std::string& path);  // one integer per line
+// Logits of an independent engine (fixtures/README.md): tokens and the logits after each of them.
+struct LogitsFixture {
+  std::vector<int32_t> tokens;  // [n_tokens]
+  std::vector<float> logits;    // [n_tokens, n_vocab] (stored as F32 or F16)
+  int n_vocab = 0;
+};
+// Fails the calling test (and returns an empty fixture) when the file is unreadable.
+LogitsFixture read_logits_fixture(const std::string& path);
+
+struct Agreement {
+  double mean_kld = 0;  // mean over positions of KL(reference || other)
+  double argmax = 0;    // fraction of positions with the same top token
+};
+// reference, other: [n_tokens, n_vocab]
+Agreement compare_logits(const float* reference, const float* other, int n_tokens, int n_vocab);
+
 // A fresh temporary directory for this test process.
 std::string temp_dir();
 

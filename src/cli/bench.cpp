@@ -94,8 +94,8 @@ int run_bench(const BenchArgs& args) {
 
   auto loaded = load_model(args.model, {});
   if (!loaded) return report_error(loaded.error()), 1;
-  LlamaModel& model = *loaded->model;
-  const LlamaConfig& c = model.config();
+  Model& model = *loaded->model;
+  const ModelConfig& c = model.config();
   std::fprintf(stderr, "kvq bench: measuring memory bandwidth with %d threads...\n", threads);
   double machine_gbs = measure_read_bandwidth_gbs(threads);
   std::fprintf(stderr, "kvq bench: %.1f GB/s read bandwidth\n", machine_gbs);

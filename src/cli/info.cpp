@@ -27,11 +27,11 @@ const int kContexts[] = {2048, 8192, 32768};
 int run_info(const InfoArgs& args) {
   auto file = gguf::File::open(args.model);
   if (!file) return report_error(file.error()), 1;
-  auto config = read_llama_config(*file);
+  auto config = read_model_config(*file);
   if (!config) return report_error(config.error()), 1;
-  auto weights = bind_llama_weights(*file, *config);
+  auto weights = bind_model_weights(*file, *config);
   if (!weights) return report_error(weights.error()), 1;
-  const LlamaConfig& c = *config;
+  const ModelConfig& c = *config;
   auto selected = resolve_kv_types(args.kv, c.n_layer);
   if (!selected) return report_error(selected.error()), 1;
 

@@ -7,7 +7,7 @@
 namespace kvq::cli {
 
 Result<LoadedModel> load_model(const std::string& path, const KvOptions& kv) {
-  auto model = LlamaModel::load(path);
+  auto model = Model::load(path);
   if (!model) return model.error();
   auto types = resolve_kv_types(kv, (*model)->config().n_layer);
   if (!types) return types.error();
@@ -15,7 +15,7 @@ Result<LoadedModel> load_model(const std::string& path, const KvOptions& kv) {
 }
 
 Result<KvCache> make_checked_cache(const LoadedModel& loaded, int n_ctx) {
-  const LlamaConfig& c = loaded.model->config();
+  const ModelConfig& c = loaded.model->config();
   if (n_ctx <= 0) return make_error("context length {} must be positive", n_ctx);
   if (n_ctx > c.n_ctx_train) {
     std::fprintf(stderr, "kvq: warning: context %d exceeds the model's trained context %d\n", n_ctx, c.n_ctx_train);

@@ -6,12 +6,12 @@
 #include <string>
 
 #include "cli/common.h"
-#include "model/llama.h"
+#include "model/model.h"
 
 namespace kvq::cli {
 
 struct LoadedModel {
-  std::unique_ptr<LlamaModel> model;
+  std::unique_ptr<Model> model;
   std::vector<KvTypes> kv_types;  // [n_layer]
 };
 

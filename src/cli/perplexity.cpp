@@ -62,7 +62,7 @@ int run_perplexity_command(const PerplexityArgs& args) {
   const int threads = set_threads(args.threads);
   auto loaded = load_model(args.model, args.kv);
   if (!loaded) return report_error(loaded.error()), 1;
-  LlamaModel& model = *loaded->model;
+  Model& model = *loaded->model;
   auto tokenizer = Tokenizer::from_gguf(model.file());
   if (!tokenizer) return report_error(tokenizer.error()), 1;
   auto text = read_text_file(args.text);

@@ -27,8 +27,8 @@ int run_generate(RunArgs args) {
   const int threads = set_threads(args.threads);
   auto loaded = load_model(args.model, args.kv);
   if (!loaded) return report_error(loaded.error()), 1;
-  LlamaModel& model = *loaded->model;
-  const LlamaConfig& c = model.config();
+  Model& model = *loaded->model;
+  const ModelConfig& c = model.config();
   auto tokenizer = Tokenizer::from_gguf(model.file());
   if (!tokenizer) return report_error(tokenizer.error()), 1;
 

@@ -40,9 +40,9 @@ int run_sweep_command(const SweepArgs& args) {
   spec.max_chunks = args.chunks;
 
   const int threads = set_threads(args.threads);
-  auto model = LlamaModel::load(args.model);
+  auto model = Model::load(args.model);
   if (!model) return report_error(model.error()), 1;
-  const LlamaConfig& c = (*model)->config();
+  const ModelConfig& c = (*model)->config();
   auto tokenizer = Tokenizer::from_gguf((*model)->file());
   if (!tokenizer) return report_error(tokenizer.error()), 1;
   auto text = read_text_file(args.text);

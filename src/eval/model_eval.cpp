@@ -9,13 +9,13 @@ EvalText tokenize_eval_text(const Tokenizer& tokenizer, std::string_view text) {
   return t;
 }
 
-ChunkEvaluator model_chunk_evaluator(LlamaModel& model, KvCache& cache) {
+ChunkEvaluator model_chunk_evaluator(Model& model, KvCache& cache) {
   return [&model, &cache](std::span<const int32_t> tokens, float* logits) {
     return model.forward(tokens, /*pos=*/0, cache, logits, /*all_logits=*/true);
   };
 }
 
-Result<ModelPerplexityResult> model_perplexity(LlamaModel& model, KvCache& cache, const EvalText& text,
+Result<ModelPerplexityResult> model_perplexity(Model& model, KvCache& cache, const EvalText& text,
                                                const ModelPerplexityOptions& options) {
   const int n_ctx = cache.shape().n_ctx;
   auto plan = plan_chunks(text.tokens.size(), n_ctx, options.max_chunks);
@@ -56,13 +56,13 @@ Result<ModelPerplexityResult> model_perplexity(LlamaModel& model, KvCache& cache
   return result;
 }
 
-SweepBackend model_sweep_backend(LlamaModel& model, const EvalText& text, const KldIdentity& identity) {
+SweepBackend model_sweep_backend(Model& model, const EvalText& text, const KldIdentity& identity) {
   SweepBackend b;
   b.tokens = text.tokens;
   b.n_vocab = model.config().n_vocab;
   b.bos = text.bos;
   b.identity = identity;
-  const LlamaConfig& c = model.config();
+  const ModelConfig& c = model.config();
   b.make_evaluator = [&model, n_layer = c.n_layer](KvTypes kv, int n_ctx) -> Result<ChunkEvaluator> {
     auto cache = model.make_cache(n_ctx, std::vector<KvTypes>(size_t(n_layer), kv));
     if (!cache) return cache.error();

@@ -1,4 +1,4 @@
-// The perplexity method (eval/perplexity.h) bound to a LlamaModel: what `kvq perplexity` and
+// The perplexity method (eval/perplexity.h) bound to a Model: what `kvq perplexity` and
 // `kvq sweep` run, and what the tests compare against llama.cpp's numbers.
 #pragma once
 
@@ -13,7 +13,7 @@
 #include "eval/kld.h"
 #include "eval/perplexity.h"
 #include "eval/sweep.h"
-#include "model/llama.h"
+#include "model/model.h"
 #include "tokenizer/tokenizer.h"
 
 namespace kvq::eval {
@@ -28,7 +28,7 @@ EvalText tokenize_eval_text(const Tokenizer& tokenizer, std::string_view text);
 
 // Evaluates each chunk from position 0 of `cache` (overwriting the previous chunk) with all logits.
 // model and cache must outlive the evaluator.
-ChunkEvaluator model_chunk_evaluator(LlamaModel& model, KvCache& cache);
+ChunkEvaluator model_chunk_evaluator(Model& model, KvCache& cache);
 
 struct ModelPerplexityOptions {
   int max_chunks = 0;                       // <= 0: every chunk the text holds
@@ -47,11 +47,11 @@ struct ModelPerplexityResult {
 // Perplexity at the cache's context. record_base must have been constructed with an identity for
 // this plan (see plan_chunks); compare_base must match it (checked by the caller with
 // KldBase::check_matches, which names the difference).
-Result<ModelPerplexityResult> model_perplexity(LlamaModel& model, KvCache& cache, const EvalText& text,
+Result<ModelPerplexityResult> model_perplexity(Model& model, KvCache& cache, const EvalText& text,
                                                const ModelPerplexityOptions& options);
 
 // A SweepBackend over a model: a fresh cache per configuration, uniform types on every layer.
 // model and text must outlive the backend.
-SweepBackend model_sweep_backend(LlamaModel& model, const EvalText& text, const KldIdentity& identity);
+SweepBackend model_sweep_backend(Model& model, const EvalText& text, const KldIdentity& identity);
 
 }  // namespace kvq::eval

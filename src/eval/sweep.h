@@ -44,7 +44,7 @@ struct SweepRow {
   double tokens_per_second = 0;
 };
 
-// What the sweep needs from a model (the CLI binds a LlamaModel, tests a fake).
+// What the sweep needs from a model (the CLI binds a Model, tests a fake).
 struct SweepBackend {
   std::span<const int32_t> tokens;  // [n_tokens] the whole text
   int n_vocab = 0;

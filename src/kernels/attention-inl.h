@@ -30,6 +30,8 @@ struct Work {
   int n_head = 0;
   int head_dim = 0;
   float scale = 0.0f;
+  float softcap = 0.0f;      // 0 = none
+  int window = 0;            // 0 = causal only
   const float* q = nullptr;  // [n_tokens, n_head * head_dim] f32
   int n_tokens = 0;
   int pos0 = 0;
@@ -104,6 +106,7 @@ struct AttentionScratch {
   AlignedFloats m, l;     // [n_head_kv, lanes] f32: running max, running sum
   AlignedFloats alpha;    // [lanes] f32: rescale factor of this chunk
   AlignedFloats lim;      // [lanes] f32: last key position each lane may see
+  AlignedFloats lo;       // [lanes] f32: first key position each lane may see (sliding window)
   std::vector<int> perm;  // [head_dim]: dim order of the token-pair layout
   // Integer scores (attention_int8-inl.h), all as raw bytes:
   AlignedFloats q_int8;   // per KV head: [n_blocks, 8, 16, 4] s8 codes, [n_blocks, 16] i32 corr, [n_blocks, 16] f32 d
@@ -251,27 +254,43 @@ HWY_INLINE hn::Vec<D> ExpNonPositive(D d, hn::Vec<D> x) {
   return hn::IfThenZeroElse(tiny, hn::Mul(p, two_n));
 }
 
-// Online softmax over one chunk: masks keys past each lane's limit, turns s into exp(s - m_new) and
-// updates (m, l); alpha = exp(m_old - m_new) is what the accumulators must be rescaled by.
+// Online softmax over one chunk: softcaps the scores, masks keys outside each lane's [lo, lim] range,
+// turns s into exp(s - m_new) and updates (m, l); alpha = exp(m_old - m_new) is what the accumulators must
+// be rescaled by. lo is null when no lane has a lower limit.
 template <int kG, class DQ>
 HWY_INLINE void SoftmaxChunk(DQ dq, float* HWY_RESTRICT s, int n_groups, int lanes_total, int c0,
-                             const float* HWY_RESTRICT lim, float* HWY_RESTRICT m, float* HWY_RESTRICT l,
-                             float* HWY_RESTRICT alpha) {
+                             const float* HWY_RESTRICT lim, const float* HWY_RESTRICT lo, float softcap,
+                             float* HWY_RESTRICT m, float* HWY_RESTRICT l, float* HWY_RESTRICT alpha) {
   const auto neg_inf = hn::Set(dq, -std::numeric_limits<float>::infinity());
   const int lanes = int(hn::Lanes(dq));
-  // Chunks that end at or before every lane's limit (all but the last, in decode) need no mask.
+  // Chunks inside every lane's range (all but the last, in decode) need no mask.
   float min_limit = std::numeric_limits<float>::infinity();
-  for (int i = 0; i < lanes_total; ++i) min_limit = std::min(min_limit, lim[i]);
-  const bool unmasked = float(c0 + n_groups * kG - 1) <= min_limit;
+  float max_low = -std::numeric_limits<float>::infinity();
+  for (int i = 0; i < lanes_total; ++i) {
+    min_limit = std::min(min_limit, lim[i]);
+    if (lo) max_low = std::max(max_low, lo[i]);
+  }
+  const bool unmasked = float(c0 + n_groups * kG - 1) <= min_limit && float(c0) >= max_low;
   for (int v = 0; v < lanes_total; v += lanes) {
+    if (softcap > 0.0f) {  // before the mask: capped scores of masked keys are replaced anyway
+      const auto cap = hn::Set(dq, softcap);
+      const auto inv_cap = hn::Set(dq, 1.0f / softcap);
+      for (int g = 0; g < n_groups; ++g) {
+        float* sg = s + size_t(g) * lanes_total + v;
+        hn::StoreU(hn::Mul(cap, hn::Tanh(dq, hn::Mul(hn::LoadU(dq, sg), inv_cap))), dq, sg);
+      }
+    }
     const auto limit = hn::LoadU(dq, lim + v);
+    const auto low = lo ? hn::LoadU(dq, lo + v) : neg_inf;
     auto mx = neg_inf;
     if (unmasked) {
       for (int g = 0; g < n_groups; ++g) mx = hn::Max(mx, hn::LoadU(dq, s + size_t(g) * lanes_total + v));
     } else {
       for (int g = 0; g < n_groups; ++g) {
         float* sg = s + size_t(g) * lanes_total + v;
-        const auto masked = hn::IfThenElse(hn::Gt(hn::Set(dq, float(c0 + g * kG)), limit), neg_inf, hn::LoadU(dq, sg));
+        const auto key = hn::Set(dq, float(c0 + g * kG));
+        const auto outside = hn::Or(hn::Gt(key, limit), hn::Lt(key, low));
+        const auto masked = hn::IfThenElse(outside, neg_inf, hn::LoadU(dq, sg));
         hn::StoreU(masked, dq, sg);
         mx = hn::Max(mx, masked);
       }

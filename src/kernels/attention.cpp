@@ -56,6 +56,7 @@ void AttendItemT(DQ dq, const ad::Work& w, const ad::Item& it, int rows, int row
   float* l = sc.l.Grow(size_t(n_kv) * lanes_total);
   float* alpha = sc.alpha.Grow(size_t(lanes_total));
   float* lim = sc.lim.Grow(size_t(lanes_total));
+  float* lo = w.window > 0 ? sc.lo.Grow(size_t(lanes_total)) : nullptr;
   if constexpr (kG == 2) PairPerm(hd, sc.perm);
 
   const size_t q_stride = size_t(w.n_head) * hd;
@@ -125,7 +126,8 @@ void AttendItemT(DQ dq, const ad::Work& w, const ad::Item& it, int rows, int row
   for (int lane = 0; lane < lanes_total; ++lane) {
     const int r = lane / kG;
     const int q_pos = r < rows ? w.pos0 + it.t0 + r / group : it.k1 - 1;
-    lim[lane] = float(std::min(q_pos, it.k1 - 1) - lane % kG);  // causal and end-of-range mask
+    lim[lane] = float(std::min(q_pos, it.k1 - 1) - lane % kG);   // causal and end-of-range mask
+    if (lo) lo[lane] = float(q_pos - w.window + 1 - lane % kG);  // sliding window
   }
   std::fill(m, m + size_t(n_kv) * lanes_total, -std::numeric_limits<float>::infinity());
   std::fill(l, l + size_t(n_kv) * lanes_total, 0.0f);
@@ -133,12 +135,15 @@ void AttendItemT(DQ dq, const ad::Work& w, const ad::Item& it, int rows, int row
 
   for (int c0 = it.k0; c0 < it.k1; c0 += ad::kChunk) {
     const int n = std::min(ad::kChunk, it.k1 - c0);
+    // Position c0 sits in row c0 % n_rows: a ring (whose rows are a multiple of kChunk) never splits a chunk.
+    const uint8_t* k_chunk = kv.k + size_t(c0 % kv.n_rows) * kv.k_row_bytes;
+    const uint8_t* v_chunk = kv.v + size_t(c0 % kv.n_rows) * kv.v_row_bytes;
     // Ask for the next chunk's rows while this chunk computes (the decode would otherwise stall on every
     // line: a third of single-thread time at 8K), a share before each KV head: issued in one burst, the
     // prefetches filled the line-fill buffers and stalled (12% of q8_0/q4_0 decode time).
     const int n_next = std::min(ad::kChunk, it.k1 - c0 - n);
-    const uint8_t* k_next = kv.k + size_t(c0 + n) * kv.k_row_bytes;
-    const uint8_t* v_next = kv.v + size_t(c0 + n) * kv.v_row_bytes;
+    const uint8_t* k_next = kv.k + size_t((c0 + n) % kv.n_rows) * kv.k_row_bytes;
+    const uint8_t* v_next = kv.v + size_t((c0 + n) % kv.n_rows) * kv.v_row_bytes;
     const int n_groups = ((n + kG - 1) / kG + 3) / 4 * 4;  // scores run 4 groups at a time
     const int keys_read = n_groups * kG;                   // rows past n are masked by select, never summed
     for (int kh = 0; kh < n_kv; ++kh) {
@@ -154,8 +159,8 @@ void AttendItemT(DQ dq, const ad::Work& w, const ad::Item& it, int rows, int row
       if (use_int8) {
         const int all_blocks = n_kv * n_blocks;
         if (kh == 0) {  // contiguous rows in one stream: the prefetchers keep up, unlike 4 strided passes
-          PackKeysInt8Any(kv.k_type, kv.k + size_t(c0) * kv.k_row_bytes, kv.k_row_bytes, 0, n, n_groups, all_blocks,
-                          k_packed, k_half_scales, k_scales);
+          PackKeysInt8Any(kv.k_type, k_chunk, kv.k_row_bytes, 0, n, n_groups, all_blocks, k_packed, k_half_scales,
+                          k_scales);
         }
         ScoresInt8(qi[size_t(kh)], k_packed + size_t(kh) * n_blocks * 64, k_scales + size_t(kh) * n_blocks * 2,
                    n_groups, n_blocks, all_blocks, s);
@@ -164,8 +169,7 @@ void AttendItemT(DQ dq, const ad::Work& w, const ad::Item& it, int rows, int row
 #endif
       if (!scored) {
         const ad::HeadSlice ks = ad::head_slice(kv.k_type, kh, hd);
-        const ad::F32RowsView k = DecodeHeadRows(kv.k_type, kv.k + size_t(c0) * kv.k_row_bytes, kv.k_row_bytes, n, ks,
-                                                 keys_read == n, k_rows);
+        const ad::F32RowsView k = DecodeHeadRows(kv.k_type, k_chunk, kv.k_row_bytes, n, ks, keys_read == n, k_rows);
         const float* qt_kh = qt + size_t(kh) * hd * lanes_total;
         if constexpr (kG == 2) {
           InterleavePairs(k, n_groups, hd, k_pairs);
@@ -177,7 +181,7 @@ void AttendItemT(DQ dq, const ad::Work& w, const ad::Item& it, int rows, int row
       float* m_kh = m + size_t(kh) * lanes_total;
       float* l_kh = l + size_t(kh) * lanes_total;
       prefetch_share(1);
-      SoftmaxChunk<kG>(dq, s, n_groups, lanes_total, c0, lim, m_kh, l_kh, alpha);
+      SoftmaxChunk<kG>(dq, s, n_groups, lanes_total, c0, lim, lo, w.softcap, m_kh, l_kh, alpha);
       prefetch_share(2);
 
       float* acc_kh = acc + size_t(kh) * rows_pad * hd;  // [rows_pad, hd]
@@ -190,7 +194,6 @@ void AttendItemT(DQ dq, const ad::Work& w, const ad::Item& it, int rows, int row
       if (fast_v && kG == 2 && rows_pad == 8 && int(hn::Lanes(dq)) == kInt8Lanes) {  // decode layout: fused
         const size_t block_bytes = size_t(type_traits(kv.v_type).type_size);
         const size_t first = size_t(kh) * n_blocks * block_bytes;
-        const uint8_t* v_chunk = kv.v + size_t(c0) * kv.v_row_bytes;
         const int n_pad = (n + 3) / 4 * 4;
         if (kh == 0) GatherValueScales(v_chunk, kv.v_row_bytes, block_bytes, n, n_kv * n_blocks, v_half_scales);
         const uint16_t* head_half_scales = v_half_scales + size_t(kh) * n_blocks * n_pad;
@@ -204,18 +207,16 @@ void AttendItemT(DQ dq, const ad::Work& w, const ad::Item& it, int rows, int row
       if (fast_v) {
         const size_t first = size_t(kh) * n_blocks * size_t(type_traits(kv.v_type).type_size);
         if (kv.v_type == GgmlType::Q4_0) {
-          DecodeValuesInt<GgmlType::Q4_0>(kv.v + size_t(c0) * kv.v_row_bytes, kv.v_row_bytes, first, n, n_blocks,
-                                          v_half_scales, v_scales, v_rows);
+          DecodeValuesInt<GgmlType::Q4_0>(v_chunk, kv.v_row_bytes, first, n, n_blocks, v_half_scales, v_scales, v_rows);
         } else {
-          DecodeValuesInt<GgmlType::Q8_0>(kv.v + size_t(c0) * kv.v_row_bytes, kv.v_row_bytes, first, n, n_blocks,
-                                          v_half_scales, v_scales, v_rows);
+          DecodeValuesInt<GgmlType::Q8_0>(v_chunk, kv.v_row_bytes, first, n, n_blocks, v_half_scales, v_scales, v_rows);
         }
         v = ad::F32RowsView{v_rows, size_t(hd)};
       }
 #endif
       if (v.data == nullptr) {
         const ad::HeadSlice vs = ad::head_slice(kv.v_type, kh, hd);
-        v = DecodeHeadRows(kv.v_type, kv.v + size_t(c0) * kv.v_row_bytes, kv.v_row_bytes, n, vs, true, v_rows);
+        v = DecodeHeadRows(kv.v_type, v_chunk, kv.v_row_bytes, n, vs, true, v_rows);
       }
       AccumulatePVAnyWidth<kG>(s, lanes_total, rows_pad, v, n, hd, acc_kh);
     }
@@ -308,6 +309,9 @@ void attention(const AttentionParams& p, const KvCache& cache, int layer, const 
   KVQ_CHECK(p.n_head_kv == kv.n_head_kv && p.head_dim == kv.head_dim);
   KVQ_CHECK(p.n_head > 0 && p.n_head % p.n_head_kv == 0);
   KVQ_CHECK(pos0 >= 0 && n_tokens >= 0 && pos0 + n_tokens <= kv.n_ctx);
+  // A ring must still hold every key the first query of the call sees.
+  KVQ_CHECK(kv.n_rows == kv.n_ctx || (p.window > 0 && p.window + n_tokens - 1 <= kv.n_rows));
+  static_assert(kKvRingAlign % attention_detail::kChunk == 0, "ring rows must be whole chunks");
   if (n_tokens == 0) return;
 
   attention_detail::Work w;
@@ -315,6 +319,8 @@ void attention(const AttentionParams& p, const KvCache& cache, int layer, const 
   w.n_head = p.n_head;
   w.head_dim = p.head_dim;
   w.scale = p.scale;
+  w.softcap = p.softcap;
+  w.window = p.window;
   w.q = q;
   w.n_tokens = n_tokens;
   w.pos0 = pos0;
@@ -323,7 +329,11 @@ void attention(const AttentionParams& p, const KvCache& cache, int layer, const 
   const int tile = std::max(1, kTileRows / group);
   const int n_tiles = (n_tokens + tile - 1) / tile;
   const int n_threads = omp_get_max_threads();
-  const int n_keys = pos0 + n_tokens;
+  // Keys of the first chunk a query at position q_pos can see (a window starts past 0).
+  const auto first_key = [&](int q_pos) {
+    return p.window > 0 ? std::max(0, q_pos - p.window + 1) / attention_detail::kChunk * attention_detail::kChunk : 0;
+  };
+  const int n_keys = pos0 + n_tokens - first_key(pos0);
   // Few tiles (decode): split each tile's keys so that every thread has work (flash-decoding).
   int n_splits = 1;
   if (n_tiles < 2 * n_threads) {
@@ -342,13 +352,14 @@ void attention(const AttentionParams& p, const KvCache& cache, int layer, const 
     const int t0 = ti * tile;
     const int t1 = std::min(n_tokens, t0 + tile);
     const int tile_keys = pos0 + t1;  // keys the last query of the tile sees
-    const int chunks = (tile_keys + attention_detail::kChunk - 1) / attention_detail::kChunk;
+    const int key0 = first_key(pos0 + t0);
+    const int chunks = (tile_keys - key0 + attention_detail::kChunk - 1) / attention_detail::kChunk;
     for (int sp = 0; sp < n_splits; ++sp) {
       attention_detail::Item it;
       it.t0 = t0;
       it.t1 = t1;
-      it.k0 = std::min(tile_keys, chunks * sp / n_splits * attention_detail::kChunk);
-      it.k1 = std::min(tile_keys, chunks * (sp + 1) / n_splits * attention_detail::kChunk);
+      it.k0 = std::min(tile_keys, key0 + chunks * sp / n_splits * attention_detail::kChunk);
+      it.k1 = std::min(tile_keys, key0 + chunks * (sp + 1) / n_splits * attention_detail::kChunk);
       if (n_splits == 1) {
         it.out = out;
       } else {

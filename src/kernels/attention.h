@@ -10,11 +10,14 @@ struct AttentionParams {
   int n_head = 0;  // query heads; a multiple of n_head_kv (query head h reads KV head h / (n_head / n_head_kv))
   int n_head_kv = 0;
   int head_dim = 0;
-  float scale = 0.0f;  // usually 1 / sqrt(head_dim)
+  float scale = 0.0f;    // usually 1 / sqrt(head_dim)
+  float softcap = 0.0f;  // scores become softcap * tanh(score / softcap) (Gemma 2); 0 = none
+  int window = 0;        // sliding window: query p sees keys p - window < k <= p; 0 = all keys <= p
 };
 
 // q: [n_tokens, n_head * head_dim] f32 (roped); query t sits at position pos0 + t and attends to cached
-// positions 0 .. pos0 + t (causal). The cache already holds positions 0 .. pos0 + n_tokens - 1 of `layer`.
+// positions 0 .. pos0 + t (causal), or the last p.window of them. The cache already holds positions
+// 0 .. pos0 + n_tokens - 1 of `layer` (a ring layer: the ones a query of this call can see).
 // out: [n_tokens, n_head * head_dim] f32. Multi-threaded inside (OpenMP, omp_get_max_threads()).
 // Decode (few queries) splits the keys across threads and merges partial softmax states
 // (flash-decoding); prefill tiles queries and keys with an online softmax.

@@ -22,25 +22,27 @@ void naive_attention(const AttentionParams& p, const float* k, const float* v, i
   std::vector<double> scores(static_cast<size_t>(n_kv));  // [n_keys] of one (query, head)
   std::vector<double> acc(static_cast<size_t>(hd));       // [head_dim]
   for (int t = 0; t < n_tokens; ++t) {
-    const int n_keys = pos0 + t + 1;  // causal: keys 0 .. pos0 + t
+    const int n_keys = pos0 + t + 1;                                      // causal: keys 0 .. pos0 + t
+    const int first = p.window > 0 ? std::max(0, n_keys - p.window) : 0;  // the window's oldest key
     for (int h = 0; h < p.n_head; ++h) {
       const int kh = h / group;
       const float* qh = q + size_t(t) * size_t(p.n_head) * hd + size_t(h) * hd;
       double max_score = -INFINITY;
-      for (int j = 0; j < n_keys; ++j) {
+      for (int j = first; j < n_keys; ++j) {
         const float* kj = k + size_t(j) * row_stride + size_t(kh) * hd;
         double dot = 0.0;
         for (int d = 0; d < hd; ++d) dot += double(qh[d]) * double(kj[d]);
         scores[size_t(j)] = dot * double(p.scale);
+        if (p.softcap > 0.0f) scores[size_t(j)] = p.softcap * std::tanh(scores[size_t(j)] / p.softcap);
         max_score = std::max(max_score, scores[size_t(j)]);
       }
       double sum = 0.0;
-      for (int j = 0; j < n_keys; ++j) {
+      for (int j = first; j < n_keys; ++j) {
         scores[size_t(j)] = std::exp(scores[size_t(j)] - max_score);
         sum += scores[size_t(j)];
       }
       std::fill(acc.begin(), acc.end(), 0.0);
-      for (int j = 0; j < n_keys; ++j) {
+      for (int j = first; j < n_keys; ++j) {
         const float* vj = v + size_t(j) * row_stride + size_t(kh) * hd;
         for (int d = 0; d < hd; ++d) acc[size_t(d)] += scores[size_t(j)] * double(vj[d]);
       }
@@ -73,13 +75,16 @@ void attention_ref(const AttentionParams& p, const KvCache& cache, int layer, co
   const int row_values = view.n_head_kv * view.head_dim;
   const int k_padded = KvCache::padded_row_values(view.k_type, row_values);
   const int v_padded = KvCache::padded_row_values(view.v_type, row_values);
-  // Both to one stride so naive_attention indexes them alike.
-  const std::vector<float> k_rows = dequantize_rows(view.k_type, view.k, view.k_row_bytes, n_kv, k_padded);
-  const std::vector<float> v_rows = dequantize_rows(view.v_type, view.v, view.v_row_bytes, n_kv, v_padded);
+  const int n_rows = std::min(n_kv, view.n_rows);
+  const std::vector<float> k_rows = dequantize_rows(view.k_type, view.k, view.k_row_bytes, n_rows, k_padded);
+  const std::vector<float> v_rows = dequantize_rows(view.v_type, view.v, view.v_row_bytes, n_rows, v_padded);
+  // Indexed by position, both to one stride. In a ring, positions older than the window read whichever
+  // newer position took their row; naive_attention never looks at them.
   std::vector<float> k_plain(size_t(n_kv) * row_values), v_plain(size_t(n_kv) * row_values);
   for (int t = 0; t < n_kv; ++t) {
-    std::memcpy(&k_plain[size_t(t) * row_values], &k_rows[size_t(t) * k_padded], sizeof(float) * row_values);
-    std::memcpy(&v_plain[size_t(t) * row_values], &v_rows[size_t(t) * v_padded], sizeof(float) * row_values);
+    const size_t row = size_t(t % view.n_rows);
+    std::memcpy(&k_plain[size_t(t) * row_values], &k_rows[row * k_padded], sizeof(float) * row_values);
+    std::memcpy(&v_plain[size_t(t) * row_values], &v_rows[row * v_padded], sizeof(float) * row_values);
   }
   naive_attention(p, k_plain.data(), v_plain.data(), row_values, n_kv, q, n_tokens, pos0, out);
 }

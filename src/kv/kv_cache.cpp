@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cstring>
+#include <tuple>
 #include <utility>
 
 #include "quant/quant.h"
@@ -37,11 +38,40 @@ int KvCache::padded_row_values(GgmlType type, int row_values) {
   return (row_values + block - 1) / block * block;
 }
 
+int KvCacheShape::rows(int layer) const {
+  const int w = window.empty() ? 0 : window[size_t(layer)];
+  if (w <= 0) return n_ctx;
+  const int64_t ring = (int64_t(w) + max_batch - 1 + kKvRingAlign - 1) / kKvRingAlign * kKvRingAlign;
+  return int(std::min<int64_t>(n_ctx, ring));
+}
+
 uint64_t KvCache::bytes_per_token(const KvCacheShape& shape, const std::vector<KvTypes>& per_layer) {
   const int row_values = shape.n_head_kv * shape.head_dim;
   uint64_t bytes = 0;
   for (const KvTypes& t : per_layer) bytes += row_bytes_of(t.k, row_values) + row_bytes_of(t.v, row_values);
   return bytes;
+}
+
+uint64_t KvCache::key_bytes(const KvCacheShape& shape, const std::vector<KvTypes>& per_layer) {
+  const int row_values = shape.n_head_kv * shape.head_dim;
+  uint64_t bytes = 0;
+  for (size_t l = 0; l < per_layer.size(); ++l) {
+    bytes += uint64_t(shape.rows(int(l))) * row_bytes_of(per_layer[l].k, row_values);
+  }
+  return bytes;
+}
+
+uint64_t KvCache::value_bytes(const KvCacheShape& shape, const std::vector<KvTypes>& per_layer) {
+  const int row_values = shape.n_head_kv * shape.head_dim;
+  uint64_t bytes = 0;
+  for (size_t l = 0; l < per_layer.size(); ++l) {
+    bytes += uint64_t(shape.rows(int(l))) * row_bytes_of(per_layer[l].v, row_values);
+  }
+  return bytes;
+}
+
+uint64_t KvCache::bytes(const KvCacheShape& shape, const std::vector<KvTypes>& per_layer) {
+  return key_bytes(shape, per_layer) + value_bytes(shape, per_layer);
 }
 
 Result<KvCache> KvCache::create(const KvCacheShape& shape, std::vector<KvTypes> per_layer) {
@@ -51,6 +81,13 @@ Result<KvCache> KvCache::create(const KvCacheShape& shape, std::vector<KvTypes> 
   }
   if (per_layer.size() != size_t(shape.n_layer)) {
     return make_error("KV cache has {} layers but {} per-layer type pairs were given", shape.n_layer, per_layer.size());
+  }
+  if (!shape.window.empty() && shape.window.size() != size_t(shape.n_layer)) {
+    return make_error("KV cache has {} layers but {} sliding windows were given", shape.n_layer, shape.window.size());
+  }
+  if (shape.max_batch <= 0) return make_error("KV cache max_batch {} must be positive", shape.max_batch);
+  for (int w : shape.window) {
+    if (w < 0) return make_error("sliding window {} must not be negative", w);
   }
   for (size_t l = 0; l < per_layer.size(); ++l) {
     for (GgmlType type : {per_layer[l].k, per_layer[l].v}) {
@@ -65,9 +102,10 @@ Result<KvCache> KvCache::create(const KvCacheShape& shape, std::vector<KvTypes> 
   cache.shape_ = shape;
   cache.types_ = std::move(per_layer);
   const int row_values = shape.n_head_kv * shape.head_dim;
-  for (const KvTypes& t : cache.types_) {
-    const size_t k_size = size_t(shape.n_ctx) * row_bytes_of(t.k, row_values);
-    const size_t v_size = size_t(shape.n_ctx) * row_bytes_of(t.v, row_values);
+  for (size_t l = 0; l < cache.types_.size(); ++l) {
+    const KvTypes& t = cache.types_[l];
+    const size_t k_size = size_t(shape.rows(int(l))) * row_bytes_of(t.k, row_values);
+    const size_t v_size = size_t(shape.rows(int(l))) * row_bytes_of(t.v, row_values);
     cache.k_.push_back(hwy::AllocateAligned<uint8_t>(k_size));
     cache.v_.push_back(hwy::AllocateAligned<uint8_t>(v_size));
     if (!cache.k_.back() || !cache.v_.back()) {
@@ -82,24 +120,24 @@ void KvCache::store(int layer, int pos, int n_tokens, const float* k, const floa
   KVQ_CHECK(pos >= 0 && n_tokens >= 0 && pos + n_tokens <= shape_.n_ctx);
   if (n_tokens == 0) return;
   const KvLayerView view = this->layer(layer);
+  KVQ_CHECK(view.n_rows == view.n_ctx || n_tokens <= shape_.max_batch);
   const int row_values = shape_.n_head_kv * shape_.head_dim;
-  store_rows(view.k_type, k, n_tokens, row_values, k_[size_t(layer)].get() + size_t(pos) * view.k_row_bytes, pad_row_);
-  store_rows(view.v_type, v, n_tokens, row_values, v_[size_t(layer)].get() + size_t(pos) * view.v_row_bytes, pad_row_);
+  // A ring wraps at most once per store: rows pos % n_rows .. end, then from row 0.
+  const int first_row = pos % view.n_rows;
+  const int head = std::min(n_tokens, view.n_rows - first_row);
+  const size_t row_floats = size_t(row_values);
+  for (const auto& [start, count, row] : {std::tuple{0, head, first_row}, std::tuple{head, n_tokens - head, 0}}) {
+    if (count == 0) continue;
+    store_rows(view.k_type, k + size_t(start) * row_floats, count, row_values,
+               k_[size_t(layer)].get() + size_t(row) * view.k_row_bytes, pad_row_);
+    store_rows(view.v_type, v + size_t(start) * row_floats, count, row_values,
+               v_[size_t(layer)].get() + size_t(row) * view.v_row_bytes, pad_row_);
+  }
 }
 
-uint64_t KvCache::k_bytes() const {
-  uint64_t bytes = 0;
-  for (const KvTypes& t : types_)
-    bytes += uint64_t(shape_.n_ctx) * row_bytes_of(t.k, shape_.n_head_kv * shape_.head_dim);
-  return bytes;
-}
+uint64_t KvCache::k_bytes() const { return key_bytes(shape_, types_); }
 
-uint64_t KvCache::v_bytes() const {
-  uint64_t bytes = 0;
-  for (const KvTypes& t : types_)
-    bytes += uint64_t(shape_.n_ctx) * row_bytes_of(t.v, shape_.n_head_kv * shape_.head_dim);
-  return bytes;
-}
+uint64_t KvCache::v_bytes() const { return value_bytes(shape_, types_); }
 
 KvLayerView KvCache::layer(int layer) const {
   KVQ_CHECK(layer >= 0 && layer < shape_.n_layer);
@@ -112,6 +150,8 @@ KvLayerView KvCache::layer(int layer) const {
   view.k_row_bytes = row_bytes_of(view.k_type, row_values);
   view.v_row_bytes = row_bytes_of(view.v_type, row_values);
   view.n_ctx = shape_.n_ctx;
+  view.n_rows = shape_.rows(layer);
+  view.window = shape_.window.empty() ? 0 : shape_.window[size_t(layer)];
   view.n_head_kv = shape_.n_head_kv;
   view.head_dim = shape_.head_dim;
   return view;

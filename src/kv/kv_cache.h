@@ -5,6 +5,10 @@
 // converted as one row of the layer's type: 32-value blocks for the quantized types, padded with zeros to a
 // multiple of 32 only when n_head_kv * head_dim is not one. Blocks may therefore span heads when
 // head_dim < 32; attention decodes whichever blocks cover a head.
+//
+// Sliding-window layers (Gemma 2/3) keep a ring: position p lives in row p % rows, where rows covers the
+// window plus the tokens stored before one attention call (a batch slice may overwrite only positions
+// no query of that slice can see), rounded up to kKvRingAlign so that no attention chunk wraps.
 #pragma once
 
 #include <cstddef>
@@ -17,11 +21,19 @@
 
 namespace kvq {
 
+inline constexpr int kKvRingAlign = 64;         // ring rows are a multiple of this (attention's key chunk)
+inline constexpr int kKvDefaultMaxBatch = 512;  // tokens stored per step unless the shape says otherwise
+
 struct KvCacheShape {
   int n_layer = 0;
   int n_ctx = 0;
   int n_head_kv = 0;
   int head_dim = 0;
+  std::vector<int> window = {};        // [n_layer] sliding window of each layer (0 = global), or empty: all global
+  int max_batch = kKvDefaultMaxBatch;  // most tokens stored between two attention calls of a layer
+
+  // Returns the token rows layer l keeps: n_ctx, or the ring of a windowed layer when that is smaller.
+  int rows(int layer) const;
 };
 
 // Read access to one layer for the attention kernels.
@@ -33,6 +45,8 @@ struct KvLayerView {
   size_t k_row_bytes = 0;
   size_t v_row_bytes = 0;
   int n_ctx = 0;
+  int n_rows = 0;  // rows held: n_ctx, or fewer for a ring (position p in row p % n_rows)
+  int window = 0;  // sliding window (0 = global)
   int n_head_kv = 0;
   int head_dim = 0;
 };
@@ -42,8 +56,13 @@ class KvCache {
   // Allocates exactly what the types need (pages are touched on first store, not here).
   // Errors: a non-positive dimension, per_layer.size() != n_layer, a type the cache does not store.
   static Result<KvCache> create(const KvCacheShape& shape, std::vector<KvTypes> per_layer);
-  // Returns the K + V bytes one token takes in all layers.
+  // Returns the K + V bytes one token row takes in all layers (what a token costs without windows).
   static uint64_t bytes_per_token(const KvCacheShape& shape, const std::vector<KvTypes>& per_layer);
+  // Returns the exact K + V bytes create() allocates for this shape (rings included).
+  static uint64_t bytes(const KvCacheShape& shape, const std::vector<KvTypes>& per_layer);
+  // Returns the K (or V) bytes only.
+  static uint64_t key_bytes(const KvCacheShape& shape, const std::vector<KvTypes>& per_layer);
+  static uint64_t value_bytes(const KvCacheShape& shape, const std::vector<KvTypes>& per_layer);
   // Returns the values stored per token row: n_head_kv * head_dim rounded up to the type's block size.
   static int padded_row_values(GgmlType type, int row_values);
 
@@ -51,8 +70,9 @@ class KvCache {
   KvCache& operator=(KvCache&&) = default;
 
   // k, v: [n_tokens, n_head_kv * head_dim] f32 rows for positions pos .. pos + n_tokens - 1 (k already
-  // rotated by RoPE). Quantizes on append; positions may be rewritten (e.g. after a rewind). One store at a
-  // time: padded rows go through a staging buffer of the cache.
+  // rotated by RoPE). Quantizes on append; positions may be rewritten (e.g. after a rewind). A ring layer
+  // takes at most shape().max_batch tokens per store. One store at a time: padded rows go through a
+  // staging buffer of the cache.
   void store(int layer, int pos, int n_tokens, const float* k, const float* v);
 
   uint64_t k_bytes() const;  // allocated, all layers
