@@ -206,6 +206,53 @@ std::string pair_name(const testing::TestParamInfo<Pair>& info) {
   return std::string(type_name(std::get<0>(info.param))) + "_" + std::string(type_name(std::get<1>(info.param)));
 }
 
+// Gemma's features inside the fused kernel: a sliding window (lower mask per query row) and logit
+// softcapping, on a ring cache that has wrapped many times, against the oracle on the same ring and against
+// a cache holding every position. Decode (1-2 queries: split keys, integer paths) and prefill (40 queries
+// whose windows start at different keys) for every pair.
+TEST_P(AttentionPair, WindowSoftcapAndRingMatchOracle) {
+  const auto [k_type, v_type] = GetParam();
+  constexpr int kCtx = 300, kWindow = 70;
+  for (int head_dim : {8, 48, 64}) {
+    for (int gqa : {1, 8}) {
+      for (int n_tokens : {1, 2, 40}) {
+        const int n_head_kv = 2, n_head = n_head_kv * gqa, row = n_head_kv * head_dim;
+        const KvCacheShape ring_shape{1, kCtx, n_head_kv, head_dim, {kWindow}, n_tokens};
+        const KvCacheShape full_shape{1, kCtx, n_head_kv, head_dim};
+        auto ring = KvCache::create(ring_shape, {{k_type, v_type}});
+        auto full = KvCache::create(full_shape, {{k_type, v_type}});
+        ASSERT_TRUE(ring.ok() && full.ok());
+        ASSERT_LT(ring->shape().rows(0), kCtx);
+        const std::vector<float> k = randn(size_t(kCtx) * row, uint32_t(head_dim + n_tokens), 1.0f);
+        const std::vector<float> v = randn(size_t(kCtx) * row, uint32_t(head_dim + n_tokens + 1), 1.0f);
+        for (int pos = 0; pos < kCtx; pos += n_tokens) {  // slices no larger than the ring was sized for
+          const int count = std::min(n_tokens, kCtx - pos);
+          ring->store(0, pos, count, k.data() + size_t(pos) * row, v.data() + size_t(pos) * row);
+        }
+        full->store(0, 0, kCtx, k.data(), v.data());
+        AttentionParams p = params_for(n_head, n_head_kv, head_dim);
+        p.window = kWindow;
+        p.softcap = 2.0f;  // queries of scale 2.5 give scores beyond it: the cap changes the softmax
+        const int pos0 = kCtx - n_tokens;
+        const std::vector<float> q =
+            q8_round_trip(make_queries(n_tokens, n_head, head_dim, uint32_t(gqa + n_tokens)), head_dim);
+        const std::vector<float> out = run_kernel(p, *ring, q, n_tokens, pos0);
+        std::vector<float> ref(q.size()), uncapped(q.size());
+        attention_ref(p, *ring, 0, q.data(), n_tokens, pos0, ref.data());
+        const std::string where = "head_dim " + std::to_string(head_dim) + ", gqa " + std::to_string(gqa) +
+                                  ", queries " + std::to_string(n_tokens);
+        EXPECT_LE(nmse(out, ref), kernel_bound(v_type)) << where;
+        EXPECT_LE(nmse(run_kernel(p, *full, q, n_tokens, pos0), out), kernel_bound(v_type)) << where;
+        // The features matter on this data (else the test could not fail).
+        AttentionParams plain = p;
+        plain.softcap = 0.0f;
+        attention_ref(plain, *full, 0, q.data(), n_tokens, pos0, uncapped.data());
+        EXPECT_GT(nmse(uncapped, ref), 1e-3) << where;
+      }
+    }
+  }
+}
+
 INSTANTIATE_TEST_SUITE_P(AllKvPairs, AttentionPair, testing::ValuesIn(all_pairs()), pair_name);
 
 // TinyLlama's attention shape (32 query heads on 4 KV heads, head_dim 64).

@@ -125,7 +125,6 @@ int run_bench(const BenchArgs& args) {
         KVQ_CHECK(model.forward(fill, filled, *cache, logits.data(), false).ok());
         filled = depth;
       }
-      const double kv_per_token = double(KvCache::bytes_per_token(cache->shape(), loaded->kv_types));
       auto record = [&](const std::string& test, int n_tokens, const std::vector<double>& tps,
                         double bytes_per_token_step) {
         const Stats s = stats_of(tps);
@@ -165,8 +164,9 @@ int run_bench(const BenchArgs& args) {
           }
           if (r >= 0) tps.push_back(n / seconds_since(start));
         }
-        // A generated token reads every weight and the cache up to its position once.
-        record("tg" + std::to_string(n), n, tps, weight_bytes + kv_per_token * (depth + n / 2.0));
+        // A generated token reads every weight and the cache up to its position (or its window) once.
+        const double kv_read = double(KvCache::bytes_attended(cache->shape(), loaded->kv_types, depth + n / 2));
+        record("tg" + std::to_string(n), n, tps, weight_bytes + kv_read);
       }
     }
   }

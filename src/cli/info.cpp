@@ -9,6 +9,7 @@
 #include "cli/common.h"
 #include "kv/kv_cache.h"
 #include "model/config.h"
+#include "model/model.h"
 #include "model/weights.h"
 
 namespace kvq::cli {
@@ -23,6 +24,7 @@ struct InfoArgs {
 };
 
 const int kContexts[] = {2048, 8192, 32768};
+constexpr int64_t kMaxContextSearched = int64_t(1) << 26;  // --mem-budget answers at most this
 
 int run_info(const InfoArgs& args) {
   auto file = gguf::File::open(args.model);
@@ -56,6 +58,11 @@ int run_info(const InfoArgs& args) {
   if (const gguf::Value* v = file->find("tokenizer.ggml.tokens")) vocab_size = v->array.size();
 
   const KvCacheShape shape{c.n_layer, 0, c.n_head_kv, c.head_dim};
+  // The cache kvq allocates for ctx tokens: sliding-window layers keep rings (kv/kv_cache.h).
+  const auto shape_at = [&](int64_t ctx) {
+    return KvCacheShape{c.n_layer, int(ctx), c.n_head_kv, c.head_dim, c.layer_windows(), Model::kMaxBatch};
+  };
+  const int n_windowed = int(std::ranges::count_if(c.layers, [](const LayerConfig& l) { return l.window > 0; }));
   const uint64_t f16_per_token = KvCache::bytes_per_token(shape, std::vector<KvTypes>(c.n_layer, KvTypes{}));
   std::vector<int> contexts(std::begin(kContexts), std::end(kContexts));
   if (std::find(contexts.begin(), contexts.end(), c.n_ctx_train) == contexts.end()) {
@@ -95,11 +102,25 @@ int run_info(const InfoArgs& args) {
     row["bits_per_value"] = 16.0 * double(per_token) / double(f16_per_token);
     row["bytes_per_token"] = per_token;
     row["saved_vs_f16"] = 1.0 - double(per_token) / double(f16_per_token);
-    nlohmann::json at = nlohmann::json::object();
-    for (int ctx : contexts) at[std::to_string(ctx)] = per_token * uint64_t(ctx);
+    nlohmann::json at = nlohmann::json::object(), naive = nlohmann::json::object();
+    for (int ctx : contexts) {
+      at[std::to_string(ctx)] = KvCache::bytes(shape_at(ctx), types);
+      naive[std::to_string(ctx)] = per_token * uint64_t(ctx);
+    }
     row["bytes_at_context"] = at;
+    if (n_windowed > 0) row["bytes_at_context_without_windows"] = naive;
     if (budget) {
-      row["max_context_in_budget"] = budget > weight_bytes ? (budget - weight_bytes) / per_token : 0;
+      // Cache bytes grow with the context (by steps on windowed layers): the largest that fits, by bisection.
+      const uint64_t room = budget > weight_bytes ? budget - weight_bytes : 0;
+      int64_t lo = 0, hi = kMaxContextSearched;
+      while (lo < hi) {
+        const int64_t mid = (lo + hi + 1) / 2;
+        if (KvCache::bytes(shape_at(mid), types) <= room)
+          lo = mid;
+        else
+          hi = mid - 1;
+      }
+      row["max_context_in_budget"] = lo;
     }
     return row;
   };
@@ -108,6 +129,18 @@ int run_info(const InfoArgs& args) {
     for (GgmlType v : kv_types) table.push_back(row_json(std::vector<KvTypes>(c.n_layer, {k, v})));
   }
   j["kv_table"] = table;
+  if (n_windowed > 0) {
+    const std::vector<KvTypes> f16(size_t(c.n_layer));
+    const KvCacheShape at_32k = shape_at(kContexts[2]);
+    int ring_rows = 0;
+    for (int l = 0; l < c.n_layer; ++l) ring_rows = c.layers[size_t(l)].window > 0 ? at_32k.rows(l) : ring_rows;
+    j["windows"] = {{"sliding_window", c.sliding_window},
+                    {"windowed_layers", n_windowed},
+                    {"ring_rows_at_32768", ring_rows},
+                    {"f16_at_32768",
+                     {{"bytes", KvCache::bytes(at_32k, f16)},
+                      {"bytes_without_windows", KvCache::bytes_per_token(at_32k, f16) * uint64_t(kContexts[2])}}}};
+  }
   // The selected configuration, with K and V reported separately.
   {
     nlohmann::json sel = row_json(*selected);
@@ -167,13 +200,24 @@ int run_info(const InfoArgs& args) {
     if (budget) line += fmt::format(" {:>14} |", row["max_context_in_budget"].get<uint64_t>());
     out << line << "\n";
   }
+  if (n_windowed > 0) {
+    const std::string ctx = std::to_string(kContexts[2]);
+    const nlohmann::json& f16 = j["windows"]["f16_at_32768"];
+    const double exact = double(f16["bytes"].get<uint64_t>()),
+                 naive = double(f16["bytes_without_windows"].get<uint64_t>());
+    out << fmt::format(
+        "\nsliding windows: {} of {} layers see the last {} positions and keep a ring of {} rows; at {} tokens the "
+        "f16 cache takes {:.1f} MiB, {:.2f}x less than n_ctx x bytes/token ({:.1f} MiB)\n",
+        n_windowed, c.n_layer, c.sliding_window, j["windows"]["ring_rows_at_32768"].get<int>(), ctx, exact / 1048576.0,
+        naive / exact, naive / 1048576.0);
+  }
   const auto& sel = j["selected_kv"];
   out << fmt::format("\nselected K/V {}: {} bytes/token (K {} + V {}), {:.1f}% saved against f16\n",
                      sel["description"].get<std::string>(), sel["bytes_per_token"].get<uint64_t>(),
                      sel["key_bytes_per_token"].get<uint64_t>(), sel["value_bytes_per_token"].get<uint64_t>(),
                      100.0 * sel["saved_vs_f16"].get<double>());
   if (budget) {
-    out << fmt::format("memory budget {}: weights take {}; max ctx = (budget - weights) / KV bytes per token\n",
+    out << fmt::format("memory budget {}: weights take {}; max ctx = the longest context whose cache fits the rest\n",
                        format_bytes(double(budget)), format_bytes(double(weight_bytes)));
     if (budget <= weight_bytes) out << "  the weights alone do not fit this budget\n";
   }

@@ -20,14 +20,7 @@ Result<KvCache> make_checked_cache(const LoadedModel& loaded, int n_ctx) {
   if (n_ctx > c.n_ctx_train) {
     std::fprintf(stderr, "kvq: warning: context %d exceeds the model's trained context %d\n", n_ctx, c.n_ctx_train);
   }
-  if (c.sliding_window > 0 && n_ctx > c.sliding_window) {
-    return make_error(
-        "the model uses sliding-window attention (window {}), which kvq does not "
-        "implement; use a context of at most {}",
-        c.sliding_window, c.sliding_window);
-  }
-  const KvCacheShape shape{c.n_layer, n_ctx, c.n_head_kv, c.head_dim};
-  const uint64_t kv_bytes = KvCache::bytes_per_token(shape, loaded.kv_types) * uint64_t(n_ctx);
+  const uint64_t kv_bytes = KvCache::bytes(loaded.model->cache_shape(n_ctx), loaded.kv_types);
   const uint64_t weight_bytes = loaded.model->weights().total_bytes;
   const uint64_t available = available_memory_bytes();
   if (available && kv_bytes + weight_bytes > available) {
@@ -42,7 +35,7 @@ Result<KvCache> make_checked_cache(const LoadedModel& loaded, int n_ctx) {
 
 std::string describe_cache_memory(const KvCache& cache) {
   const KvCacheShape& s = cache.shape();
-  const uint64_t f16 = KvCache::bytes_per_token(s, std::vector<KvTypes>(size_t(s.n_layer))) * uint64_t(s.n_ctx);
+  const uint64_t f16 = KvCache::bytes(s, std::vector<KvTypes>(size_t(s.n_layer)));
   const uint64_t total = cache.k_bytes() + cache.v_bytes();
   return fmt::format("{}: K {} + V {} = {} for {} tokens ({:.1f}% saved against f16)", describe_kv_types(cache.types()),
                      format_bytes(double(cache.k_bytes())), format_bytes(double(cache.v_bytes())),

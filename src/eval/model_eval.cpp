@@ -72,9 +72,8 @@ SweepBackend model_sweep_backend(Model& model, const EvalText& text, const KldId
       return model.forward(tokens, 0, *owned, logits, true);
     });
   };
-  b.cache_bytes = [c](KvTypes kv, int n_ctx) {
-    const KvCacheShape shape{c.n_layer, n_ctx, c.n_head_kv, c.head_dim};
-    return KvCache::bytes_per_token(shape, std::vector<KvTypes>(size_t(c.n_layer), kv)) * uint64_t(n_ctx);
+  b.cache_bytes = [&model, n_layer = c.n_layer](KvTypes kv, int n_ctx) {
+    return KvCache::bytes(model.cache_shape(n_ctx), std::vector<KvTypes>(size_t(n_layer), kv));
   };
   return b;
 }

@@ -70,6 +70,17 @@ uint64_t KvCache::value_bytes(const KvCacheShape& shape, const std::vector<KvTyp
   return bytes;
 }
 
+uint64_t KvCache::bytes_attended(const KvCacheShape& shape, const std::vector<KvTypes>& per_layer, int64_t n_keys) {
+  const int row_values = shape.n_head_kv * shape.head_dim;
+  uint64_t bytes = 0;
+  for (size_t l = 0; l < per_layer.size(); ++l) {
+    const int w = shape.window.empty() ? 0 : shape.window[l];
+    const int64_t keys = w > 0 ? std::min<int64_t>(n_keys, w) : n_keys;
+    bytes += uint64_t(keys) * (row_bytes_of(per_layer[l].k, row_values) + row_bytes_of(per_layer[l].v, row_values));
+  }
+  return bytes;
+}
+
 uint64_t KvCache::bytes(const KvCacheShape& shape, const std::vector<KvTypes>& per_layer) {
   return key_bytes(shape, per_layer) + value_bytes(shape, per_layer);
 }

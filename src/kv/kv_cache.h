@@ -63,6 +63,8 @@ class KvCache {
   // Returns the K (or V) bytes only.
   static uint64_t key_bytes(const KvCacheShape& shape, const std::vector<KvTypes>& per_layer);
   static uint64_t value_bytes(const KvCacheShape& shape, const std::vector<KvTypes>& per_layer);
+  // Returns the K + V bytes attention reads for one query at position n_keys - 1 (windows included).
+  static uint64_t bytes_attended(const KvCacheShape& shape, const std::vector<KvTypes>& per_layer, int64_t n_keys);
   // Returns the values stored per token row: n_head_kv * head_dim rounded up to the type's block size.
   static int padded_row_values(GgmlType type, int row_values);
 
