@@ -1,11 +1,14 @@
-// libFuzzer target for the GGUF parser: any byte string must parse or fail cleanly, and everything
-// a successful parse returns must be safe to walk (ASan catches a tensor pointer outside the
-// buffer).
+// libFuzzer target for the GGUF parser and the model binder: any byte string must parse or fail cleanly,
+// everything a successful parse returns must be safe to walk (ASan catches a tensor pointer outside the
+// buffer), and reading a model's config and binding its weights must succeed or fail with an error that
+// names the input (seeds: the tiny models of tests/arch_errors_test.cpp).
 #include <cstddef>
 #include <cstdint>
 #include <span>
 
 #include "gguf/gguf.h"
+#include "model/config.h"
+#include "model/weights.h"
 
 namespace {
 
@@ -44,5 +47,12 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     sink = sink + uint64_t(t.n_elements()) + uint64_t(t.n_rows());
     if (t.bytes > 0) sink = sink + t.data[0] + t.data[t.bytes - 1];
   }
+  auto config = kvq::read_model_config(*file);
+  if (!config.ok()) {
+    if (config.error().message.rfind("fuzz.gguf: ", 0) != 0) __builtin_trap();
+    return 0;
+  }
+  auto weights = kvq::bind_model_weights(*file, *config);
+  if (!weights.ok() && weights.error().message.rfind("fuzz.gguf: ", 0) != 0) __builtin_trap();
   return 0;
 }

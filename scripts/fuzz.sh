@@ -3,7 +3,7 @@
 # tokenizer input, KV-type flags. The time is shared: GGUF gets half, the others a quarter each.
 # Usage: scripts/fuzz.sh [seconds=60] [extra libFuzzer flags...]
 # Seeds: every .gguf under ../shared, cut to its first 64 KiB (headers are what matter; the vocabularies
-# are megabytes). Exit status is non-zero when the fuzzer finds a crash, leak, timeout or OOM;
+# are megabytes), and the tiny models the test suite writes. Exit status is non-zero when the fuzzer finds a crash, leak, timeout or OOM;
 # reproducers are left in fuzz-corpus/artifacts/.
 set -euo pipefail
 
@@ -25,6 +25,11 @@ while IFS= read -r -d '' file; do
   seed="$corpus/seed-$(basename "$file")"
   [[ -f "$seed" ]] || head -c "$max_len" "$file" >"$seed"
 done < <(find "$shared" -name '*.gguf' -print0)
+# Whole tiny models of every architecture and their broken variants, written by tests/arch_errors_test.cpp
+# (when the test suite ran first): complete files under max_len reach the model binder.
+for file in "$root"/build/broken-models/*.gguf; do
+  [[ -f "$file" ]] && cp -n "$file" "$corpus/model-$(basename "$file")"
+done
 
 # UBSan findings are printed and skipped unless the runtime is told to stop: make them count.
 export UBSAN_OPTIONS="${UBSAN_OPTIONS:-halt_on_error=1:print_stacktrace=1}"

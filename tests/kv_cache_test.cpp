@@ -213,5 +213,62 @@ TEST(KvCache, QuantizationErrorPerType) {
   }
 }
 
+// Gemma 3's pattern (5 windowed layers of every 6): windowed layers keep window + max_batch - 1 rows rounded
+// up to whole attention chunks, global layers every position; the figures are what create() allocates.
+TEST(KvCache, WindowedLayersKeepExactRings) {
+  const int n_layer = 12, window = 1024, batch = 512, ctx = 32768;
+  std::vector<int> windows(n_layer);
+  for (int l = 0; l < n_layer; ++l) windows[size_t(l)] = l % 6 < 5 ? window : 0;
+  const KvCacheShape shape{n_layer, ctx, 4, 256, windows, batch};
+  const int ring = (window + batch - 1 + kKvRingAlign - 1) / kKvRingAlign * kKvRingAlign;  // 1536
+  EXPECT_EQ(ring, 1536);
+  for (int l = 0; l < n_layer; ++l) EXPECT_EQ(shape.rows(l), windows[size_t(l)] ? ring : ctx) << l;
+  const std::vector<KvTypes> k8v4(n_layer, {GgmlType::Q8_0, GgmlType::Q4_0});
+  const uint64_t row_k = 4 * 256 / 32 * 34, row_v = 4 * 256 / 32 * 18;
+  const uint64_t expected = (10ull * ring + 2ull * ctx) * (row_k + row_v);
+  EXPECT_EQ(KvCache::bytes(shape, k8v4), expected);
+  EXPECT_EQ(KvCache::key_bytes(shape, k8v4), (10ull * ring + 2ull * ctx) * row_k);
+  auto cache = KvCache::create(shape, k8v4);
+  ASSERT_TRUE(cache.ok());
+  EXPECT_EQ(cache->k_bytes() + cache->v_bytes(), expected);
+  // The naive n_ctx x bytes/token figure is ~4.9x this one.
+  EXPECT_NEAR(double(KvCache::bytes_per_token(shape, k8v4) * ctx) / double(expected), 4.9, 0.1);
+  // A short context needs no ring: every layer holds n_ctx rows.
+  const KvCacheShape short_shape{n_layer, 1000, 4, 256, windows, batch};
+  EXPECT_EQ(KvCache::bytes(short_shape, k8v4), KvCache::bytes_per_token(short_shape, k8v4) * 1000);
+  // A query reads at most its window on windowed layers.
+  EXPECT_EQ(KvCache::bytes_attended(shape, k8v4, 8192), (10ull * window + 2ull * 8192) * (row_k + row_v));
+}
+
+TEST(KvCache, RingStoreWrapsAndKeepsTheWindow) {
+  const int window = 70, batch = 16, ctx = 1000, row = 2 * 8;
+  const KvCacheShape shape{1, ctx, 2, 8, {window}, batch};
+  ASSERT_EQ(shape.rows(0), 128);
+  auto cache = KvCache::create(shape, {{GgmlType::F32, GgmlType::F32}});
+  ASSERT_TRUE(cache.ok());
+  std::vector<float> k(size_t(ctx) * row), v(size_t(ctx) * row);
+  for (size_t i = 0; i < k.size(); ++i) k[i] = float(i), v[i] = -float(i);
+  for (int pos = 0; pos < ctx; pos += batch) {
+    const int n = std::min(batch, ctx - pos);
+    cache->store(0, pos, n, k.data() + size_t(pos) * row, v.data() + size_t(pos) * row);
+  }
+  const KvLayerView view = cache->layer(0);
+  EXPECT_EQ(view.n_rows, 128);
+  EXPECT_EQ(view.window, window);
+  // The last 128 positions are in row position % 128.
+  for (int pos = ctx - 128; pos < ctx; ++pos) {
+    const auto* krow = reinterpret_cast<const float*>(view.k + size_t(pos % 128) * view.k_row_bytes);
+    const auto* vrow = reinterpret_cast<const float*>(view.v + size_t(pos % 128) * view.v_row_bytes);
+    EXPECT_EQ(krow[0], float(pos * row)) << pos;
+    EXPECT_EQ(vrow[row - 1], -float(pos * row + row - 1)) << pos;
+  }
+}
+
+TEST(KvCache, RejectsBadWindows) {
+  EXPECT_FALSE(KvCache::create({2, 16, 4, 64, {8}}, std::vector<KvTypes>(2)).ok());
+  EXPECT_FALSE(KvCache::create({1, 16, 4, 64, {-1}}, std::vector<KvTypes>(1)).ok());
+  EXPECT_FALSE(KvCache::create({1, 16, 4, 64, {8}, 0}, std::vector<KvTypes>(1)).ok());
+}
+
 }  // namespace
 }  // namespace kvq
