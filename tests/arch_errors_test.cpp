@@ -42,10 +42,14 @@ std::string seed_dir() {
 std::string write_tiny_model(const std::string& arch, const std::string& file_name, const Edit& edit = {}) {
   const TinyShape s;
   gguf::Writer w;
-  std::map<std::string, int64_t> keys = {{"block_count", s.n_layer},         {"embedding_length", s.n_embd},
-                                         {"feed_forward_length", s.n_ff},    {"attention.head_count", s.n_head},
-                                         {"attention.head_count_kv", s.n_head_kv}, {"attention.key_length", s.head_dim},
-                                         {"attention.value_length", s.head_dim},   {"context_length", 256}};
+  std::map<std::string, int64_t> keys = {{"block_count", s.n_layer},
+                                         {"embedding_length", s.n_embd},
+                                         {"feed_forward_length", s.n_ff},
+                                         {"attention.head_count", s.n_head},
+                                         {"attention.head_count_kv", s.n_head_kv},
+                                         {"attention.key_length", s.head_dim},
+                                         {"attention.value_length", s.head_dim},
+                                         {"context_length", 256}};
   if (arch == "gemma2" || arch == "gemma3") keys["attention.sliding_window"] = 8;
   for (const auto& [k, v] : edit.int_keys) keys[k] = v;
   w.set_string("general.architecture", arch);
@@ -176,8 +180,8 @@ TEST_P(TinyArch, MissingKeyIsNamed) {
 TEST_P(TinyArch, InconsistentShapesAreNamed) {
   const std::string arch = GetParam();
   // key_length that the projections do not have.
-  expect_refused(write_tiny_model(arch, "bad-key-length-" + arch, {.int_keys = {{"attention.key_length", 8},
-                                                                                 {"attention.value_length", 8}}}),
+  expect_refused(write_tiny_model(arch, "bad-key-length-" + arch,
+                                  {.int_keys = {{"attention.key_length", 8}, {"attention.value_length", 8}}}),
                  "has shape");
   const std::string tensor = arch == "phi3" ? "blk.0.ffn_up.weight" : "blk.0.ffn_gate.weight";
   expect_refused(write_tiny_model(arch, "bad-shape-" + arch, {.dims = {{tensor, {32, 31}}}}), "'" + tensor + "'");
@@ -192,7 +196,8 @@ TEST(ArchRefusal, UnimplementedFamiliesAreNamed) {
   expect_refused(write_tiny_model("qwen3moe", "arch-qwen3moe"), "mixture-of-experts");
   expect_refused(write_tiny_model("deepseek2", "arch-deepseek2"), "latent attention");
   expect_refused(write_tiny_model("clip", "arch-clip"), "vision");
-  expect_refused(write_tiny_model("frobnicator", "arch-unknown"), "supported: llama, qwen2, qwen3, gemma2, gemma3, phi3");
+  expect_refused(write_tiny_model("frobnicator", "arch-unknown"),
+                 "supported: llama, qwen2, qwen3, gemma2, gemma3, phi3");
   // Mixtral files say "llama" and carry expert_count.
   expect_refused(write_tiny_model("llama", "llama-moe", {.int_keys = {{"expert_count", 8}}}), "mixture-of-experts");
 }

@@ -79,6 +79,34 @@ TEST(Info, SynthMiniFiguresForEveryWeightType) {
 }
 
 // A model with TinyLlama-1.1B's KV shape (22 layers, 4 KV heads, head_dim 64), kept narrow elsewhere.
+// Gemma 3's windows (5 of 6 layers see 64 positions): rings of 64 + 512 - 1 rows rounded to 576, global layers
+// every position; the budget answer is the exact inverse of that arithmetic.
+TEST(Info, WindowedModelMemoryIsExact) {
+  const std::string model = test::shared_path("fixtures/arch/models/synth-gemma3.gguf");
+  const auto j = info_json(model, "--kv-types f16,q8_0,q4_0 --mem-budget 64MiB");
+  ASSERT_FALSE(j.is_discarded());
+  const uint64_t f16_row = 2 * 64 * 2;  // one layer's K (or V) row: 2 KV heads x 64 dims x 2 bytes
+  EXPECT_EQ(j["windows"]["ring_rows_at_32768"], 576);
+  EXPECT_EQ(j["windows"]["f16_at_32768"]["bytes"], (5u * 576 + 32768) * 2 * f16_row);
+  EXPECT_EQ(j["windows"]["f16_at_32768"]["bytes_without_windows"], 6u * 32768 * 2 * f16_row);
+  const uint64_t room = 64ull * 1048576 - j["weight_bytes"].get<uint64_t>();
+  for (const auto& row : j["kv_table"]) {
+    const uint64_t per_layer = row["bytes_per_token"].get<uint64_t>() / 6;  // K + V row of one layer
+    EXPECT_EQ(row["bytes_at_context"]["32768"], (5u * 576 + 32768) * per_layer);
+    EXPECT_EQ(row["bytes_at_context"]["2048"], (5u * 576 + 2048) * per_layer);
+    EXPECT_EQ(row["max_context_in_budget"], room / per_layer - 5 * 576) << row["key"] << "/" << row["value"];
+  }
+  const CommandResult text = run_kvq("info " + model);
+  EXPECT_NE(text.out.find("5 of 6 layers see the last 64 positions"), std::string::npos) << text.out;
+}
+
+TEST(Run, GemmaRunsPastItsWindow) {
+  const CommandResult r = run_kvq("run -m " + test::shared_path("fixtures/arch/models/synth-gemma2.gguf") +
+                                      " -p \"Once upon a time\" -n 150 --temp 0 -c 256 -ctk q8_0 -ctv q4_0",
+                                  true);
+  EXPECT_EQ(r.exit_code, 0) << r.out;
+}
+
 TEST(Synth, TinyLlamaKvShapeAndMemoryBudget) {
   const std::string path = test::temp_dir() + "/tinyllama-kv.gguf";
   const CommandResult synth = run_kvq(
@@ -106,8 +134,8 @@ TEST(Synth, TinyLlamaKvShapeAndMemoryBudget) {
 // 21), attn_v and ffn_down; q4_K elsewhere, the embedding included. The model then runs.
 TEST(Synth, Q4KMMixFollowsLlamaCppRule) {
   const std::string path = test::temp_dir() + "/tinyllama-q4km.gguf";
-  const CommandResult synth = run_kvq(
-      "synth --preset tinyllama-1.1b --n-embd 256 --n-head 4 --n-ff 512 --type q4_k_m -o " + path, true);
+  const CommandResult synth =
+      run_kvq("synth --preset tinyllama-1.1b --n-embd 256 --n-head 4 --n-ff 512 --type q4_k_m -o " + path, true);
   ASSERT_EQ(synth.exit_code, 0) << synth.out;
   const auto j = info_json(path, "");
   ASSERT_FALSE(j.is_discarded());
