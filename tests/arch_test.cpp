@@ -108,6 +108,56 @@ TEST_P(ArchLogits, SlicedAndRingEvaluationEqualsOneBatch) {
   }
 }
 
+// Continuous batching: three sequences (different lengths, K/V types and positions) decoded in one pass per
+// step give the logits each gets alone. Batched rows go through the prompt GEMM instead of the decode GEMV
+// (both round activations to the same 8-bit blocks; only summation order differs).
+constexpr double kMaxKldBatchedVsAlone = 1e-5;
+
+TEST_P(ArchLogits, BatchedSequencesEqualSequential) {
+  const std::string arch = GetParam();
+  auto model = Model::load(model_path(arch));
+  ASSERT_TRUE(model.ok()) << model.error().message;
+  Model& m = **model;
+  const test::LogitsFixture f = test::read_logits_fixture(logits_path(arch, "f16-f16.fa0"));
+  ASSERT_GE(f.tokens.size(), 60u);
+  const int n_layer = m.config().n_layer, n_vocab = m.config().n_vocab, n_decode = 6;
+  const int prompt_len[] = {5, 20, 40};
+  const KvTypes types[] = {
+      {GgmlType::F16, GgmlType::F16}, {GgmlType::Q8_0, GgmlType::Q4_0}, {GgmlType::Q4_0, GgmlType::Q8_0}};
+  std::vector<KvCache> alone, together;
+  for (int s = 0; s < 3; ++s) {
+    for (auto* list : {&alone, &together}) {
+      auto cache = m.make_cache(64, std::vector<KvTypes>(size_t(n_layer), types[s]), 16);
+      ASSERT_TRUE(cache.ok());
+      list->push_back(std::move(*cache));
+      std::vector<float> ignored(static_cast<size_t>(n_vocab));
+      ASSERT_TRUE(m.forward({f.tokens.data() + s, size_t(prompt_len[s])}, 0, list->back(), ignored.data(), false).ok());
+    }
+  }
+  for (int step = 0; step < n_decode; ++step) {
+    std::vector<std::vector<float>> want(3, std::vector<float>(size_t(n_vocab))), got = want;
+    std::vector<SequenceStep> steps;
+    for (int s = 0; s < 3; ++s) {
+      const int pos = prompt_len[s] + step;
+      const std::span<const int32_t> token(f.tokens.data() + s + pos, 1);
+      ASSERT_TRUE(m.forward(token, pos, alone[size_t(s)], want[size_t(s)].data(), false).ok());
+      steps.push_back({token, pos, &together[size_t(s)], got[size_t(s)].data()});
+    }
+    ASSERT_TRUE(m.forward_batched(steps).ok());
+    for (int s = 0; s < 3; ++s) {
+      const double kld = test::compare_logits(want[size_t(s)].data(), got[size_t(s)].data(), 1, n_vocab).mean_kld;
+      EXPECT_LE(kld, kMaxKldBatchedVsAlone) << arch << " sequence " << s << " step " << step;
+    }
+  }
+  // Misuse is an error, not a crash.
+  std::vector<float> out(static_cast<size_t>(n_vocab));
+  const int32_t one[1] = {1};
+  const SequenceStep twice[] = {{one, 50, &together[0], out.data()}, {one, 51, &together[0], out.data()}};
+  EXPECT_FALSE(m.forward_batched(twice).ok());
+  const SequenceStep past_end[] = {{one, 64, &together[1], out.data()}};
+  EXPECT_FALSE(m.forward_batched(past_end).ok());
+}
+
 INSTANTIATE_TEST_SUITE_P(Fixtures, ArchLogits, ::testing::ValuesIn(kArchs));
 
 }  // namespace

@@ -44,7 +44,7 @@ void Model::ensure_scratch(int n) {
   up_.resize(size_t(n) * c.n_ff);
 }
 
-Status Model::forward(std::span<const int32_t> tokens, int pos, KvCache& cache, float* logits, bool all_logits) {
+Status Model::check_step(std::span<const int32_t> tokens, int pos, const KvCache& cache) const {
   const ModelConfig& c = config_;
   if (tokens.empty()) return make_error("forward: no tokens");
   if (pos < 0 || pos + int64_t(tokens.size()) > cache.shape().n_ctx) {
@@ -56,53 +56,99 @@ Status Model::forward(std::span<const int32_t> tokens, int pos, KvCache& cache, 
     return make_error("forward: the cache was not made for this model");
   }
   for (int32_t id : tokens) {
-    if (id < 0 || id >= c.n_vocab) {
+    if (id < 0 || id >= c.n_vocab)
       return make_error("token id {} is outside the vocabulary (0..{})", id, c.n_vocab - 1);
-    }
   }
+  return Status::Ok();
+}
+
+Status Model::forward(std::span<const int32_t> tokens, int pos, KvCache& cache, float* logits, bool all_logits) {
+  KVQ_RETURN_IF_ERROR(check_step(tokens, pos, cache));
   const int n_total = int(tokens.size());
   const int slice = std::min(kMaxBatch, cache.shape().max_batch);
+  std::vector<int> out_rows;
   for (int start = 0; start < n_total; start += slice) {
     const int n = std::min(slice, n_total - start);
     const bool last_slice = start + n == n_total;
+    out_rows.clear();
     float* out = nullptr;
-    if (all_logits)
-      out = logits + size_t(start) * c.n_vocab;
-    else if (last_slice)
+    if (all_logits) {
+      for (int i = 0; i < n; ++i) out_rows.push_back(i);
+      out = logits + size_t(start) * config_.n_vocab;
+    } else if (last_slice) {
+      out_rows.push_back(n - 1);
       out = logits;
-    forward_batch(tokens.data() + start, n, pos + start, cache, out, all_logits);
+    }
+    const Segment whole{0, n, pos + start, &cache};
+    forward_rows(tokens.data() + start, n, {&whole, 1}, out_rows, out);
+  }
+  return Status::Ok();
+}
+
+Status Model::forward_batched(std::span<const SequenceStep> steps) {
+  std::vector<int32_t> tokens;  // [n_rows] all sequences' tokens, one after the other
+  std::vector<Segment> segments;
+  std::vector<int> out_rows;
+  for (const SequenceStep& step : steps) {
+    if (!step.cache) return make_error("forward_batched: a step has no cache");
+    KVQ_RETURN_IF_ERROR(check_step(step.tokens, step.pos, *step.cache));
+    if (int(step.tokens.size()) > step.cache->shape().max_batch) {
+      return make_error("forward_batched: {} tokens exceed the cache's batch of {}", step.tokens.size(),
+                        step.cache->shape().max_batch);
+    }
+    for (const Segment& other : segments) {
+      if (other.cache == step.cache) return make_error("forward_batched: two steps share one cache");
+    }
+    segments.push_back({int(tokens.size()), int(step.tokens.size()), step.pos, step.cache});
+    tokens.insert(tokens.end(), step.tokens.begin(), step.tokens.end());
+    if (step.logits) out_rows.push_back(int(tokens.size()) - 1);
+  }
+  if (tokens.empty()) return Status::Ok();
+  if (tokens.size() > size_t(kMaxBatch)) {
+    return make_error("forward_batched: {} tokens exceed the batch of {}", tokens.size(), kMaxBatch);
+  }
+  std::vector<float> logits(out_rows.size() * size_t(config_.n_vocab));  // [n_out, n_vocab]
+  forward_rows(tokens.data(), int(tokens.size()), segments, out_rows, logits.data());
+  size_t next = 0;
+  for (const SequenceStep& step : steps) {
+    if (!step.logits) continue;
+    std::copy_n(logits.data() + next++ * config_.n_vocab, config_.n_vocab, step.logits);
   }
   return Status::Ok();
 }
 
 // Reads xn_ (the normalised input), leaves the block's output in xn_.
-void Model::attention_block(int l, int n, int pos, KvCache& cache) {
+void Model::attention_block(int l, int n_rows, std::span<const Segment> segments) {
   const ModelConfig& c = config_;
   const LayerWeights& L = weights_.layers[size_t(l)];
   const Projection qkv[] = {{L.wq, q_.data()}, {L.wk, k_.data()}, {L.wv, v_.data()}};
-  matmul_shared_input(qkv, xn_.data(), n);
-  if (L.bq) add_bias(q_.data(), L.bq.data, n, c.q_dim());
-  if (L.bk) add_bias(k_.data(), L.bk.data, n, c.kv_dim());
-  if (L.bv) add_bias(v_.data(), L.bv.data, n, c.kv_dim());
+  matmul_shared_input(qkv, xn_.data(), n_rows);
+  if (L.bq) add_bias(q_.data(), L.bq.data, n_rows, c.q_dim());
+  if (L.bk) add_bias(k_.data(), L.bk.data, n_rows, c.kv_dim());
+  if (L.bv) add_bias(v_.data(), L.bv.data, n_rows, c.kv_dim());
   if (L.q_norm) {  // over each head: rows of head_dim
-    rms_norm(q_.data(), L.q_norm.data, q_.data(), int64_t(n) * c.n_head, c.head_dim, c.rms_eps);
-    rms_norm(k_.data(), L.k_norm.data, k_.data(), int64_t(n) * c.n_head_kv, c.head_dim, c.rms_eps);
+    rms_norm(q_.data(), L.q_norm.data, q_.data(), int64_t(n_rows) * c.n_head, c.head_dim, c.rms_eps);
+    rms_norm(k_.data(), L.k_norm.data, k_.data(), int64_t(n_rows) * c.n_head_kv, c.head_dim, c.rms_eps);
   }
-  RopeParams rope_q = c.rope_params(l, c.n_head);
-  // Phi-3 long rope: the long factors once the cache reaches past the original context (as Hugging Face).
-  const bool long_rope = weights_.rope_factors_long && cache.shape().n_ctx > c.rope_ctx_orig;
-  rope_q.freq_factors = long_rope ? weights_.rope_factors_long : weights_.rope_freq_factors;
-  RopeParams rope_k = rope_q;
-  rope_k.n_head = c.n_head_kv;
-  rope(q_.data(), n, pos, rope_q);
-  rope(k_.data(), n, pos, rope_k);
-  cache.store(l, pos, n, k_.data(), v_.data());  // quantized on write
   AttentionParams ap{c.n_head, c.n_head_kv, c.head_dim, c.attn_scale};
   ap.softcap = c.attn_softcap;
   ap.window = c.layers[size_t(l)].window;
-  attention(ap, cache, l, q_.data(), n, pos, attn_.data());
-  matmul(L.wo, attn_.data(), xn_.data(), n);
-  if (L.post_attn_norm) rms_norm(xn_.data(), L.post_attn_norm.data, xn_.data(), n, c.n_embd, c.rms_eps);
+  for (const Segment& seg : segments) {
+    float* q = q_.data() + size_t(seg.row0) * c.q_dim();
+    float* k = k_.data() + size_t(seg.row0) * c.kv_dim();
+    RopeParams rope_q = c.rope_params(l, c.n_head);
+    // Phi-3 long rope: the long factors once the cache reaches past the original context (as Hugging Face).
+    const bool long_rope = weights_.rope_factors_long && seg.cache->shape().n_ctx > c.rope_ctx_orig;
+    rope_q.freq_factors = long_rope ? weights_.rope_factors_long : weights_.rope_freq_factors;
+    RopeParams rope_k = rope_q;
+    rope_k.n_head = c.n_head_kv;
+    rope(q, seg.n, seg.pos, rope_q);
+    rope(k, seg.n, seg.pos, rope_k);
+    seg.cache->store(l, seg.pos, seg.n, k, v_.data() + size_t(seg.row0) * c.kv_dim());  // quantized on write
+    attention(ap, *seg.cache, l, q, seg.n, seg.pos, attn_.data() + size_t(seg.row0) * c.q_dim());
+  }
+  matmul(L.wo, attn_.data(), xn_.data(), n_rows);
+  if (L.post_attn_norm) rms_norm(xn_.data(), L.post_attn_norm.data, xn_.data(), n_rows, c.n_embd, c.rms_eps);
 }
 
 // Reads xn_, leaves the block's output in xn_.
@@ -120,8 +166,8 @@ void Model::ffn_block(int l, int n) {
   if (L.post_ffn_norm) rms_norm(xn_.data(), L.post_ffn_norm.data, xn_.data(), n, c.n_embd, c.rms_eps);
 }
 
-// logits: null (no output wanted), [n, n_vocab] when all_logits, else [n_vocab].
-void Model::forward_batch(const int32_t* tokens, int n, int pos, KvCache& cache, float* logits, bool all_logits) {
+void Model::forward_rows(const int32_t* tokens, int n, std::span<const Segment> segments, std::span<const int> out_rows,
+                         float* logits) {
   const ModelConfig& c = config_;
   const ModelWeights& w = weights_;
   ensure_scratch(n);
@@ -137,18 +183,25 @@ void Model::forward_batch(const int32_t* tokens, int n, int pos, KvCache& cache,
   for (int l = 0; l < c.n_layer; ++l) {
     const LayerWeights& L = w.layers[size_t(l)];
     rms_norm(x_.data(), L.attn_norm.data, xn_.data(), n, embd, c.rms_eps);
-    attention_block(l, n, pos, cache);
+    attention_block(l, n, segments);
     add_inplace(x_.data(), xn_.data(), int64_t(n) * embd);
     rms_norm(x_.data(), L.ffn_norm.data, xn_.data(), n, embd, c.rms_eps);
     ffn_block(l, n);
     add_inplace(x_.data(), xn_.data(), int64_t(n) * embd);
   }
-  if (!logits) return;
+  if (out_rows.empty()) return;
   // Only the rows whose logits are wanted go through the (vocabulary-sized) output matmul.
-  const int first = all_logits ? 0 : n - 1;
-  const int rows = n - first;
-  rms_norm(x_.data() + first * embd, w.output_norm.data, xn_.data(), rows, embd, c.rms_eps);
-  matmul(w.output, xn_.data(), logits, rows);
+  const int rows = int(out_rows.size());
+  out_.resize(size_t(rows) * embd);
+  if (out_rows.back() - out_rows.front() == rows - 1) {  // one run of rows (a prompt's last, or all)
+    rms_norm(x_.data() + size_t(out_rows.front()) * embd, w.output_norm.data, out_.data(), rows, embd, c.rms_eps);
+  } else {
+    for (int i = 0; i < rows; ++i) {
+      rms_norm(x_.data() + size_t(out_rows[size_t(i)]) * embd, w.output_norm.data, out_.data() + size_t(i) * embd, 1,
+               embd, c.rms_eps);
+    }
+  }
+  matmul(w.output, out_.data(), logits, rows);
   if (c.final_softcap > 0.0f) softcap_inplace(logits, int64_t(rows) * c.n_vocab, c.final_softcap);
 }
 

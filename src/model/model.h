@@ -15,6 +15,15 @@
 
 namespace kvq {
 
+// One sequence's part of a batched step (continuous batching: several sequences, each with its own cache,
+// share one pass so that every weight is read once for all of them).
+struct SequenceStep {
+  std::span<const int32_t> tokens;  // at positions pos .. pos + n - 1 of this sequence
+  int pos = 0;
+  KvCache* cache = nullptr;
+  float* logits = nullptr;  // [n_vocab] for the last token, or null
+};
+
 class Model {
  public:
   // Maps the file and binds every tensor; errors name the file and what is wrong.
@@ -35,12 +44,26 @@ class Model {
   // last token. Large batches are processed in slices of the cache's max_batch tokens.
   Status forward(std::span<const int32_t> tokens, int pos, KvCache& cache, float* logits, bool all_logits);
 
+  // Evaluates several sequences in one pass: the matmuls run over all their tokens together, attention and
+  // the cache are per sequence. At most kMaxBatch tokens in all; each cache must be a distinct one of this
+  // model, and each step's tokens fit its cache's max_batch.
+  Status forward_batched(std::span<const SequenceStep> steps);
+
   static constexpr int kMaxBatch = kKvDefaultMaxBatch;
 
  private:
+  // Rows [row0, row0 + n) of a batch belong to one sequence at positions pos ...
+  struct Segment {
+    int row0 = 0, n = 0, pos = 0;
+    KvCache* cache = nullptr;
+  };
+
   Model(gguf::File file, ModelConfig config, ModelWeights weights);
-  void forward_batch(const int32_t* tokens, int n, int pos, KvCache& cache, float* logits, bool all_logits);
-  void attention_block(int layer, int n, int pos, KvCache& cache);
+  Status check_step(std::span<const int32_t> tokens, int pos, const KvCache& cache) const;
+  // tokens: [n_rows]; logits rows [n_out, n_vocab] for batch rows out_rows (sorted).
+  void forward_rows(const int32_t* tokens, int n_rows, std::span<const Segment> segments, std::span<const int> out_rows,
+                    float* logits);
+  void attention_block(int layer, int n_rows, std::span<const Segment> segments);
   void ffn_block(int layer, int n);
   void ensure_scratch(int n);
 
@@ -58,6 +81,7 @@ class Model {
   std::vector<float> attn_;  // [n, q_dim] attention output
   std::vector<float> gate_;  // [n, n_ff]
   std::vector<float> up_;    // [n, n_ff]
+  std::vector<float> out_;   // [n_out, n_embd] rows gathered for the output matmul
 };
 
 }  // namespace kvq
