@@ -15,6 +15,7 @@ void register_commands(CLI::App& app) {
   register_bench(app);
   register_perplexity(app);
   register_sweep(app);
+  register_serve(app);
 }
 
 }  // namespace kvq::cli

@@ -28,7 +28,8 @@ std::vector<std::string> llama_cpp_flag_aliases(int argc, char** argv) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  CLI::App app{"kvq: LLM inference with independent key and value precisions in the KV cache"};
+  // Named here: the arguments are parsed from a vector, so CLI11 never sees argv[0] for the usage line.
+  CLI::App app{"kvq: LLM inference with independent key and value precisions in the KV cache", "kvq"};
   app.require_subcommand(1);
   app.set_version_flag("--version", "kvq 0.1.0");
   kvq::cli::register_commands(app);

@@ -65,7 +65,10 @@ int run_generate(RunArgs args) {
   while (n_generated < args.n_predict && pos < n_ctx) {
     const int32_t next = sampler.sample(logits.data(), c.n_vocab);
     if (tokenizer->is_eog(next)) break;
-    std::cout << tokenizer->token_to_piece(next) << std::flush;
+    std::string piece = tokenizer->token_to_piece(next);
+    // After an empty prompt the first word's SentencePiece space prefix is not text the user wrote.
+    if (n_generated == 0 && args.prompt.empty() && !piece.empty() && piece[0] == ' ') piece.erase(0, 1);
+    std::cout << piece << std::flush;
     ++n_generated;
     if (n_generated == args.n_predict || pos + 1 >= n_ctx) break;
     const int32_t one[1] = {next};

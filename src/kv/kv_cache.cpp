@@ -146,6 +146,15 @@ void KvCache::store(int layer, int pos, int n_tokens, const float* k, const floa
   }
 }
 
+uint64_t KvCache::bytes_holding(int n_positions) const {
+  uint64_t bytes = 0;
+  for (int l = 0; l < shape_.n_layer; ++l) {
+    const KvLayerView view = layer(l);
+    bytes += uint64_t(std::min(n_positions, view.n_rows)) * (view.k_row_bytes + view.v_row_bytes);
+  }
+  return bytes;
+}
+
 uint64_t KvCache::k_bytes() const { return key_bytes(shape_, types_); }
 
 uint64_t KvCache::v_bytes() const { return value_bytes(shape_, types_); }

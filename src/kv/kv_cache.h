@@ -78,6 +78,8 @@ class KvCache {
   void store(int layer, int pos, int n_tokens, const float* k, const float* v);
 
   uint64_t k_bytes() const;  // allocated, all layers
+  // Returns the bytes of the rows that positions 0 .. n_positions - 1 occupy (a ring reuses its rows).
+  uint64_t bytes_holding(int n_positions) const;
   uint64_t v_bytes() const;
   const KvCacheShape& shape() const { return shape_; }
   const std::vector<KvTypes>& types() const { return types_; }
