@@ -53,14 +53,17 @@ TestFunction find_test(std::string_view name);
 
 // `obj.name`: dict methods first, then the key (Jinja2's getattr order); missing → undefined.
 // Fails only on an undefined `obj`, as Jinja2's Undefined does.
-Result<Value> get_attribute(const Value& obj, std::string_view name);
+// `budget` bounds the work of the methods it returns (str.replace can grow a string).
+Result<Value> get_attribute(const Value& obj, std::string_view name, RenderBudget& budget);
 // `obj[key]`: key or index first, then a method of that name; missing → undefined.
-Result<Value> get_item(const Value& obj, const Value& key);
+Result<Value> get_item(const Value& obj, const Value& key, RenderBudget& budget);
 // `obj[start:stop:step]` on lists and strings (code points), Python semantics.
-Result<Value> get_slice(const Value& obj, const Value& start, const Value& stop, const Value& step);
+Result<Value> get_slice(const Value& obj, const Value& start, const Value& stop, const Value& step,
+                        RenderBudget& budget);
 
 // Items that `for x in value` visits: list items, dict keys, string characters; undefined → none.
-Result<Array> iterate(const Value& value);
+// Charges one step per item.
+Result<Array> iterate(const Value& value, RenderBudget& budget);
 
 // Python's len(); undefined has length 0.
 Result<int64_t> length_of(const Value& value);

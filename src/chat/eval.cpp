@@ -90,8 +90,27 @@ void Interpreter::install_globals(Object& globals) {
                 return strftime_function(args, options_.now);
               }));
   globals.set("range", make_function("range", [this](const CallArgs& args) { return range_function(args, budget_); }));
-  globals.set("namespace", make_function("namespace", [](const CallArgs& args) { return make_dict(args, true); }));
-  globals.set("dict", make_function("dict", [](const CallArgs& args) { return make_dict(args, false); }));
+  for (const bool is_namespace : {true, false}) {
+    const char* name = is_namespace ? "namespace" : "dict";
+    globals.set(name, make_function(name, [this, is_namespace](const CallArgs& args) -> Result<Value> {
+                  auto dict = make_dict(args, is_namespace);
+                  if (!dict.ok()) return dict;
+                  const ValueShape shape = inspect_value(*dict, kMaxValueDepth);
+                  KVQ_RETURN_IF_ERROR(budget_.charge(shape.nodes));
+                  if (shape.depth > kMaxValueDepth)
+                    return make_error("value nested deeper than {} levels", kMaxValueDepth);
+                  return dict;
+                }));
+  }
+}
+
+Status Interpreter::check_nesting(uint32_t offset, const Value& value) {
+  const ValueShape shape = inspect_value(value, kMaxValueDepth);
+  if (Status spent = budget_.charge(shape.nodes); !spent.ok()) return located(offset, spent.error());
+  if (shape.depth > kMaxValueDepth) {
+    return located(offset, make_error("value nested deeper than {} levels", kMaxValueDepth));
+  }
+  return {};
 }
 
 Value Interpreter::lookup(const std::string& name) const {
@@ -117,6 +136,8 @@ Result<CallArgs> Interpreter::eval_args(const Args& args) {
 }
 
 Result<Value> Interpreter::eval(const Expr& expr) {
+  NestingGuard guard(nesting_);
+  if (nesting_ > kMaxRenderNesting) return located(expr.offset, make_error("rendering nested too deeply"));
   switch (expr.kind) {
     case ExprKind::kLiteral:
       return expr.literal;
@@ -130,7 +151,9 @@ Result<Value> Interpreter::eval(const Expr& expr) {
         if (!v.ok()) return v;
         items.push_back(std::move(*v));
       }
-      return Value::array(std::move(items));
+      Value list = Value::array(std::move(items));
+      KVQ_RETURN_IF_ERROR(check_nesting(expr.offset, list));
+      return list;
     }
     case ExprKind::kDict: {
       auto obj = std::make_shared<Object>();
@@ -145,12 +168,14 @@ Result<Value> Interpreter::eval(const Expr& expr) {
         if (!value.ok()) return value;
         obj->set(key->as_string(), std::move(*value));
       }
-      return Value(std::move(obj));
+      Value dict(std::move(obj));
+      KVQ_RETURN_IF_ERROR(check_nesting(expr.offset, dict));
+      return dict;
     }
     case ExprKind::kAttribute: {
       auto obj = eval(*expr.items[0]);
       if (!obj.ok()) return obj;
-      auto v = get_attribute(*obj, expr.name);
+      auto v = get_attribute(*obj, expr.name, budget_);
       if (!v.ok()) return located(expr.offset, v.error());
       return v;
     }
@@ -159,7 +184,7 @@ Result<Value> Interpreter::eval(const Expr& expr) {
       if (!obj.ok()) return obj;
       auto key = eval(*expr.items[1]);
       if (!key.ok()) return key;
-      auto v = get_item(*obj, *key);
+      auto v = get_item(*obj, *key, budget_);
       if (!v.ok()) return located(expr.offset, v.error());
       return v;
     }
@@ -173,7 +198,7 @@ Result<Value> Interpreter::eval(const Expr& expr) {
         if (!b.ok()) return b;
         bounds[i] = std::move(*b);
       }
-      auto v = get_slice(*obj, bounds[0], bounds[1], bounds[2]);
+      auto v = get_slice(*obj, bounds[0], bounds[1], bounds[2], budget_);
       if (!v.ok()) return located(expr.offset, v.error());
       return v;
     }

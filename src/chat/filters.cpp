@@ -11,7 +11,9 @@ namespace kvq::chat {
 
 namespace {
 
-Result<std::string> as_text(const Value& v) { return to_output_string(v); }
+Result<std::string> as_text(const Value& v, RenderBudget& budget) {
+  return to_output_string(v, budget.limits().max_output_bytes);
+}
 
 bool bool_arg(const CallArgs& args, size_t index, std::string_view name, bool fallback) {
   const Value* v = args.get(index, name);
@@ -19,7 +21,7 @@ bool bool_arg(const CallArgs& args, size_t index, std::string_view name, bool fa
 }
 
 // Jinja2's attribute getter: "a.b.0" looks up a, then b, then index 0, each like `x[part]`.
-Result<Value> get_attribute_path(const Value& item, const std::string& path) {
+Result<Value> get_attribute_path(const Value& item, const std::string& path, RenderBudget& budget) {
   Value current = item;
   size_t start = 0;
   while (true) {
@@ -28,7 +30,7 @@ Result<Value> get_attribute_path(const Value& item, const std::string& path) {
     int64_t index = 0;
     const auto [ptr, ec] = std::from_chars(part.data(), part.data() + part.size(), index);
     const bool numeric = !part.empty() && ec == std::errc() && ptr == part.data() + part.size();
-    auto next = get_item(current, numeric ? Value(index) : Value(part));
+    auto next = get_item(current, numeric ? Value(index) : Value(part), budget);
     if (!next.ok()) return next;
     current = std::move(*next);
     if (dot == std::string::npos) return current;
@@ -42,8 +44,8 @@ Value fold_case(const Value& v, bool case_sensitive) {
   return v;
 }
 
-Result<Value> filter_trim(const Value& input, const CallArgs& args, RenderBudget&) {
-  auto text = as_text(input);
+Result<Value> filter_trim(const Value& input, const CallArgs& args, RenderBudget& budget) {
+  auto text = as_text(input, budget);
   if (!text.ok()) return text.error();
   const Value* chars = args.get(0, "chars");
   std::optional<std::string> set;
@@ -52,13 +54,13 @@ Result<Value> filter_trim(const Value& input, const CallArgs& args, RenderBudget
 }
 
 template <std::string (*Transform)(std::string_view)>
-Result<Value> filter_text_transform(const Value& input, const CallArgs&, RenderBudget&) {
-  auto text = as_text(input);
+Result<Value> filter_text_transform(const Value& input, const CallArgs&, RenderBudget& budget) {
+  auto text = as_text(input, budget);
   if (!text.ok()) return text.error();
   return Value(Transform(*text));
 }
 
-Result<Value> filter_length(const Value& input, const CallArgs&, RenderBudget&) {
+Result<Value> filter_length(const Value& input, const CallArgs&, RenderBudget& budget) {
   auto n = length_of(input);
   if (!n.ok()) return n.error();
   return Value(*n);
@@ -70,21 +72,21 @@ Result<Value> filter_tojson(const Value& input, const CallArgs& args, RenderBudg
   const Value* ensure_ascii = args.get(99, "ensure_ascii");
   if (ensure_ascii && ensure_ascii->truthy()) return make_error("unsupported construct: tojson(ensure_ascii=true)");
   const int width = indent && indent->is_int() ? int(std::clamp<int64_t>(indent->as_int(), 0, 64)) : -1;
-  auto text = to_json_text(input, width, bool_arg(args, 99, "sort_keys", false));
+  auto text = to_json_text(input, width, bool_arg(args, 99, "sort_keys", false), budget.limits().max_output_bytes);
   if (!text.ok()) return text.error();
   KVQ_RETURN_IF_ERROR(budget.check_string(text->size()));
   return Value(std::move(*text));
 }
 
-Result<Value> filter_identity(const Value& input, const CallArgs&, RenderBudget&) { return input; }
+Result<Value> filter_identity(const Value& input, const CallArgs&, RenderBudget& budget) { return input; }
 
-Result<Value> filter_string(const Value& input, const CallArgs&, RenderBudget&) {
-  auto text = as_text(input);
+Result<Value> filter_string(const Value& input, const CallArgs&, RenderBudget& budget) {
+  auto text = as_text(input, budget);
   if (!text.ok()) return text.error();
   return Value(std::move(*text));
 }
 
-Result<Value> filter_items(const Value& input, const CallArgs&, RenderBudget&) {
+Result<Value> filter_items(const Value& input, const CallArgs&, RenderBudget& budget) {
   if (input.is_undefined()) return Value::array();
   if (!input.is_object()) return make_error("items: can only get item pairs from a mapping, got {}", type_name(input));
   Array pairs;
@@ -93,28 +95,28 @@ Result<Value> filter_items(const Value& input, const CallArgs&, RenderBudget&) {
 }
 
 Result<Value> filter_list(const Value& input, const CallArgs&, RenderBudget& budget) {
-  auto items = iterate(input);
+  auto items = iterate(input, budget);
   if (!items.ok()) return items.error();
   KVQ_RETURN_IF_ERROR(budget.charge(items->size()));
   return Value::array(std::move(*items));
 }
 
 Result<Value> filter_join(const Value& input, const CallArgs& args, RenderBudget& budget) {
-  auto items = iterate(input);
+  auto items = iterate(input, budget);
   if (!items.ok()) return items.error();
   const Value* sep_arg = args.get(0, "d");
-  auto sep = sep_arg ? as_text(*sep_arg) : Result<std::string>(std::string());
+  auto sep = sep_arg ? as_text(*sep_arg, budget) : Result<std::string>(std::string());
   if (!sep.ok()) return sep.error();
   const Value* attribute = args.get(1, "attribute");
   std::string out;
   for (size_t i = 0; i < items->size(); ++i) {
     Value item = (*items)[i];
     if (attribute && attribute->is_string()) {
-      auto picked = get_attribute_path(item, attribute->as_string());
+      auto picked = get_attribute_path(item, attribute->as_string(), budget);
       if (!picked.ok()) return picked.error();
       item = std::move(*picked);
     }
-    auto text = as_text(item);
+    auto text = as_text(item, budget);
     if (!text.ok()) return text.error();
     if (i) out += *sep;
     out += *text;
@@ -124,27 +126,27 @@ Result<Value> filter_join(const Value& input, const CallArgs& args, RenderBudget
   return Value(std::move(out));
 }
 
-Result<Value> filter_first_or_last(const Value& input, bool first) {
-  auto items = iterate(input);
+Result<Value> filter_first_or_last(const Value& input, bool first, RenderBudget& budget) {
+  auto items = iterate(input, budget);
   if (!items.ok()) return items.error();
   if (items->empty()) return Value::undefined(first ? "first" : "last");
   return first ? items->front() : items->back();
 }
-Result<Value> filter_first(const Value& input, const CallArgs&, RenderBudget&) {
-  return filter_first_or_last(input, true);
+Result<Value> filter_first(const Value& input, const CallArgs&, RenderBudget& budget) {
+  return filter_first_or_last(input, true, budget);
 }
-Result<Value> filter_last(const Value& input, const CallArgs&, RenderBudget&) {
-  return filter_first_or_last(input, false);
+Result<Value> filter_last(const Value& input, const CallArgs&, RenderBudget& budget) {
+  return filter_first_or_last(input, false, budget);
 }
 
-Result<Value> filter_default(const Value& input, const CallArgs& args, RenderBudget&) {
+Result<Value> filter_default(const Value& input, const CallArgs& args, RenderBudget& budget) {
   const Value* fallback = args.get(0, "default_value");
   const bool use_fallback = input.is_undefined() || (bool_arg(args, 1, "boolean", false) && !input.truthy());
   if (!use_fallback) return input;
   return fallback ? *fallback : Value("");
 }
 
-Result<Value> filter_int(const Value& input, const CallArgs& args, RenderBudget&) {
+Result<Value> filter_int(const Value& input, const CallArgs& args, RenderBudget& budget) {
   const Value* fallback = args.get(0, "default");
   const Value otherwise = fallback ? *fallback : Value(int64_t(0));
   if (input.is_int() || input.is_bool()) return Value(input.as_int());
@@ -168,7 +170,7 @@ Result<Value> filter_int(const Value& input, const CallArgs& args, RenderBudget&
   return otherwise;
 }
 
-Result<Value> filter_float(const Value& input, const CallArgs& args, RenderBudget&) {
+Result<Value> filter_float(const Value& input, const CallArgs& args, RenderBudget& budget) {
   const Value* fallback = args.get(0, "default");
   if (input.is_number()) return Value(input.as_double());
   if (input.is_string()) {
@@ -181,7 +183,7 @@ Result<Value> filter_float(const Value& input, const CallArgs& args, RenderBudge
   return fallback ? *fallback : Value(0.0);
 }
 
-Result<Value> filter_abs(const Value& input, const CallArgs&, RenderBudget&) {
+Result<Value> filter_abs(const Value& input, const CallArgs&, RenderBudget& budget) {
   if (input.is_float()) return Value(std::fabs(input.as_double()));
   if (input.is_int() || input.is_bool()) {
     const int64_t i = input.as_int();
@@ -192,13 +194,13 @@ Result<Value> filter_abs(const Value& input, const CallArgs&, RenderBudget&) {
 }
 
 Result<Value> filter_replace(const Value& input, const CallArgs& args, RenderBudget& budget) {
-  auto text = as_text(input);
+  auto text = as_text(input, budget);
   if (!text.ok()) return text.error();
   const Value* old_text = args.get(0, "old");
   const Value* new_text = args.get(1, "new");
   if (!old_text || !new_text) return make_error("replace takes two arguments");
-  auto from = as_text(*old_text);
-  auto to = as_text(*new_text);
+  auto from = as_text(*old_text, budget);
+  auto to = as_text(*new_text, budget);
   if (!from.ok() || !to.ok()) return make_error("replace: bad arguments");
   const Value* count = args.get(2, "count");
   const int64_t n = count && count->is_int() ? count->as_int() : -1;
@@ -211,7 +213,7 @@ Result<Value> filter_replace(const Value& input, const CallArgs& args, RenderBud
 }
 
 Result<Value> filter_indent(const Value& input, const CallArgs& args, RenderBudget& budget) {
-  auto text = as_text(input);
+  auto text = as_text(input, budget);
   if (!text.ok()) return text.error();
   const Value* width = args.get(0, "width");
   std::string pad = "    ";
@@ -233,9 +235,9 @@ Result<Value> filter_indent(const Value& input, const CallArgs& args, RenderBudg
   return Value(std::move(out));
 }
 
-Result<Value> filter_reverse(const Value& input, const CallArgs&, RenderBudget&) {
-  if (input.is_string()) return get_slice(input, Value::none(), Value::none(), Value(int64_t(-1)));
-  auto items = iterate(input);
+Result<Value> filter_reverse(const Value& input, const CallArgs&, RenderBudget& budget) {
+  if (input.is_string()) return get_slice(input, Value::none(), Value::none(), Value(int64_t(-1)), budget);
+  auto items = iterate(input, budget);
   if (!items.ok()) return items.error();
   std::reverse(items->begin(), items->end());
   return Value::array(std::move(*items));
@@ -264,7 +266,7 @@ Status sort_values(Array& items, const std::function<Result<Value>(const Value&)
 }
 
 Result<Value> filter_sort(const Value& input, const CallArgs& args, RenderBudget& budget) {
-  auto items = iterate(input);
+  auto items = iterate(input, budget);
   if (!items.ok()) return items.error();
   KVQ_RETURN_IF_ERROR(budget.charge(items->size()));
   const bool reverse = bool_arg(args, 0, "reverse", false);
@@ -272,7 +274,7 @@ Result<Value> filter_sort(const Value& input, const CallArgs& args, RenderBudget
   const Value* attribute = args.get(2, "attribute");
   auto key_of = [&](const Value& item) -> Result<Value> {
     if (!attribute || !attribute->is_string()) return fold_case(item, case_sensitive);
-    auto picked = get_attribute_path(item, attribute->as_string());
+    auto picked = get_attribute_path(item, attribute->as_string(), budget);
     if (!picked.ok()) return picked;
     return fold_case(*picked, case_sensitive);
   };
@@ -297,7 +299,7 @@ Result<Value> filter_dictsort(const Value& input, const CallArgs& args, RenderBu
 }
 
 Result<Value> filter_unique(const Value& input, const CallArgs& args, RenderBudget& budget) {
-  auto items = iterate(input);
+  auto items = iterate(input, budget);
   if (!items.ok()) return items.error();
   KVQ_RETURN_IF_ERROR(budget.charge(items->size() * items->size() / 16 + items->size()));
   const bool case_sensitive = bool_arg(args, 0, "case_sensitive", false);
@@ -307,7 +309,7 @@ Result<Value> filter_unique(const Value& input, const CallArgs& args, RenderBudg
   for (const Value& item : *items) {
     Value key = item;
     if (attribute && attribute->is_string()) {
-      auto picked = get_attribute_path(item, attribute->as_string());
+      auto picked = get_attribute_path(item, attribute->as_string(), budget);
       if (!picked.ok()) return picked.error();
       key = std::move(*picked);
     }
@@ -321,8 +323,9 @@ Result<Value> filter_unique(const Value& input, const CallArgs& args, RenderBudg
 
 // select / reject / selectattr / rejectattr share one loop: keep items whose (attribute's)
 // test result equals `keep`; without a test name the value's truthiness decides.
-Result<Value> select_items(const Value& input, const CallArgs& args, bool by_attribute, bool keep) {
-  auto items = iterate(input);
+Result<Value> select_items(const Value& input, const CallArgs& args, bool by_attribute, bool keep,
+                           RenderBudget& budget) {
+  auto items = iterate(input, budget);
   if (!items.ok()) return items.error();
   size_t next_arg = 0;
   std::string attribute;
@@ -344,7 +347,7 @@ Result<Value> select_items(const Value& input, const CallArgs& args, bool by_att
   for (const Value& item : *items) {
     Value subject = item;
     if (by_attribute) {
-      auto picked = get_attribute_path(item, attribute);
+      auto picked = get_attribute_path(item, attribute, budget);
       if (!picked.ok()) return picked.error();
       subject = std::move(*picked);
     }
@@ -358,22 +361,22 @@ Result<Value> select_items(const Value& input, const CallArgs& args, bool by_att
   }
   return Value::array(std::move(out));
 }
-Result<Value> filter_select(const Value& in, const CallArgs& a, RenderBudget&) {
-  return select_items(in, a, false, true);
+Result<Value> filter_select(const Value& in, const CallArgs& a, RenderBudget& budget) {
+  return select_items(in, a, false, true, budget);
 }
-Result<Value> filter_reject(const Value& in, const CallArgs& a, RenderBudget&) {
-  return select_items(in, a, false, false);
+Result<Value> filter_reject(const Value& in, const CallArgs& a, RenderBudget& budget) {
+  return select_items(in, a, false, false, budget);
 }
-Result<Value> filter_selectattr(const Value& in, const CallArgs& a, RenderBudget&) {
-  return select_items(in, a, true, true);
+Result<Value> filter_selectattr(const Value& in, const CallArgs& a, RenderBudget& budget) {
+  return select_items(in, a, true, true, budget);
 }
-Result<Value> filter_rejectattr(const Value& in, const CallArgs& a, RenderBudget&) {
-  return select_items(in, a, true, false);
+Result<Value> filter_rejectattr(const Value& in, const CallArgs& a, RenderBudget& budget) {
+  return select_items(in, a, true, false, budget);
 }
 
 // map('filter', args...) or map(attribute='name', default=value).
 Result<Value> filter_map(const Value& input, const CallArgs& args, RenderBudget& budget) {
-  auto items = iterate(input);
+  auto items = iterate(input, budget);
   if (!items.ok()) return items.error();
   KVQ_RETURN_IF_ERROR(budget.charge(items->size()));
   Array out;
@@ -381,7 +384,7 @@ Result<Value> filter_map(const Value& input, const CallArgs& args, RenderBudget&
     if (!attribute->is_string()) return make_error("map: attribute must be a string");
     const Value* fallback = args.get(99, "default");
     for (const Value& item : *items) {
-      auto picked = get_attribute_path(item, attribute->as_string());
+      auto picked = get_attribute_path(item, attribute->as_string(), budget);
       if (!picked.ok()) return picked.error();
       out.push_back(picked->is_undefined() && fallback ? *fallback : *picked);
     }
@@ -400,8 +403,8 @@ Result<Value> filter_map(const Value& input, const CallArgs& args, RenderBudget&
   return Value::array(std::move(out));
 }
 
-Result<Value> filter_min_max(const Value& input, bool want_max) {
-  auto items = iterate(input);
+Result<Value> filter_min_max(const Value& input, bool want_max, RenderBudget& budget) {
+  auto items = iterate(input, budget);
   if (!items.ok()) return items.error();
   if (items->empty()) return Value::undefined(want_max ? "max" : "min");
   Value best = items->front();
@@ -412,13 +415,17 @@ Result<Value> filter_min_max(const Value& input, bool want_max) {
   }
   return best;
 }
-Result<Value> filter_min(const Value& in, const CallArgs&, RenderBudget&) { return filter_min_max(in, false); }
-Result<Value> filter_max(const Value& in, const CallArgs&, RenderBudget&) { return filter_min_max(in, true); }
+Result<Value> filter_min(const Value& in, const CallArgs&, RenderBudget& budget) {
+  return filter_min_max(in, false, budget);
+}
+Result<Value> filter_max(const Value& in, const CallArgs&, RenderBudget& budget) {
+  return filter_min_max(in, true, budget);
+}
 
-Result<Value> filter_attr(const Value& input, const CallArgs& args, RenderBudget&) {
+Result<Value> filter_attr(const Value& input, const CallArgs& args, RenderBudget& budget) {
   const Value* name = args.get(0, "name");
   if (!name || !name->is_string()) return make_error("attr: expected an attribute name");
-  return get_attribute(input, name->as_string());
+  return get_attribute(input, name->as_string(), budget);
 }
 
 constexpr std::pair<std::string_view, FilterFunction> kFilters[] = {

@@ -53,6 +53,8 @@ Status Interpreter::exec_body(const Body& body, Flow& flow) {
 }
 
 Status Interpreter::exec(const Stmt& stmt, Flow& flow) {
+  NestingGuard guard(nesting_);
+  if (nesting_ > kMaxRenderNesting) return located(stmt.offset, make_error("rendering nested too deeply"));
   if (Status spent = budget_.charge(1); !spent.ok()) return located(stmt.offset, spent.error());
   switch (stmt.kind) {
     case StmtKind::kText:
@@ -60,7 +62,7 @@ Status Interpreter::exec(const Stmt& stmt, Flow& flow) {
     case StmtKind::kOutput: {
       auto value = eval(*stmt.expr);
       if (!value.ok()) return value.error();
-      auto text = to_output_string(*value);
+      auto text = to_output_string(*value, options_.limits.max_output_bytes);
       if (!text.ok()) return located(stmt.offset, text.error());
       return write(*text);
     }
@@ -107,7 +109,7 @@ Status Interpreter::bind_targets(const Stmt& stmt, const std::vector<std::string
     frame.set(targets[0], value);
     return {};
   }
-  auto items = iterate(value);
+  auto items = iterate(value, budget_);
   if (!items.ok()) return located(stmt.offset, items.error());
   if (items->size() != targets.size()) {
     return located(stmt.offset, make_error("cannot unpack {} values into {} names", items->size(), targets.size()));
@@ -119,7 +121,7 @@ Status Interpreter::bind_targets(const Stmt& stmt, const std::vector<std::string
 Status Interpreter::exec_for(const Stmt& stmt) {
   auto iterable = eval(*stmt.expr);
   if (!iterable.ok()) return iterable.error();
-  auto all_items = iterate(*iterable);
+  auto all_items = iterate(*iterable, budget_);
   if (!all_items.ok()) return located(stmt.expr->offset, all_items.error());
 
   auto frame = std::make_shared<Object>();
@@ -208,6 +210,15 @@ Status Interpreter::exec_set(const Stmt& stmt) {
       return located(stmt.offset, make_error("cannot assign attribute '{}' on '{}': it is not a namespace()",
                                              stmt.attribute, stmt.targets[0]));
     }
+    // Real templates store strings, numbers, lists and dicts in namespaces; a namespace or a
+    // function stored there could make the namespace reach itself (a leak and endless printing).
+    const ValueShape shape = inspect_value(value, kMaxValueDepth);
+    if (Status spent = budget_.charge(shape.nodes); !spent.ok()) return located(stmt.offset, spent.error());
+    if (shape.holds_namespace || shape.holds_callable) {
+      return located(stmt.offset, make_error("unsupported construct: storing a namespace or a function in "
+                                             "namespace attribute '{}'",
+                                             stmt.attribute));
+    }
     target.as_object()->set(stmt.attribute, std::move(value));
     return {};
   }
@@ -223,7 +234,7 @@ Status Interpreter::exec_filter_block(const Stmt& stmt) {
     if (!filtered.ok()) return filtered.error();
     value = std::move(*filtered);
   }
-  auto out = to_output_string(value);
+  auto out = to_output_string(value, options_.limits.max_output_bytes);
   if (!out.ok()) return located(stmt.offset, out.error());
   return write(*out);
 }

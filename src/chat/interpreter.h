@@ -41,6 +41,8 @@ class Interpreter {
   Result<Value> eval_test(const Expr& expr);
   Result<CallArgs> eval_args(const Args& args);
   Value lookup(const std::string& name) const;
+  // Fails when a list or dict being built nests deeper than kMaxValueDepth.
+  Status check_nesting(uint32_t offset, const Value& value);
   void install_globals(Object& globals);
 
   // Prefixes an error from a built-in or an operator with the template location, except the
@@ -57,6 +59,15 @@ class Interpreter {
   std::vector<std::weak_ptr<Object>> captured_frames_;
   std::string* out_ = nullptr;  // where text goes: the result, or a macro's / set block's buffer
   int call_depth_ = 0;
+  // Recursion depth of exec/eval together: macros calling macros multiply the (bounded) depth
+  // of the tree, and the stack must not overflow under hostile templates.
+  int nesting_ = 0;
+  static constexpr int kMaxRenderNesting = 400;
+  struct NestingGuard {
+    int& depth;
+    explicit NestingGuard(int& d) : depth(d) { ++depth; }
+    ~NestingGuard() { --depth; }
+  };
   bool raised_ = false;  // raise_exception() was called: its message propagates unchanged
 };
 

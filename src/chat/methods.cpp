@@ -60,7 +60,7 @@ Result<Value> affix_test(const std::string& s, const CallArgs& args, bool prefix
   return Value(false);
 }
 
-Result<Value> string_method(const std::string& s, std::string_view name, const CallArgs& args) {
+Result<Value> string_method(const std::string& s, std::string_view name, const CallArgs& args, RenderBudget& budget) {
   if (name == "strip" || name == "lstrip" || name == "rstrip") {
     auto chars = optional_string_arg(args, 0, "chars");
     if (!chars.ok()) return chars.error();
@@ -84,7 +84,13 @@ Result<Value> string_method(const std::string& s, std::string_view name, const C
     }
     auto count = int_arg(args, 2, "count", -1);
     if (!count.ok()) return count.error();
-    return Value(python_replace(s, old_text->as_string(), new_text->as_string(), *count));
+    // Bound the result before building it: replacing "" inserts `new` at every character.
+    const std::string& from = old_text->as_string();
+    const size_t hits = from.empty() ? code_point_count(s) + 1 : s.size() / from.size();
+    const size_t growth = new_text->as_string().size() > from.size() ? new_text->as_string().size() - from.size() : 0;
+    if (growth && hits > budget.limits().max_output_bytes / growth) return make_error("replace: result too large");
+    KVQ_RETURN_IF_ERROR(budget.check_string(s.size() + hits * growth));
+    return Value(python_replace(s, from, new_text->as_string(), *count));
   }
   if (name == "upper") return Value(ascii_upper(s));
   if (name == "lower") return Value(ascii_lower(s));
@@ -107,7 +113,7 @@ Result<Value> string_method(const std::string& s, std::string_view name, const C
   if (name == "join") {
     const Value* items = args.get(0, "iterable");
     if (!items) return make_error("join takes one argument");
-    auto list = iterate(*items);
+    auto list = iterate(*items, budget);
     if (!list.ok()) return list.error();
     std::string out;
     for (size_t i = 0; i < list->size(); ++i) {
@@ -186,11 +192,13 @@ bool is_method_name(const Value& obj, std::string_view name) {
 }
 
 // A method bound to its object, as `obj.name` evaluates to before the call.
-Value bound_method(const Value& obj, std::string_view name) {
+Value bound_method(const Value& obj, std::string_view name, RenderBudget& budget) {
   auto callable = std::make_shared<Callable>();
   callable->name = std::string(name);
-  callable->call = [obj, method = std::string(name)](const CallArgs& args) -> Result<Value> {
-    if (obj.is_string()) return string_method(obj.as_string(), method, args);
+  // The budget outlives every value of a render: both belong to one Interpreter.
+  callable->call = [obj, method = std::string(name), budget = &budget](const CallArgs& args) -> Result<Value> {
+    KVQ_RETURN_IF_ERROR(budget->charge(1));
+    if (obj.is_string()) return string_method(obj.as_string(), method, args, *budget);
     if (obj.is_object()) return dict_method(obj.as_object(), method, args);
     return list_method(obj.as_array(), method, args);
   };
@@ -206,16 +214,16 @@ std::optional<size_t> normalize_index(int64_t index, size_t size) {
 
 }  // namespace
 
-Result<Value> get_attribute(const Value& obj, std::string_view name) {
+Result<Value> get_attribute(const Value& obj, std::string_view name, RenderBudget& budget) {
   if (obj.is_undefined()) return undefined_error(obj);
-  if (is_method_name(obj, name)) return bound_method(obj, name);
+  if (is_method_name(obj, name)) return bound_method(obj, name, budget);
   if (obj.is_object()) {
     if (const Value* found = obj.as_object()->find(name)) return *found;
   }
   return Value::undefined(std::string(name));
 }
 
-Result<Value> get_item(const Value& obj, const Value& key) {
+Result<Value> get_item(const Value& obj, const Value& key, RenderBudget& budget) {
   if (obj.is_undefined()) return undefined_error(obj);
   if (obj.is_object() && key.is_string()) {
     if (const Value* found = obj.as_object()->find(key.as_string())) return *found;
@@ -225,6 +233,7 @@ Result<Value> get_item(const Value& obj, const Value& key) {
       const Array& items = *obj.as_array();
       if (auto i = normalize_index(key.as_int(), items.size())) return items[*i];
     } else {
+      KVQ_RETURN_IF_ERROR(budget.charge(obj.as_string().size() / 64));  // indexing decodes the string
       const auto offsets = code_point_offsets(obj.as_string());
       if (auto i = normalize_index(key.as_int(), offsets.size() - 1)) {
         return Value(obj.as_string().substr(offsets[*i], offsets[*i + 1] - offsets[*i]));
@@ -232,11 +241,12 @@ Result<Value> get_item(const Value& obj, const Value& key) {
     }
     return Value::undefined(fmt::format("[{}]", key.as_int()));
   }
-  if (key.is_string() && is_method_name(obj, key.as_string())) return bound_method(obj, key.as_string());
+  if (key.is_string() && is_method_name(obj, key.as_string())) return bound_method(obj, key.as_string(), budget);
   return Value::undefined(key.is_string() ? key.as_string() : std::string());
 }
 
-Result<Value> get_slice(const Value& obj, const Value& start, const Value& stop, const Value& step) {
+Result<Value> get_slice(const Value& obj, const Value& start, const Value& stop, const Value& step,
+                        RenderBudget& budget) {
   if (obj.is_undefined()) return undefined_error(obj);
   for (const Value* bound : {&start, &stop, &step}) {
     if (!bound->is_undefined() && !bound->is_none() && !bound->is_int() && !bound->is_bool()) {
@@ -264,6 +274,7 @@ Result<Value> get_slice(const Value& obj, const Value& start, const Value& stop,
   };
   const int64_t first = adjust(start, stride < 0 ? size - 1 : 0);
   const int64_t last = adjust(stop, stride < 0 ? -1 : size);
+  KVQ_RETURN_IF_ERROR(budget.charge(uint64_t(size) + (is_text ? obj.as_string().size() / 64 : 0)));
   std::vector<int64_t> picked;
   for (int64_t i = first; stride > 0 ? i < last : i > last; i += stride) picked.push_back(i);
   if (is_text) {
@@ -278,19 +289,22 @@ Result<Value> get_slice(const Value& obj, const Value& start, const Value& stop,
   return Value::array(std::move(out));
 }
 
-Result<Array> iterate(const Value& value) {
+Result<Array> iterate(const Value& value, RenderBudget& budget) {
   switch (value.kind()) {
     case Value::Kind::kUndefined:
       return Array();  // Jinja2's default Undefined iterates as empty
     case Value::Kind::kArray:
+      KVQ_RETURN_IF_ERROR(budget.charge(value.as_array()->size()));
       return *value.as_array();
     case Value::Kind::kObject: {
+      KVQ_RETURN_IF_ERROR(budget.charge(value.as_object()->entries.size()));
       Array keys;
       for (const auto& entry : value.as_object()->entries) keys.emplace_back(entry.first);
       return keys;
     }
     case Value::Kind::kString: {
       const std::string& s = value.as_string();
+      KVQ_RETURN_IF_ERROR(budget.charge(s.size()));
       const auto offsets = code_point_offsets(s);
       Array chars;
       for (size_t i = 0; i + 1 < offsets.size(); ++i)

@@ -174,9 +174,9 @@ Result<Value> apply_binary(Op op, const Value& a, const Value& b, RenderBudget& 
       return Value(op == Op::kIn ? *found : !*found);
     }
     case Op::kConcat: {
-      auto left = to_output_string(a);
+      auto left = to_output_string(a, budget.limits().max_output_bytes);
       if (!left.ok()) return left.error();
-      auto right = to_output_string(b);
+      auto right = to_output_string(b, budget.limits().max_output_bytes);
       if (!right.ok()) return right.error();
       KVQ_RETURN_IF_ERROR(budget.check_string(left->size() + right->size()));
       return Value(*left + *right);

@@ -109,6 +109,20 @@ class Parser {
     if (depth_ > kMaxNestingDepth) return error_at(peek().offset, "template nested too deeply");
     return {};
   }
+  // Chains (`a + b + c`, `x.y.z`, `v | f | g`) parse in a loop but build a tree as deep as the
+  // chain is long; each link counts as one level of nesting until the chain's function returns,
+  // so the tree depth stays bounded (the evaluator and the destructors recurse over it).
+  struct ChainDepth {
+    int& depth;
+    int added = 0;
+    explicit ChainDepth(int& d) : depth(d) {}
+    ~ChainDepth() { depth -= added; }
+    Status step(const Parser& parser) {
+      ++depth;
+      ++added;
+      return parser.check_depth();
+    }
+  };
 
   static ExprPtr make_expr(ExprKind kind, uint32_t offset) {
     auto e = std::make_unique<Expr>();
@@ -349,7 +363,9 @@ class Parser {
   Result<ExprPtr> parse_expression() {
     auto expr = parse_or();
     if (!expr.ok()) return expr;
+    ChainDepth chain(depth_);
     while (at_name("if")) {
+      if (Status deeper = chain.step(*this); !deeper.ok()) return deeper.error();
       const uint32_t offset = next().offset;
       auto cond = parse_or();
       if (!cond.ok()) return cond;
@@ -380,7 +396,9 @@ class Parser {
 
   Result<ExprPtr> parse_or() {
     auto left = parse_and();
+    ChainDepth chain(depth_);
     while (left.ok() && at_name("or")) {
+      if (Status deeper = chain.step(*this); !deeper.ok()) return deeper.error();
       const uint32_t offset = next().offset;
       left = binary(Op::kOr, offset, std::move(*left), parse_and());
     }
@@ -389,7 +407,9 @@ class Parser {
 
   Result<ExprPtr> parse_and() {
     auto left = parse_not();
+    ChainDepth chain(depth_);
     while (left.ok() && at_name("and")) {
+      if (Status deeper = chain.step(*this); !deeper.ok()) return deeper.error();
       const uint32_t offset = next().offset;
       left = binary(Op::kAnd, offset, std::move(*left), parse_not());
     }
@@ -442,7 +462,9 @@ class Parser {
 
   Result<ExprPtr> parse_math1() {
     auto left = parse_concat();
+    ChainDepth chain(depth_);
     while (left.ok() && (at_op("+") || at_op("-"))) {
+      if (Status deeper = chain.step(*this); !deeper.ok()) return deeper.error();
       const Op op = peek().text == "+" ? Op::kAdd : Op::kSub;
       const uint32_t offset = next().offset;
       left = binary(op, offset, std::move(*left), parse_concat());
@@ -452,7 +474,9 @@ class Parser {
 
   Result<ExprPtr> parse_concat() {
     auto left = parse_math2();
+    ChainDepth chain(depth_);
     while (left.ok() && at_op("~")) {
+      if (Status deeper = chain.step(*this); !deeper.ok()) return deeper.error();
       const uint32_t offset = next().offset;
       left = binary(Op::kConcat, offset, std::move(*left), parse_math2());
     }
@@ -461,7 +485,9 @@ class Parser {
 
   Result<ExprPtr> parse_math2() {
     auto left = parse_pow();
+    ChainDepth chain(depth_);
     while (left.ok() && (at_op("*") || at_op("/") || at_op("//") || at_op("%"))) {
+      if (Status deeper = chain.step(*this); !deeper.ok()) return deeper.error();
       const std::string& text = peek().text;
       const Op op = text == "*" ? Op::kMul : text == "/" ? Op::kDiv : text == "//" ? Op::kFloorDiv : Op::kMod;
       const uint32_t offset = next().offset;
@@ -472,7 +498,9 @@ class Parser {
 
   Result<ExprPtr> parse_pow() {
     auto left = parse_unary(true);
+    ChainDepth chain(depth_);
     while (left.ok() && at_op("**")) {
+      if (Status deeper = chain.step(*this); !deeper.ok()) return deeper.error();
       const uint32_t offset = next().offset;
       left = binary(Op::kPow, offset, std::move(*left), parse_unary(true));
     }
@@ -599,7 +627,9 @@ Result<ExprPtr> Parser::parse_primary() {
 }
 
 Result<ExprPtr> Parser::parse_postfix(ExprPtr node) {
+  ChainDepth chain(depth_);
   while (true) {
+    if (Status deeper = chain.step(*this); !deeper.ok()) return deeper.error();
     const uint32_t offset = peek().offset;
     if (skip_op(".")) {
       if (peek().kind == TokenKind::kInteger) {  // x.0 is x[0]
@@ -662,7 +692,9 @@ Result<ExprPtr> Parser::parse_subscript(ExprPtr node) {
 }
 
 Result<ExprPtr> Parser::parse_filters_and_tests(ExprPtr node) {
+  ChainDepth chain(depth_);
   while (true) {
+    if (Status deeper = chain.step(*this); !deeper.ok()) return deeper.error();
     if (skip_op("|")) {
       auto filtered = parse_filter(std::move(node));
       if (!filtered.ok()) return filtered;

@@ -115,9 +115,10 @@ Result<bool> test_in(const Value& v, const CallArgs& args) {
     return container.as_string().find(v.as_string()) != std::string::npos;
   }
   if (container.is_object()) return v.is_string() && container.as_object()->find(v.as_string()) != nullptr;
-  auto items = iterate(container);
-  if (!items.ok()) return items.error();
-  return std::any_of(items->begin(), items->end(), [&](const Value& item) { return values_equal(item, v); });
+  if (container.is_undefined()) return false;
+  if (!container.is_array()) return make_error("test 'in': '{}' is not a container", type_name(container));
+  const Array& items = *container.as_array();
+  return std::any_of(items.begin(), items.end(), [&](const Value& item) { return values_equal(item, v); });
 }
 
 constexpr std::pair<std::string_view, TestFunction> kTests[] = {

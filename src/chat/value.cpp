@@ -150,8 +150,11 @@ std::string python_string_repr(const std::string& s) {
   return out;
 }
 
-Status append_repr(const Value& v, std::string& out, int depth) {
+Error too_long(size_t max_bytes) { return make_error("printed value exceeds {} bytes", max_bytes); }
+
+Status append_repr(const Value& v, std::string& out, int depth, size_t max_bytes) {
   if (depth > kMaxValueDepth) return make_error("value nested deeper than {} levels", kMaxValueDepth);
+  if (out.size() > max_bytes) return too_long(max_bytes);
   switch (v.kind()) {
     case Value::Kind::kUndefined:
       out += "Undefined";
@@ -164,7 +167,7 @@ Status append_repr(const Value& v, std::string& out, int depth) {
       const Array& items = *v.as_array();
       for (size_t i = 0; i < items.size(); ++i) {
         if (i) out += ", ";
-        KVQ_RETURN_IF_ERROR(append_repr(items[i], out, depth + 1));
+        KVQ_RETURN_IF_ERROR(append_repr(items[i], out, depth + 1, max_bytes));
       }
       out += ']';
       return {};
@@ -176,10 +179,11 @@ Status append_repr(const Value& v, std::string& out, int depth) {
       for (size_t i = 0; i < obj.entries.size(); ++i) {
         if (i) out += ", ";
         out += python_string_repr(obj.entries[i].first) + ": ";
-        KVQ_RETURN_IF_ERROR(append_repr(obj.entries[i].second, out, depth + 1));
+        KVQ_RETURN_IF_ERROR(append_repr(obj.entries[i].second, out, depth + 1, max_bytes));
       }
       out += '}';
       if (obj.is_namespace) out += '>';
+      if (out.size() > max_bytes) return too_long(max_bytes);
       return {};
     }
     default: {
@@ -231,6 +235,7 @@ void append_json_string(const std::string& s, std::string& out) {
 struct JsonWriter {
   int indent;  // < 0: one line with ", " and ": "; otherwise newlines, "," and ": " (Python's rule)
   bool sort_keys;
+  size_t max_bytes;
   std::string out;
 
   void newline(int level) {
@@ -240,6 +245,7 @@ struct JsonWriter {
 
   Status write(const Value& v, int level) {
     if (level > kMaxValueDepth) return make_error("value nested deeper than {} levels", kMaxValueDepth);
+    if (out.size() > max_bytes) return too_long(max_bytes);
     switch (v.kind()) {
       case Value::Kind::kNone:
         out += "null";
@@ -341,7 +347,7 @@ Value from_any_json(const Json& j) {
 
 }  // namespace
 
-Result<std::string> to_output_string(const Value& v) {
+Result<std::string> to_output_string(const Value& v, size_t max_bytes) {
   switch (v.kind()) {
     case Value::Kind::kUndefined:
       return std::string();
@@ -359,20 +365,22 @@ Result<std::string> to_output_string(const Value& v) {
       return fmt::format("<function {}>", v.as_callable()->name);
     case Value::Kind::kArray:
     case Value::Kind::kObject:
-      return to_repr(v);
+      return to_repr(v, max_bytes);
   }
   return std::string();
 }
 
-Result<std::string> to_repr(const Value& v) {
+Result<std::string> to_repr(const Value& v, size_t max_bytes) {
   std::string out;
-  KVQ_RETURN_IF_ERROR(append_repr(v, out, 0));
+  KVQ_RETURN_IF_ERROR(append_repr(v, out, 0, max_bytes));
+  if (out.size() > max_bytes) return too_long(max_bytes);
   return out;
 }
 
-Result<std::string> to_json_text(const Value& v, int indent, bool sort_keys) {
-  JsonWriter writer{indent, sort_keys, {}};
+Result<std::string> to_json_text(const Value& v, int indent, bool sort_keys, size_t max_bytes) {
+  JsonWriter writer{indent, sort_keys, max_bytes, {}};
   KVQ_RETURN_IF_ERROR(writer.write(v, 0));
+  if (writer.out.size() > max_bytes) return too_long(max_bytes);
   return std::move(writer.out);
 }
 
@@ -439,6 +447,29 @@ Result<bool> less_at_depth(const Value& a, const Value& b, int depth) {
 }  // namespace
 
 bool values_equal(const Value& a, const Value& b) { return equal_at_depth(a, b, 0); }
+
+namespace {
+
+void inspect_at(const Value& v, int level, int max_depth, ValueShape& shape) {
+  ++shape.nodes;
+  shape.depth = std::max(shape.depth, level);
+  if (level > max_depth) return;
+  if (v.is_callable()) shape.holds_callable = true;
+  if (v.is_array()) {
+    for (const Value& item : *v.as_array()) inspect_at(item, level + 1, max_depth, shape);
+  } else if (v.is_object()) {
+    if (v.as_object()->is_namespace) shape.holds_namespace = true;
+    for (const auto& entry : v.as_object()->entries) inspect_at(entry.second, level + 1, max_depth, shape);
+  }
+}
+
+}  // namespace
+
+ValueShape inspect_value(const Value& v, int max_depth) {
+  ValueShape shape;
+  inspect_at(v, 1, max_depth, shape);
+  return shape;
+}
 
 Result<bool> value_less(const Value& a, const Value& b) { return less_at_depth(a, b, 0); }
 

@@ -70,9 +70,11 @@ class Value {
   Value(int64_t i) : data_(i) {}
   Value(int i) : data_(int64_t(i)) {}
   Value(double f) : data_(f) {}
-  Value(std::string s) : data_(std::move(s)) {}
-  Value(std::string_view s) : data_(std::string(s)) {}
-  Value(const char* s) : data_(std::string(s)) {}
+  // Strings are immutable and shared: copying a value (into a list, a loop variable) is cheap
+  // however long the string, so `[s] * n` costs n pointers, not n copies.
+  Value(std::string s) : data_(std::make_shared<const std::string>(std::move(s))) {}
+  Value(std::string_view s) : Value(std::string(s)) {}
+  Value(const char* s) : Value(std::string(s)) {}
   Value(ArrayPtr a) : data_(std::move(a)) {}
   Value(ObjectPtr o) : data_(std::move(o)) {}
   Value(CallablePtr c) : data_(std::move(c)) {}
@@ -94,7 +96,7 @@ class Value {
   bool as_bool() const { return std::get<bool>(data_); }
   int64_t as_int() const { return is_bool() ? int64_t(as_bool()) : std::get<int64_t>(data_); }
   double as_double() const { return is_float() ? std::get<double>(data_) : double(as_int()); }
-  const std::string& as_string() const { return std::get<std::string>(data_); }
+  const std::string& as_string() const { return *std::get<StringPtr>(data_); }
   const ArrayPtr& as_array() const { return std::get<ArrayPtr>(data_); }
   const ObjectPtr& as_object() const { return std::get<ObjectPtr>(data_); }
   const CallablePtr& as_callable() const { return std::get<CallablePtr>(data_); }
@@ -107,7 +109,8 @@ class Value {
   explicit Value(Undefined u) : data_(std::move(u)) {}
   explicit Value(None) : data_(None{}) {}
 
-  std::variant<Undefined, None, bool, int64_t, double, std::string, ArrayPtr, ObjectPtr, CallablePtr> data_;
+  using StringPtr = std::shared_ptr<const std::string>;
+  std::variant<Undefined, None, bool, int64_t, double, StringPtr, ArrayPtr, ObjectPtr, CallablePtr> data_;
 };
 
 // Python type name, for messages ("expected a string, got list").
@@ -117,15 +120,30 @@ const char* type_name(const Value& v);
 // (`xs.append(xs)`) must give an error, not a stack overflow.
 constexpr int kMaxValueDepth = 64;
 
+// Printed values longer than `max_bytes` are an error (a hostile `{{ [s] * n }}` must not
+// allocate n copies of s); the renderer passes its output limit.
+constexpr size_t kNoSizeLimit = SIZE_MAX;
+
 // str(v) as Jinja2 prints `{{ v }}`: undefined → "", None/True/False, lists and dicts as repr.
-Result<std::string> to_output_string(const Value& v);
+Result<std::string> to_output_string(const Value& v, size_t max_bytes = kNoSizeLimit);
 // repr(v): strings quoted the way Python quotes them.
-Result<std::string> to_repr(const Value& v);
+Result<std::string> to_repr(const Value& v, size_t max_bytes = kNoSizeLimit);
 // Python float repr: shortest round-trip digits, "1.0", "1e-05", "inf".
 std::string format_python_float(double f);
 
 // transformers' tojson: json.dumps(v, ensure_ascii=False), default separators, optional indent.
-Result<std::string> to_json_text(const Value& v, int indent, bool sort_keys);
+Result<std::string> to_json_text(const Value& v, int indent, bool sort_keys, size_t max_bytes = kNoSizeLimit);
+
+// What a value holds, for the renderer's guards: nesting depth (a scalar is 1, counted up to
+// `max_depth` + 1), nodes visited, and whether a namespace or a function is inside (storing
+// those in a namespace could form a reference cycle).
+struct ValueShape {
+  int depth = 0;
+  uint64_t nodes = 0;
+  bool holds_namespace = false;
+  bool holds_callable = false;
+};
+ValueShape inspect_value(const Value& v, int max_depth);
 
 // Python ==, with int/float/bool equal by number and containers by content.
 bool values_equal(const Value& a, const Value& b);
