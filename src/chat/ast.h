@@ -16,19 +16,21 @@ struct Expr;
 using ExprPtr = std::unique_ptr<Expr>;
 
 enum class ExprKind : uint8_t {
-  kLiteral,      // literal
-  kName,         // name
-  kList,         // items
-  kDict,         // items: key, value, key, value, ...
-  kAttribute,    // items[0].name
-  kSubscript,    // items[0][items[1]]
-  kSlice,        // items[0][items[1]:items[2]:items[3]], absent bounds are null
-  kCall,         // items[0](args)
-  kFilter,       // items[0] | name(args); items[0] is null inside `{% filter %}`
-  kTest,         // items[0] is [not] name(args)
-  kUnary,        // op items[0]
-  kBinary,       // items[0] op items[1]
-  kConditional,  // items[0] if items[1] else items[2] (items[2] may be null)
+  kLiteral,       // literal
+  kName,          // name
+  kList,          // items
+  kTuple,         // items, from `(a, b)` or `a, b` after `set x =`
+  kDict,          // items: key, value, key, value, ...
+  kAttribute,     // items[0].name
+  kSubscript,     // items[0][items[1]]
+  kSlice,         // items[0][items[1]:items[2]:items[3]], absent bounds are null
+  kCall,          // items[0](args)
+  kFilter,        // items[0] | name(args); items[0] is null inside `{% filter %}`
+  kTest,          // items[0] is [not] name(args)
+  kUnary,         // op items[0]
+  kBinary,        // items[0] op items[1]
+  kCompareChain,  // items[0] compare_ops[0] items[1] compare_ops[1] items[2] ...: `a < b < c`
+  kConditional,   // items[0] if items[1] else items[2] (items[2] may be null)
 };
 
 enum class Op : uint8_t {
@@ -68,6 +70,7 @@ struct Expr {
   std::string name;      // variable, attribute, filter or test name
   Value literal;
   std::vector<ExprPtr> items;
+  std::vector<Op> compare_ops;
   Args args;
 };
 

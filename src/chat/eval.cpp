@@ -143,7 +143,8 @@ Result<Value> Interpreter::eval(const Expr& expr) {
       return expr.literal;
     case ExprKind::kName:
       return lookup(expr.name);
-    case ExprKind::kList: {
+    case ExprKind::kList:
+    case ExprKind::kTuple: {
       Array items;
       items.reserve(expr.items.size());
       for (const ExprPtr& item : expr.items) {
@@ -151,7 +152,7 @@ Result<Value> Interpreter::eval(const Expr& expr) {
         if (!v.ok()) return v;
         items.push_back(std::move(*v));
       }
-      Value list = Value::array(std::move(items));
+      Value list = expr.kind == ExprKind::kTuple ? Value::tuple(std::move(items)) : Value::array(std::move(items));
       KVQ_RETURN_IF_ERROR(check_nesting(expr.offset, list));
       return list;
     }
@@ -229,6 +230,19 @@ Result<Value> Interpreter::eval(const Expr& expr) {
       auto v = apply_binary(expr.op, *left, *right, budget_);
       if (!v.ok()) return located(expr.offset, v.error());
       return v;
+    }
+    case ExprKind::kCompareChain: {
+      auto left = eval(*expr.items[0]);
+      if (!left.ok()) return left;
+      for (size_t i = 0; i < expr.compare_ops.size(); ++i) {
+        auto right = eval(*expr.items[i + 1]);
+        if (!right.ok()) return right;
+        auto holds = apply_binary(expr.compare_ops[i], *left, *right, budget_);
+        if (!holds.ok()) return located(expr.offset, holds.error());
+        if (!holds->truthy()) return Value(false);
+        left = std::move(right);
+      }
+      return Value(true);
     }
     case ExprKind::kConditional: {
       auto condition = eval(*expr.items[1]);

@@ -90,7 +90,7 @@ Result<Value> filter_items(const Value& input, const CallArgs&, RenderBudget& bu
   if (input.is_undefined()) return Value::array();
   if (!input.is_object()) return make_error("items: can only get item pairs from a mapping, got {}", type_name(input));
   Array pairs;
-  for (const auto& [k, v] : input.as_object()->entries) pairs.push_back(Value::array({Value(k), v}));
+  for (const auto& [k, v] : input.as_object()->entries) pairs.push_back(Value::tuple({Value(k), v}));
   return Value::array(std::move(pairs));
 }
 
@@ -193,6 +193,28 @@ Result<Value> filter_abs(const Value& input, const CallArgs&, RenderBudget& budg
   return make_error("abs: bad operand type '{}'", type_name(input));
 }
 
+// round(value, precision=0, method='common'): Python's round-half-away-from-zero for 'common'.
+Result<Value> filter_round(const Value& input, const CallArgs& args, RenderBudget& budget) {
+  if (!input.is_number()) return make_error("round: expected a number, got {}", type_name(input));
+  const Value* precision = args.get(0, "precision");
+  const int64_t digits = precision && precision->is_int() ? std::clamp<int64_t>(precision->as_int(), -300, 300) : 0;
+  const Value* method_arg = args.get(1, "method");
+  const std::string method = method_arg && method_arg->is_string() ? method_arg->as_string() : "common";
+  const double scale = std::pow(10.0, double(digits));
+  const double x = input.as_double() * scale;
+  double r = 0;
+  if (method == "common") {
+    r = std::round(x);
+  } else if (method == "ceil") {
+    r = std::ceil(x);
+  } else if (method == "floor") {
+    r = std::floor(x);
+  } else {
+    return make_error("round: method must be 'common', 'ceil' or 'floor'");
+  }
+  return Value(r / scale);
+}
+
 Result<Value> filter_replace(const Value& input, const CallArgs& args, RenderBudget& budget) {
   auto text = as_text(input, budget);
   if (!text.ok()) return text.error();
@@ -289,7 +311,7 @@ Result<Value> filter_dictsort(const Value& input, const CallArgs& args, RenderBu
   const bool by_value = by && by->is_string() && by->as_string() == "value";
   const bool reverse = bool_arg(args, 2, "reverse", false);
   Array pairs;
-  for (const auto& [k, v] : input.as_object()->entries) pairs.push_back(Value::array({Value(k), v}));
+  for (const auto& [k, v] : input.as_object()->entries) pairs.push_back(Value::tuple({Value(k), v}));
   KVQ_RETURN_IF_ERROR(budget.charge(pairs.size()));
   auto key_of = [&](const Value& pair) -> Result<Value> {
     return fold_case((*pair.as_array())[by_value ? 1 : 0], case_sensitive);
@@ -453,6 +475,7 @@ constexpr std::pair<std::string_view, FilterFunction> kFilters[] = {
     {"rejectattr", filter_rejectattr},
     {"replace", filter_replace},
     {"reverse", filter_reverse},
+    {"round", filter_round},
     {"safe", filter_identity},
     {"select", filter_select},
     {"selectattr", filter_selectattr},

@@ -152,6 +152,10 @@ Status Interpreter::exec_for(const Stmt& stmt) {
   const int64_t length = int64_t(items.size());
   for (int64_t i = 0; i < length; ++i) {
     if (Status spent = budget_.charge(1); !spent.ok()) return located(stmt.offset, spent.error());
+    // Each iteration starts from the enclosing scope: a `set` in one iteration is not seen by
+    // the next (Jinja2 renders `{% set x = x + i %}` in a loop from the outer x every time).
+    frame = std::make_shared<Object>();
+    frames_.back() = frame;
     KVQ_RETURN_IF_ERROR(bind_targets(stmt, stmt.targets, items[size_t(i)], *frame));
     auto loop = std::make_shared<Object>();
     loop->entries = {

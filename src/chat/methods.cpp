@@ -140,7 +140,7 @@ Result<Value> dict_method(const ObjectPtr& obj, std::string_view name, const Cal
     Array out;
     out.reserve(obj->entries.size());
     for (const auto& [k, v] : obj->entries) {
-      if (name == "items") out.push_back(Value::array({Value(k), v}));
+      if (name == "items") out.push_back(Value::tuple({Value(k), v}));
       if (name == "keys") out.emplace_back(k);
       if (name == "values") out.push_back(v);
     }
@@ -286,7 +286,7 @@ Result<Value> get_slice(const Value& obj, const Value& start, const Value& stop,
   Array out;
   out.reserve(picked.size());
   for (int64_t i : picked) out.push_back((*obj.as_array())[size_t(i)]);
-  return Value::array(std::move(out));
+  return obj.is_tuple() ? Value::tuple(std::move(out)) : Value::array(std::move(out));
 }
 
 Result<Array> iterate(const Value& value, RenderBudget& budget) {

@@ -124,7 +124,7 @@ Result<Value> repeat(const Value& sequence, int64_t times, RenderBudget& budget)
     KVQ_RETURN_IF_ERROR(budget.check_items(uint64_t(times) > (1ull << 40) ? SIZE_MAX : items.size() * size_t(times)));
   Array out;
   for (int64_t i = 0; i < times && !items.empty(); ++i) out.insert(out.end(), items.begin(), items.end());
-  return Value::array(std::move(out));
+  return sequence.is_tuple() ? Value::tuple(std::move(out)) : Value::array(std::move(out));
 }
 
 Result<bool> contains(const Value& container, const Value& item) {
@@ -197,10 +197,13 @@ Result<Value> apply_binary(Op op, const Value& a, const Value& b, RenderBudget& 
       return Value(a.as_string() + b.as_string());
     }
     if (a.is_array() && b.is_array()) {
+      if (a.is_tuple() != b.is_tuple()) {
+        return make_error("can only concatenate {} (not \"{}\") to {}", type_name(a), type_name(b), type_name(a));
+      }
       KVQ_RETURN_IF_ERROR(budget.check_items(a.as_array()->size() + b.as_array()->size()));
       Array joined = *a.as_array();
       joined.insert(joined.end(), b.as_array()->begin(), b.as_array()->end());
-      return Value::array(std::move(joined));
+      return a.is_tuple() ? Value::tuple(std::move(joined)) : Value::array(std::move(joined));
     }
   }
   if (op == Op::kMul) {

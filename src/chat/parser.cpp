@@ -288,7 +288,16 @@ class Parser {
       auto value = parse_expression();
       if (!value.ok()) return value.error();
       stmt.expr = std::move(*value);
-      if (at_op(",")) return error_at(peek().offset, "unsupported construct: tuple on the right of 'set'");
+      if (at_op(",")) {  // {% set a, b = 1, 2 %}: the right side is a tuple
+        auto tuple = make_expr(ExprKind::kTuple, stmt.expr->offset);
+        tuple->items.push_back(std::move(stmt.expr));
+        while (skip_op(",") && peek().kind != TokenKind::kBlockEnd) {
+          auto item = parse_expression();
+          if (!item.ok()) return item.error();
+          tuple->items.push_back(std::move(*item));
+        }
+        stmt.expr = std::move(tuple);
+      }
       return expect_block_end();
     }
     // Block assignment: {% set x %}...{% endset %} captures the rendered body.
@@ -451,13 +460,25 @@ class Parser {
     auto left = parse_math1();
     if (!left.ok()) return left;
     const uint32_t offset = peek().offset;
-    if (auto op = take_compare_op()) {
-      left = binary(*op, offset, std::move(*left), parse_math1());
-      if (left.ok() && take_compare_op()) {
-        return error_at(offset, "unsupported construct: chained comparison (write 'a < b and b < c')");
-      }
+    auto op = take_compare_op();
+    if (!op) return left;
+    auto right = parse_math1();
+    auto second = right.ok() ? take_compare_op() : std::nullopt;
+    if (!second) return binary(*op, offset, std::move(*left), std::move(right));
+    // `a < b < c` is `a < b and b < c` with b evaluated once, as in Python.
+    auto chain = make_expr(ExprKind::kCompareChain, offset);
+    chain->items.push_back(std::move(*left));
+    chain->items.push_back(std::move(*right));
+    chain->compare_ops = {*op};
+    ChainDepth depth(depth_);
+    for (; second; second = take_compare_op()) {
+      KVQ_RETURN_IF_ERROR(depth.step(*this));
+      auto operand = parse_math1();
+      if (!operand.ok()) return operand;
+      chain->compare_ops.push_back(*second);
+      chain->items.push_back(std::move(*operand));
     }
-    return left;
+    return chain;
   }
 
   Result<ExprPtr> parse_math1() {
@@ -580,14 +601,14 @@ Result<ExprPtr> Parser::parse_primary() {
   }
   if (skip_op("(")) {
     // Parenthesized expression, or a tuple (evaluated as a list).
-    if (skip_op(")")) return make_expr(ExprKind::kList, offset);
+    if (skip_op(")")) return make_expr(ExprKind::kTuple, offset);
     auto first = parse_expression();
     if (!first.ok()) return first;
     if (!at_op(",")) {
       KVQ_RETURN_IF_ERROR(expect_op(")"));
       return first;
     }
-    auto tuple = make_expr(ExprKind::kList, offset);
+    auto tuple = make_expr(ExprKind::kTuple, offset);
     tuple->items.push_back(std::move(*first));
     while (skip_op(",") && !at_op(")")) {
       auto item = parse_expression();

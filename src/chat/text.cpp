@@ -104,8 +104,7 @@ std::vector<std::string> python_split(std::string_view s, const std::optional<st
     while (k < cps.size() && space_at(k)) ++k;
     if (k == cps.size()) break;
     if (maxsplit >= 0 && int64_t(parts.size()) == maxsplit) {
-      // The rest, with trailing whitespace removed, is the last piece.
-      parts.push_back(python_strip(s.substr(cps[k].first), std::nullopt, false, true));
+      parts.emplace_back(s.substr(cps[k].first));  // the rest, trailing whitespace included
       break;
     }
     const size_t start = k;

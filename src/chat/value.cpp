@@ -75,7 +75,7 @@ const char* type_name(const Value& v) {
     case Value::Kind::kString:
       return "str";
     case Value::Kind::kArray:
-      return "list";
+      return v.is_tuple() ? "tuple" : "list";
     case Value::Kind::kObject:
       return v.as_object()->is_namespace ? "Namespace" : "dict";
     case Value::Kind::kCallable:
@@ -163,13 +163,14 @@ Status append_repr(const Value& v, std::string& out, int depth, size_t max_bytes
       out += python_string_repr(v.as_string());
       return {};
     case Value::Kind::kArray: {
-      out += '[';
+      out += v.is_tuple() ? '(' : '[';
       const Array& items = *v.as_array();
       for (size_t i = 0; i < items.size(); ++i) {
         if (i) out += ", ";
         KVQ_RETURN_IF_ERROR(append_repr(items[i], out, depth + 1, max_bytes));
       }
-      out += ']';
+      if (v.is_tuple() && items.size() == 1) out += ',';  // (x,)
+      out += v.is_tuple() ? ')' : ']';
       return {};
     }
     case Value::Kind::kObject: {
@@ -392,7 +393,7 @@ bool equal_at_depth(const Value& a, const Value& b, int depth) {
     if (a.is_float() || b.is_float()) return a.as_double() == b.as_double();
     return a.as_int() == b.as_int();
   }
-  if (a.kind() != b.kind()) return false;
+  if (a.kind() != b.kind() || a.is_tuple() != b.is_tuple()) return false;
   switch (a.kind()) {
     case Value::Kind::kUndefined:
     case Value::Kind::kNone:

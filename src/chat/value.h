@@ -79,6 +79,13 @@ class Value {
   Value(ObjectPtr o) : data_(std::move(o)) {}
   Value(CallablePtr c) : data_(std::move(c)) {}
   static Value array(Array items = {}) { return Value(std::make_shared<Array>(std::move(items))); }
+  // A tuple is a list that prints as `(a, b)` and is never equal to a list, as in Python:
+  // dict items and `(x, y)` literals are tuples, and templates print them.
+  static Value tuple(Array items) {
+    Value v = array(std::move(items));
+    v.is_tuple_ = true;
+    return v;
+  }
   static Value object() { return Value(std::make_shared<Object>()); }
 
   Kind kind() const { return Kind(data_.index()); }
@@ -90,6 +97,7 @@ class Value {
   bool is_number() const { return is_int() || is_float() || is_bool(); }  // Python: bool is an int
   bool is_string() const { return kind() == Kind::kString; }
   bool is_array() const { return kind() == Kind::kArray; }
+  bool is_tuple() const { return is_tuple_; }
   bool is_object() const { return kind() == Kind::kObject; }
   bool is_callable() const { return kind() == Kind::kCallable; }
 
@@ -111,6 +119,7 @@ class Value {
 
   using StringPtr = std::shared_ptr<const std::string>;
   std::variant<Undefined, None, bool, int64_t, double, StringPtr, ArrayPtr, ObjectPtr, CallablePtr> data_;
+  bool is_tuple_ = false;
 };
 
 // Python type name, for messages ("expected a string, got list").
