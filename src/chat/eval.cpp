@@ -192,7 +192,7 @@ Result<Value> Interpreter::eval(const Expr& expr) {
     case ExprKind::kSlice: {
       auto obj = eval(*expr.items[0]);
       if (!obj.ok()) return obj;
-      Value bounds[3];
+      Value bounds[3] = {Value::none(), Value::none(), Value::none()};  // absent bounds are None
       for (int i = 0; i < 3; ++i) {
         if (!expr.items[size_t(i) + 1]) continue;
         auto b = eval(*expr.items[size_t(i) + 1]);
@@ -276,8 +276,10 @@ Result<Value> Interpreter::eval_call(const Expr& expr) {
 Result<Value> Interpreter::eval_filter(const Expr& expr, Value input) {
   auto args = eval_args(expr.args);
   if (!args.ok()) return args.error();
-  FilterFunction filter = find_filter(expr.name);  // the parser refused unknown names
-  if (!filter) return located(expr.offset, make_error("no filter named '{}'", expr.name));
+  // Like Jinja2 (3.x) an unknown filter fails when it is used, so a template whose unused branch
+  // calls one still renders.
+  FilterFunction filter = find_filter(expr.name);
+  if (!filter) return located(expr.offset, make_error("unsupported construct: no filter named '{}'", expr.name));
   auto result = filter(input, *args, budget_);
   if (!result.ok()) return located(expr.offset, result.error());
   return result;
@@ -289,7 +291,7 @@ Result<Value> Interpreter::eval_test(const Expr& expr) {
   auto args = eval_args(expr.args);
   if (!args.ok()) return args.error();
   TestFunction test = find_test(expr.name);
-  if (!test) return located(expr.offset, make_error("no test named '{}'", expr.name));
+  if (!test) return located(expr.offset, make_error("unsupported construct: no test named '{}'", expr.name));
   auto result = test(*subject, *args);
   if (!result.ok()) return located(expr.offset, result.error());
   return Value(expr.negated ? !*result : *result);

@@ -193,7 +193,7 @@ Result<Value> filter_abs(const Value& input, const CallArgs&, RenderBudget& budg
   return make_error("abs: bad operand type '{}'", type_name(input));
 }
 
-// round(value, precision=0, method='common'): Python's round-half-away-from-zero for 'common'.
+// round(value, precision=0, method='common'): 'common' is Python's round(), halves to even.
 Result<Value> filter_round(const Value& input, const CallArgs& args, RenderBudget& budget) {
   if (!input.is_number()) return make_error("round: expected a number, got {}", type_name(input));
   const Value* precision = args.get(0, "precision");
@@ -204,7 +204,7 @@ Result<Value> filter_round(const Value& input, const CallArgs& args, RenderBudge
   const double x = input.as_double() * scale;
   double r = 0;
   if (method == "common") {
-    r = std::round(x);
+    r = std::nearbyint(x);  // the default rounding mode rounds halves to even
   } else if (method == "ceil") {
     r = std::ceil(x);
   } else if (method == "floor") {

@@ -249,7 +249,7 @@ Result<Value> get_slice(const Value& obj, const Value& start, const Value& stop,
                         RenderBudget& budget) {
   if (obj.is_undefined()) return undefined_error(obj);
   for (const Value* bound : {&start, &stop, &step}) {
-    if (!bound->is_undefined() && !bound->is_none() && !bound->is_int() && !bound->is_bool()) {
+    if (!bound->is_none() && !bound->is_int() && !bound->is_bool()) {
       return make_error("slice indices must be integers or None, got {}", type_name(*bound));
     }
   }

@@ -3,8 +3,6 @@
 // exactly as in the reference renderer.
 #include "chat/parser.h"
 
-#include "chat/builtins.h"
-
 #include <algorithm>
 #include <initializer_list>
 
@@ -223,7 +221,7 @@ class Parser {
       auto cond = parse_expression();
       if (!cond.ok()) return cond.error();
       KVQ_RETURN_IF_ERROR(expect_block_end());
-      auto body = parse_body({"elif", "else", "endif"}, end);
+      auto body = parse_body({"endif", "elif", "else"}, end);
       if (!body.ok()) return body.error();
       stmt.branches.emplace_back(std::move(*cond), std::move(*body));
     }
@@ -263,7 +261,7 @@ class Parser {
     KVQ_RETURN_IF_ERROR(expect_block_end());
     ++loop_depth_;
     std::string end;
-    auto body = parse_body({"else", "endfor"}, end);
+    auto body = parse_body({"endfor", "else"}, end);
     --loop_depth_;
     if (!body.ok()) return body.error();
     stmt.body = std::move(*body);
@@ -726,9 +724,6 @@ Result<ExprPtr> Parser::parse_filters_and_tests(ExprPtr node) {
       auto name = expect_identifier();
       if (!name.ok()) return name.error();
       test->name = *name;
-      if (!find_test(test->name)) {
-        return error_at(test->offset, fmt::format("unsupported construct: no test named '{}'", test->name));
-      }
       test->items.push_back(std::move(node));
       const Token& t = peek();
       static constexpr std::string_view kStop[] = {"else", "or", "and", "if", "in", "not", "is"};
@@ -766,8 +761,10 @@ Result<ExprPtr> Parser::parse_filter(ExprPtr operand) {
   if (!name.ok()) return name.error();
   auto filter = make_expr(ExprKind::kFilter, offset);
   filter->name = *name;
-  if (!find_filter(filter->name)) {
-    return error_at(offset, fmt::format("unsupported construct: no filter named '{}'", filter->name));
+  while (skip_op(".")) {  // Jinja2 allows dotted filter names; none exists, so it fails when used
+    auto part = expect_identifier();
+    if (!part.ok()) return part.error();
+    filter->name += "." + *part;
   }
   filter->items.push_back(std::move(operand));
   if (skip_op("(")) KVQ_RETURN_IF_ERROR(parse_call_args(filter->args));
