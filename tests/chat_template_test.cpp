@@ -10,6 +10,8 @@
 #include <string>
 
 #include "chat/chat_template.h"
+#include "chat/gguf_chat.h"
+#include "gguf/gguf.h"
 #include "test_util.h"
 
 namespace kvq::chat {
@@ -314,6 +316,34 @@ TEST(ChatTemplateApi, MakeChatContext) {
             "<s>[user:hi]>");
   EXPECT_EQ(render_ok("{{ strftime_now('%d %b %Y') }}|{{ strftime_now('%B %d, %Y') }}"),
             "01 Dec 2026|December 01, 2026");
+}
+
+TEST(ChatTemplateApi, LoadsTheTemplateAndSpecialTokensFromGguf) {
+  gguf::Writer writer;
+  writer.set_string("general.architecture", "llama");
+  writer.set_string_array("tokenizer.ggml.tokens", {"<unk>", "<s>", "</s>", "hi"});
+  writer.set_u32("tokenizer.ggml.bos_token_id", 1);
+  writer.set_u32("tokenizer.ggml.eos_token_id", 2);
+  writer.set_string("tokenizer.chat_template",
+                    "{{ bos_token }}{% for m in messages %}{{ m.content }}{{ eos_token }}{% endfor %}");
+  const std::string path = test::temp_dir() + "/chat_template.gguf";
+  ASSERT_TRUE(writer.write(path).ok());
+  auto file = gguf::File::open(path);
+  ASSERT_TRUE(file.ok()) << file.error().message;
+  auto loaded = load_gguf_chat_template(*file);
+  ASSERT_TRUE(loaded.ok()) << loaded.error().message;
+  auto text = loaded->tmpl.render(make_chat_context({{"user", "hi"}}, false, loaded->variables));
+  ASSERT_TRUE(text.ok()) << text.error().message;
+  EXPECT_EQ(*text, "<s>hi</s>");
+
+  gguf::Writer bare;
+  bare.set_string("general.architecture", "llama");
+  ASSERT_TRUE(bare.write(path).ok());
+  auto bare_file = gguf::File::open(path);
+  ASSERT_TRUE(bare_file.ok());
+  auto missing = load_gguf_chat_template(*bare_file);
+  ASSERT_FALSE(missing.ok());
+  EXPECT_NE(missing.error().message.find("no tokenizer.chat_template"), std::string::npos);
 }
 
 }  // namespace

@@ -253,7 +253,8 @@ Result<Value> Interpreter::call_macro(const Stmt& macro, const std::vector<Objec
                                             args.positional.size()));
   }
   auto frame = std::make_shared<Object>();
-  for (const auto& [key, value] : args.keyword) {
+  for (const auto& keyword : args.keyword) {
+    const std::string& key = keyword.first;  // a named variable: clang 14 cannot capture a structured binding
     const bool known = std::any_of(macro.params.begin(), macro.params.end(), [&](auto& p) { return p.name == key; });
     if (!known) return located(macro.offset, make_error("macro '{}' has no argument '{}'", macro.name, key));
   }
