@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Builds the libFuzzer targets with clang (ASan + UBSan) and fuzzes every parser: GGUF files,
-# tokenizer input, KV-type flags. The time is shared: GGUF gets half, the others a quarter each.
+# tokenizer input, KV-type flags, chat templates. The time is shared: GGUF gets two fifths, the
+# others a fifth each.
 # Usage: scripts/fuzz.sh [seconds=60] [extra libFuzzer flags...]
 # Seeds: every .gguf under ../shared, cut to its first 64 KiB (headers are what matter; the vocabularies
 # are megabytes), and the tiny models the test suite writes. Exit status is non-zero when the fuzzer finds a crash, leak, timeout or OOM;
@@ -18,7 +19,7 @@ max_len=65536
 
 CC=clang CXX=clang++ cmake -S "$root" -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo \
   -DKVQ_FUZZ=ON -DKVQ_BUILD_TESTS=OFF -DKVQ_BUILD_BENCH=OFF >/dev/null
-cmake --build "$build" --target gguf_fuzz tokenizer_fuzz kv_spec_fuzz -j"${KVQ_FUZZ_JOBS:-2}"
+cmake --build "$build" --target gguf_fuzz tokenizer_fuzz kv_spec_fuzz chat_template_fuzz -j"${KVQ_FUZZ_JOBS:-2}"
 
 mkdir -p "$corpus" "$artifacts"
 while IFS= read -r -d '' file; do
@@ -33,8 +34,8 @@ done
 
 # UBSan findings are printed and skipped unless the runtime is told to stop: make them count.
 export UBSAN_OPTIONS="${UBSAN_OPTIONS:-halt_on_error=1:print_stacktrace=1}"
-echo "fuzzing gguf_fuzz for $((seconds / 2))s (corpus $corpus, $(ls "$corpus" | wc -l) inputs)"
-"$build/gguf_fuzz" "$corpus" -max_total_time="$((seconds / 2))" -max_len="$max_len" -rss_limit_mb=2048 \
+echo "fuzzing gguf_fuzz for $((seconds * 2 / 5))s (corpus $corpus, $(ls "$corpus" | wc -l) inputs)"
+"$build/gguf_fuzz" "$corpus" -max_total_time="$((seconds * 2 / 5))" -max_len="$max_len" -rss_limit_mb=2048 \
   -timeout=10 -print_final_stats=1 -artifact_prefix="$artifacts" "$@"
 
 # Text seeds: the tokenizer test strings; flag seeds: valid and near-valid specs.
@@ -48,7 +49,26 @@ for spec in "q8_0" "4" "16" "iq4_nl" "0-1:f16/f16,2-21:q8_0/q4_0" "5:q8_0/q4_0" 
 done
 for target in tokenizer_fuzz:"$text_corpus" kv_spec_fuzz:"$spec_corpus"; do
   name="${target%%:*}" dir="${target#*:}"
-  echo "fuzzing $name for $((seconds / 4))s"
-  "$build/$name" "$dir" -max_total_time="$((seconds / 4))" -max_len=4096 -rss_limit_mb=2048 \
+  echo "fuzzing $name for $((seconds / 5))s"
+  "$build/$name" "$dir" -max_total_time="$((seconds / 5))" -max_len=4096 -rss_limit_mb=2048 \
     -timeout=10 -print_final_stats=1 -artifact_prefix="$artifacts" "$@"
 done
+
+# Chat templates: seeds are the real templates (up to 17 KiB); the dictionary holds the tags,
+# keywords and filters they are made of, so mutations stay close to templates.
+chat_corpus="$root/fuzz-corpus/chat-template" chat_dict="$root/fuzz-corpus/chat-template.dict"
+mkdir -p "$chat_corpus"
+for f in "$shared"/data/chat-templates/templates/*.jinja; do cp "$f" "$chat_corpus/seed-$(basename "$f")"; done
+chmod u+w "$chat_corpus"/seed-* 2>/dev/null || true
+: >"$chat_dict"
+for word in '{{' '}}' '{%' '%}' '{{-' '-}}' '{%-' '-%}' '{#' '#}' '{%+' 'for ' ' in ' 'endfor' 'if ' 'elif ' 'else' \
+  'endif' 'set ' 'endset' 'macro ' 'endmacro' 'filter ' 'endfilter' 'raw' 'endraw' 'break' 'continue' 'namespace(' \
+  'loop.index' 'loop.first' 'loop.last' 'loop.length' 'messages' 'message.content' "message['role']" 'tools' \
+  'add_generation_prompt' 'bos_token' 'raise_exception(' 'strftime_now(' 'range(' ' is defined' ' is not none' \
+  ' is string' ' is mapping' ' and ' ' or ' ' not ' '|tojson' '|trim' '|length' '|join(' '|map(' '|selectattr(' \
+  '|dictsort' '|default(' '|items' '|list' '|string' '.split(' '.strip()' '.items()' '.get(' '[::-1]' '[-1]' ' ~ '; do
+  printf '"%s"\n' "$(printf '%s' "$word" | sed 's/\\/\\\\/g; s/"/\\"/g')" >>"$chat_dict"
+done
+echo "fuzzing chat_template_fuzz for $((seconds / 5))s"
+"$build/chat_template_fuzz" "$chat_corpus" -dict="$chat_dict" -max_total_time="$((seconds / 5))" -max_len=20000 \
+  -rss_limit_mb=2048 -timeout=10 -print_final_stats=1 -artifact_prefix="$artifacts" "$@"
