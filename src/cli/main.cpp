@@ -7,13 +7,14 @@
 
 namespace {
 
-// llama.cpp spells the cache-type flags -ctk / -ctv; CLI11 only takes one-letter short flags, so
-// those two are rewritten to their long forms before parsing.
+// llama.cpp spells the cache-type flags -ctk / -ctv and the server's slots -np; CLI11 only takes one-letter
+// short flags, so those are rewritten to their long forms before parsing.
 std::vector<std::string> llama_cpp_flag_aliases(int argc, char** argv) {
   std::vector<std::string> args;
   for (int i = argc - 1; i >= 1; --i) {  // CLI11 parses a reversed vector
     std::string arg = argv[i];
-    for (auto [alias, name] : {std::pair{"-ctk", "--cache-type-k"}, std::pair{"-ctv", "--cache-type-v"}}) {
+    for (auto [alias, name] :
+         {std::pair{"-ctk", "--cache-type-k"}, std::pair{"-ctv", "--cache-type-v"}, std::pair{"-np", "--parallel"}}) {
       const std::string a = alias;
       if (arg == a)
         arg = name;

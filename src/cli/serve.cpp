@@ -86,8 +86,8 @@ int run_serve(const ServeArgs& args) {
   std::fprintf(stderr,
                "kvq serve: %s as '%s' on http://%s:%d, %d slots x %d tokens (KV %s, %s per slot), %d threads%s\n",
                args.model.c_str(), server_options.model_id.c_str(), args.host.c_str(), server.port(), args.parallel,
-               args.n_ctx, describe_kv_types(loaded->kv_types).c_str(), format_bytes(double(per_slot)).c_str(),
-               threads, *formatter ? "" : ", no chat template (chat requests get 400)");
+               args.n_ctx, describe_kv_types(loaded->kv_types).c_str(), format_bytes(double(per_slot)).c_str(), threads,
+               *formatter ? "" : ", no chat template (chat requests get 400)");
   server.serve();
   g_stop_requested = true;
   watcher.join();
@@ -102,7 +102,7 @@ void register_serve(CLI::App& app) {
   cmd->add_option("-m,--model", args->model, "GGUF model file")->required();
   cmd->add_option("--host", args->host, "address to listen on")->capture_default_str();
   cmd->add_option("--port", args->port, "port (0 = any free one)")->capture_default_str();
-  cmd->add_option("-np,--parallel", args->parallel, "slots: sequences decoded together")->capture_default_str();
+  cmd->add_option("--parallel", args->parallel, "slots: sequences decoded together")->capture_default_str();
   cmd->add_option("-c,--ctx-size", args->n_ctx, "context of each slot (prompt + answer)")->capture_default_str();
   cmd->add_option("--queue", args->queue, "requests that may wait for a slot; beyond: 503")->capture_default_str();
   cmd->add_option("--prefill-chunk", args->prefill_chunk, "prompt tokens per step while others decode")
@@ -110,7 +110,8 @@ void register_serve(CLI::App& app) {
   cmd->add_option("-t,--threads", args->threads, "threads (0 = all cores)")->capture_default_str();
   cmd->add_option("--alias", args->alias, "model id in /v1/models and requests (default: the file's stem)");
   cmd->add_option("--chat-template", args->chat_template, "Jinja chat template file (overrides the model's)");
-  cmd->add_option("--mem-budget", args->mem_budget, "refuse to start if weights + all slots' KV exceed this (e.g. 8GiB)");
+  cmd->add_option("--mem-budget", args->mem_budget,
+                  "refuse to start if weights + all slots' KV exceed this (e.g. 8GiB)");
   cmd->add_option("--temp", args->sampling.temperature, "default temperature")->capture_default_str();
   cmd->add_option("--top-k", args->sampling.top_k, "default top-k (0 = off)")->capture_default_str();
   cmd->add_option("--top-p", args->sampling.top_p, "default top-p (1 = off)")->capture_default_str();

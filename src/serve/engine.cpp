@@ -186,7 +186,9 @@ void Engine::run() {
     {
       std::unique_lock lock(mutex_);
       admit_locked();
-      const auto busy = [&] { return std::any_of(slots_.begin(), slots_.end(), [](const Slot& s) { return bool(s.job); }); };
+      const auto busy = [&] {
+        return std::any_of(slots_.begin(), slots_.end(), [](const Slot& s) { return bool(s.job); });
+      };
       if (!busy()) idle_.notify_all();
       work_.wait(lock, [&] { return stop_ || !queue_.empty() || busy(); });
       if (stop_) return;

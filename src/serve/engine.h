@@ -40,10 +40,10 @@ struct GenerationParams {
 
 // What the engine tells a request, in order; the last event has done = true.
 struct GenerationEvent {
-  std::string text;           // text since the previous event (whole UTF-8 characters)
+  std::string text;  // text since the previous event (whole UTF-8 characters)
   bool done = false;
-  std::string finish_reason;  // "stop" or "length" (done only)
-  std::string error;          // non-empty: the request failed (done only)
+  std::string finish_reason;                                        // "stop" or "length" (done only)
+  std::string error;                                                // non-empty: the request failed (done only)
   int prompt_tokens = 0, cached_tokens = 0, completion_tokens = 0;  // done only
 };
 
@@ -72,7 +72,7 @@ enum class SubmitStatus : uint8_t { kOk, kPromptTooLong, kBusy, kDraining };
 
 struct EngineStats {
   uint64_t requests = 0, rejected = 0, prompt_tokens = 0, cached_tokens = 0, completion_tokens = 0;
-  double generation_seconds = 0;  // wall time of steps that generated tokens
+  double generation_seconds = 0;              // wall time of steps that generated tokens
   uint64_t steps = 0, batched_sequences = 0;  // forward passes, and sequences summed over them
   int queued = 0, active = 0, n_slots = 0;
   uint64_t kv_bytes_allocated = 0, kv_bytes_in_use = 0, kv_tokens_in_use = 0, kv_tokens_capacity = 0;

@@ -47,7 +47,9 @@ struct Shape {
   int64_t created = unix_time();
   bool chat() const { return request.endpoint == Endpoint::kChatCompletions; }
 
-  json base(const char* object) const { return {{"id", id}, {"object", object}, {"created", created}, {"model", model}}; }
+  json base(const char* object) const {
+    return {{"id", id}, {"object", object}, {"created", created}, {"model", model}};
+  }
   json chunk(const std::string& text, const json& finish_reason, bool first) const {
     json j = base(chat() ? "chat.completion.chunk" : "text_completion");
     json choice = {{"index", 0}, {"finish_reason", finish_reason}};
@@ -101,7 +103,8 @@ HttpServer::HttpServer(Engine& engine, const Tokenizer& tokenizer, ServerOptions
   });
   server_->set_error_handler([](const httplib::Request& req, httplib::Response& res) {
     if (!res.body.empty()) return;
-    if (res.status == 404) return send_error(res, 404, "no route " + req.method + " " + req.path, "invalid_request_error");
+    if (res.status == 404)
+      return send_error(res, 404, "no route " + req.method + " " + req.path, "invalid_request_error");
     if (res.status == 413) return send_error(res, 413, "the request body is too large", "invalid_request_error");
     send_error(res, res.status, fmt::format("HTTP {}", res.status), "invalid_request_error");
   });
@@ -144,9 +147,11 @@ void HttpServer::register_routes() {
       out += fmt::format("# HELP kvq_{} {}\n# TYPE kvq_{} {}\nkvq_{} {}\n", name, help, name, type, name, value);
     };
     metric("requests_total", "counter", "Requests accepted into the queue.", double(st.requests));
-    metric("requests_rejected_total", "counter", "Requests refused (busy, too long, shutting down).", double(st.rejected));
+    metric("requests_rejected_total", "counter", "Requests refused (busy, too long, shutting down).",
+           double(st.rejected));
     metric("prompt_tokens_total", "counter", "Prompt tokens of admitted requests.", double(st.prompt_tokens));
-    metric("prompt_tokens_cached_total", "counter", "Prompt tokens reused from a slot's cache.", double(st.cached_tokens));
+    metric("prompt_tokens_cached_total", "counter", "Prompt tokens reused from a slot's cache.",
+           double(st.cached_tokens));
     metric("completion_tokens_total", "counter", "Tokens generated.", double(st.completion_tokens));
     metric("generation_tokens_per_second", "gauge", "Generated tokens per second of forward passes.",
            st.generation_seconds > 0 ? double(st.completion_tokens) / st.generation_seconds : 0.0);
@@ -190,9 +195,9 @@ void HttpServer::register_routes() {
       if (!parsed) return send_error(res, 400, parsed.error().message, "invalid_request_error");
       CompletionRequest& r = *parsed;
       if (!r.model.empty() && r.model != options_.model_id) {
-        return send_error(res, 404, fmt::format("the model '{}' does not exist (this server runs '{}')", r.model,
-                                                options_.model_id),
-                          "invalid_request_error", "model_not_found", "model");
+        return send_error(
+            res, 404, fmt::format("the model '{}' does not exist (this server runs '{}')", r.model, options_.model_id),
+            "invalid_request_error", "model_not_found", "model");
       }
       std::vector<int32_t> prompt;
       if (endpoint == Endpoint::kChatCompletions) {

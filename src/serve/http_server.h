@@ -27,9 +27,9 @@ using ChatFormatter = std::function<Result<std::string>(const std::vector<ChatMe
 
 struct ServerOptions {
   std::string host = "127.0.0.1";
-  int port = 8080;              // 0: any free port (tests)
-  std::string model_id;         // what /v1/models lists and requests may name
-  SamplerParams defaults;       // sampling fields a request leaves out
+  int port = 8080;         // 0: any free port (tests)
+  std::string model_id;    // what /v1/models lists and requests may name
+  SamplerParams defaults;  // sampling fields a request leaves out
   size_t max_body_bytes = 4 << 20;
   int io_timeout_seconds = 60;  // a client that sends or reads nothing for this long is dropped
 };
