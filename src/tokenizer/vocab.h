@@ -9,7 +9,9 @@
 #include <unordered_map>
 #include <vector>
 
+#include "gguf/gguf.h"
 #include "tokenizer/pretokenize.h"
+#include "util/result.h"
 
 namespace kvq::tokenizer_detail {
 
@@ -49,6 +51,8 @@ struct Vocab {
   std::vector<int32_t> eog_ids;           // sorted
 
   int32_t bos = -1, eos = -1, eot = -1, eom = -1, unk = -1, pad = -1;
+  // Fill-in-the-middle roles: prefix, suffix, middle, pad, repository name, file separator.
+  int32_t fim_pre = -1, fim_suf = -1, fim_mid = -1, fim_pad = -1, fim_rep = -1, fim_sep = -1;
   bool add_bos = false;
   bool add_eos = false;
   bool add_space_prefix = false;
@@ -61,6 +65,10 @@ struct Vocab {
     return it == token_id.end() ? -1 : it->second;
   }
 };
+
+// Reads the special token ids and the add_bos / add_eos / add_space_prefix flags (absent keys keep
+// the defaults already in `v`), finds the roles llama.cpp recognizes by text and fills eog_ids.
+Status load_special_tokens(const gguf::File& file, Vocab& v);
 
 // Appends the ids of `text` (spaces already escaped to U+2581) by SentencePiece bigram merging.
 void spm_encode(const Vocab& vocab, std::string_view text, std::vector<int32_t>& out);
