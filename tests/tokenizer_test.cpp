@@ -1,5 +1,7 @@
-// Tokenizer against llama.cpp's outputs: its tokenizer test vectors (.inp/.out, no BOS,
-// parse_special=false) and full tokenizations of evaluation text (BOS first); decode round trips.
+// Tokenizer pieces: pre-tokenizers against their regexes, full tokenizations of evaluation text
+// (BOS first) with the small vocabularies, pieces, flags, malformed input and load errors. The
+// llama.cpp test vectors of every vocabulary are in tokenizer_vectors_test.cpp, the rules of the
+// Qwen, Llama 3 and Gemma vocabularies in tokenizer_models_test.cpp.
 #include <gtest/gtest.h>
 
 #include <chrono>
@@ -35,7 +37,6 @@ TEST(Tokenizer, Gpt2DecodeCleansSpacesOnly) {
 }
 
 // ---- Pre-tokenizers against the regexes (expected words from Python's `regex` module) ----
-// Llama 3's vocabulary is not available here (over 4 MiB), so its splitter is checked on its own.
 
 using tokenizer_detail::pre_tokenize;
 using tokenizer_detail::PreTokenizer;
@@ -76,6 +77,23 @@ TEST(PreTokenizer, Llama3MatchesRegex) {
                    "b",
                    " \xD0\x9F\xD1\x80\xD0\xB8", " ", "123", "456", " ", "\xD9\xA3\xD9\xA4\xD9\xA5", " ", "\xE2\x85\xAB",
                    "!!\n\n"}));
+}
+
+// Qwen2 is Llama 3's pattern with \p{N} for \p{N}{1,3}: every digit, of any script, is a word.
+TEST(PreTokenizer, Qwen2MatchesRegex) {
+  EXPECT_EQ(pre_tokenize(PreTokenizer::kQwen2, kMixedWhitespace),
+            pre_tokenize(PreTokenizer::kLlama3, kMixedWhitespace));  // no digits: the same words
+  EXPECT_EQ(pre_tokenize(PreTokenizer::kQwen2, kContractions),
+            (Words{"'S", " '", "LL", " '", "Ve", " it", "'s", " ", "3", "3", "3", "3", "3", "3", "3"}));
+  EXPECT_EQ(pre_tokenize(PreTokenizer::kQwen2, kScripts),
+            (Words{"a",
+                   "\xCC\x81"
+                   "b",
+                   " \xD0\x9F\xD1\x80\xD0\xB8", " ", "1", "2", "3", "4", "5", "6", " ", "\xD9\xA3", "\xD9\xA4",
+                   "\xD9\xA5", " ", "\xE2\x85\xAB", "!!\n\n"}));
+  // Superscript two is \p{No}: a number, so a word of its own too.
+  EXPECT_EQ(pre_tokenize(PreTokenizer::kQwen2, "x12.5%  \n 7e3\xC2\xB2"),
+            (Words{"x", "1", "2", ".", "5", "%", "  \n", " ", "7", "e", "3", "\xC2\xB2"}));
 }
 
 // DeepSeek as llama.cpp runs it: non-ASCII whitespace never matches the explicit classes
