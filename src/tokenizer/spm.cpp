@@ -88,7 +88,12 @@ class SpmSession {
       out.push_back(id);
       return;
     }
-    for (const char c : piece) out.push_back(vocab_.byte_token[uint8_t(c)]);
+    // A vocabulary with neither byte tokens nor an unknown token has no id for the byte: it is
+    // dropped (llama.cpp throws here), so every id returned is a valid one.
+    for (const char c : piece) {
+      const int32_t byte_id = vocab_.byte_token[uint8_t(c)];
+      if (byte_id >= 0) out.push_back(byte_id);
+    }
   }
 
   const Vocab& vocab_;

@@ -86,30 +86,15 @@ Status load_special_tokens(const gguf::File& file, Vocab& v) {
     return make_error("{}: add_eos_token is set but the vocabulary has no EOS token", file.path());
   }
 
-  // Roles llama.cpp recognizes by text when the file names no id.
-  find_by_text(v, v.eot,
-               {"<|eot_id|>", "<|im_end|>", "<|end|>", "<end_of_turn>", "<|endoftext|>", "<EOT>",
-                "<\xEF\xBD\x9C"
-                "end\xE2\x96\x81of\xE2\x96\x81sentence\xEF\xBD\x9C>"});  // <｜end▁of▁sentence｜>
+  // Roles llama.cpp recognizes by text when the file names no id (the ｜ and ▁ of DeepSeek's
+  // names are U+FF5C and U+2581).
+  find_by_text(
+      v, v.eot,
+      {"<|eot_id|>", "<|im_end|>", "<|end|>", "<end_of_turn>", "<|endoftext|>", "<EOT>", "<｜end▁of▁sentence｜>"});
   find_by_text(v, v.eom, {"<|eom_id|>"});
-  find_by_text(v, v.fim_pre,
-               {"<|fim_prefix|>", "<fim-prefix>",
-                "<\xEF\xBD\x9C"
-                "fim\xE2\x96\x81"
-                "begin\xEF\xBD\x9C>",
-                "<PRE>"});
-  find_by_text(v, v.fim_suf,
-               {"<|fim_suffix|>", "<fim-suffix>",
-                "<\xEF\xBD\x9C"
-                "fim\xE2\x96\x81"
-                "hole\xEF\xBD\x9C>",
-                "<SUF>"});
-  find_by_text(v, v.fim_mid,
-               {"<|fim_middle|>", "<fim-middle>",
-                "<\xEF\xBD\x9C"
-                "fim\xE2\x96\x81"
-                "end\xEF\xBD\x9C>",
-                "<MID>"});
+  find_by_text(v, v.fim_pre, {"<|fim_prefix|>", "<fim-prefix>", "<｜fim▁begin｜>", "<PRE>"});
+  find_by_text(v, v.fim_suf, {"<|fim_suffix|>", "<fim-suffix>", "<｜fim▁hole｜>", "<SUF>"});
+  find_by_text(v, v.fim_mid, {"<|fim_middle|>", "<fim-middle>", "<｜fim▁end｜>", "<MID>"});
   find_by_text(v, v.fim_pad, {"<|fim_pad|>", "<fim-pad>", "<PAD>"});
   find_by_text(v, v.fim_rep, {"<|fim_repo|>", "<|repo_name|>", "<fim-repo>", "<REPO>"});
   find_by_text(v, v.fim_sep, {"<|file_sep|>"});
