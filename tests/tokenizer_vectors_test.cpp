@@ -230,14 +230,14 @@ TEST_P(EvaluationText, MatchesLlamaCpp) {
 INSTANTIATE_TEST_SUITE_P(
     LlamaCpp, EvaluationText,
     testing::Values(TextCase{"qwen3_stories60k", kQwen3, kStories, 60000, 14249, 0xeb35015fe87ec630ull, 47049},
-                    TextCase{"qwen3_wiki50k", kQwen3, kWiki, 50000, 11708, 0x86f69da52389b0d7ull, 715},
+                    TextCase{"qwen3_wiki1m", kQwen3, kWiki, 1000000, 231419, 0x4b071b6d4e35e55cull, 715},
                     TextCase{"qwen3_shakespeare100k", kQwen3, kShakespeare, 100000, 27483, 0x0f992565f15a5ca9ull, 5338},
                     TextCase{"llama3_stories60k", kLlama3, kStories, 60000, 14250, 0x86dd3cb958e3aa65ull, 128000},
-                    TextCase{"llama3_wiki50k", kLlama3, kWiki, 50000, 11295, 0xe7227e578ac3d154ull, 128000},
+                    TextCase{"llama3_wiki1m", kLlama3, kWiki, 1000000, 223948, 0xe5c89275c33b9befull, 128000},
                     TextCase{"llama3_shakespeare100k", kLlama3, kShakespeare, 100000, 27483, 0x0c82ea3f192d8f1aull,
                              128000},
                     TextCase{"gemma3_stories60k", kGemma3, kStories, 60000, 14560, 0x4d8c15547ab8f20aull, 2},
-                    TextCase{"gemma3_wiki50k", kGemma3, kWiki, 50000, 11651, 0x57fc40d998438efbull, 2},
+                    TextCase{"gemma3_wiki1m", kGemma3, kWiki, 1000000, 228399, 0x61105145b2d45c4bull, 2},
                     TextCase{"gemma3_shakespeare100k", kGemma3, kShakespeare, 100000, 29058, 0xa699ff47158df41dull, 2}),
     [](const testing::TestParamInfo<TextCase>& info) { return std::string(info.param.name); });
 
