@@ -1,7 +1,7 @@
 // Tokenizer pieces: pre-tokenizers against their regexes, full tokenizations of evaluation text
-// (BOS first) with the small vocabularies, pieces, flags, malformed input and load errors. The
-// llama.cpp test vectors of every vocabulary are in tokenizer_vectors_test.cpp, the rules of the
-// Qwen, Llama 3 and Gemma vocabularies in tokenizer_models_test.cpp.
+// (BOS first) with the small vocabularies, pieces, flags, malformed input, the lookup index and
+// load errors. The llama.cpp test vectors of every vocabulary are in tokenizer_vectors_test.cpp,
+// the rules of the Qwen, Llama 3 and Gemma vocabularies in tokenizer_models_test.cpp.
 #include <gtest/gtest.h>
 
 #include <chrono>
@@ -12,6 +12,7 @@
 #include "gguf/gguf.h"
 #include "test_util.h"
 #include "tokenizer/pretokenize.h"
+#include "tokenizer/string_index.h"
 #include "tokenizer/tokenizer.h"
 
 namespace kvq {
@@ -242,6 +243,34 @@ TEST(Tokenizer, InvalidUtf8IsSafe) {
               "yz\xEF\xBF\xBD\xEF\xBF\xBD\xEF\xBF\xBD")
         << name;
   }
+}
+
+// ---- The hash index behind token and merge lookups ----
+
+using tokenizer_detail::StringIndex;
+
+TEST(StringIndex, FindsEveryKeyAndResolvesDuplicates) {
+  const std::string long_key(40, 'x');  // longer than a slot holds: compared against the keys
+  const std::vector<std::string> keys = {"a", "b", "a", long_key, long_key, "", "ab"};
+  StringIndex first, last;
+  first.build(keys, /*last_wins=*/false);
+  last.build(keys, /*last_wins=*/true);
+  EXPECT_EQ(first.find("a", keys), 0);
+  EXPECT_EQ(last.find("a", keys), 2);
+  EXPECT_EQ(first.find(long_key, keys), 3);
+  EXPECT_EQ(last.find(long_key, keys), 4);
+  EXPECT_EQ(first.find("", keys), 5);
+  EXPECT_EQ(first.find("ab", keys), 6);
+  EXPECT_EQ(first.find("abc", keys), -1);
+  EXPECT_EQ(first.find(std::string(39, 'x'), keys), -1);
+  EXPECT_EQ(StringIndex().find("a", keys), -1);  // never built
+
+  std::vector<std::string> many;  // enough keys for long probe runs and several table doublings
+  for (int i = 0; i < 20000; ++i) many.push_back("key" + std::to_string(i));
+  StringIndex index;
+  index.build(many, /*last_wins=*/false);
+  for (int i = 0; i < 20000; ++i) ASSERT_EQ(index.find(many[i], many), i);
+  EXPECT_EQ(index.find("key20000", many), -1);
 }
 
 // ---- Errors ----

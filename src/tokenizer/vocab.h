@@ -3,14 +3,13 @@
 
 #include <array>
 #include <cstdint>
-#include <functional>
 #include <string>
 #include <string_view>
-#include <unordered_map>
 #include <vector>
 
 #include "gguf/gguf.h"
 #include "tokenizer/pretokenize.h"
+#include "tokenizer/string_index.h"
 #include "util/result.h"
 
 namespace kvq::tokenizer_detail {
@@ -28,13 +27,6 @@ enum class TokenType : uint8_t {
 
 enum class Model { kSentencePiece, kBytePairEncoding };
 
-struct StringHash {
-  using is_transparent = void;
-  size_t operator()(std::string_view s) const { return std::hash<std::string_view>{}(s); }
-};
-// Heterogeneous lookup: find(std::string_view) without building a std::string.
-using StringMap = std::unordered_map<std::string, int32_t, StringHash, std::equal_to<>>;
-
 struct Vocab {
   Model model = Model::kSentencePiece;
   PreTokenizer pre = PreTokenizer::kGpt2;  // BPE only
@@ -44,8 +36,9 @@ struct Vocab {
   std::vector<TokenType> type;            // [n_vocab]
   std::vector<uint8_t> rstrip;            // [n_vocab] 1: whitespace after this token's text is dropped
   std::vector<std::string> piece;         // [n_vocab] decoded text (control/unknown -> "")
-  StringMap token_id;                     // text -> id (the last id wins on duplicates, as llama.cpp)
-  StringMap merge_rank;                   // "left right" -> rank (BPE)
+  StringIndex token_index;                // text -> id (the last id wins on duplicates, as llama.cpp)
+  std::vector<std::string> merges;        // [n_merges] "left right", by rank (BPE)
+  StringIndex merge_index;                // "left right" -> rank (the first rank wins on duplicates)
   std::array<int32_t, 256> byte_token{};  // SentencePiece byte fallback "<0xXX>", else unk
   std::vector<int32_t> special_tokens;    // control/user-defined/unknown ids, longest text first
   std::vector<int32_t> eog_ids;           // sorted
@@ -60,10 +53,8 @@ struct Vocab {
   bool ignore_merges = false;  // Llama 3: a word that is a token is taken whole
 
   int32_t n_vocab() const { return int32_t(text.size()); }
-  int32_t find(std::string_view s) const {
-    const auto it = token_id.find(s);
-    return it == token_id.end() ? -1 : it->second;
-  }
+  int32_t find(std::string_view s) const { return token_index.find(s, text); }
+  int32_t merge_rank(std::string_view left_space_right) const { return merge_index.find(left_space_right, merges); }
 };
 
 // Reads the special token ids and the add_bos / add_eos / add_space_prefix flags (absent keys keep

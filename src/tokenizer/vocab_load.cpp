@@ -149,25 +149,27 @@ Result<Tokenizer> Tokenizer::from_gguf(const gguf::File& file) {
     }
   }
 
-  v->token_id.reserve(n);
   for (int32_t id = 0; id < n_vocab; ++id) {
     // An empty text would match everywhere when splitting out special tokens (llama.cpp renames too).
     if (v->text[id].empty()) v->text[id] = "[EMPTY_" + std::to_string(id) + "]";
-    v->token_id[v->text[id]] = id;
   }
+  v->token_index.build(v->text, /*last_wins=*/true);
 
   if (v->model == Model::kBytePairEncoding) {
     Result<std::vector<std::string>> merges = file.get_string_array("tokenizer.ggml.merges");
     if (!merges.ok()) return merges.error();
-    v->merge_rank.reserve(merges->size());
+    if (merges->size() > size_t(INT32_MAX)) {
+      return make_error("{}: tokenizer.ggml.merges has {} entries", file.path(), merges->size());
+    }
     for (size_t rank = 0; rank < merges->size(); ++rank) {
       const std::string& merge = (*merges)[rank];
       // "left right": split at the first space after the first byte, as llama.cpp does.
       if (merge.find(' ', 1) == std::string::npos) {
         return make_error("{}: tokenizer.ggml.merges[{}] \"{}\" is not \"left right\"", file.path(), rank, merge);
       }
-      v->merge_rank.emplace(merge, int32_t(rank));  // first rank wins on duplicates
     }
+    v->merges = std::move(*merges);
+    v->merge_index.build(v->merges, /*last_wins=*/false);
   }
 
   KVQ_RETURN_IF_ERROR(tokenizer_detail::load_special_tokens(file, *v));
