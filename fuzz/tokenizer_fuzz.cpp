@@ -93,6 +93,8 @@ void fuzz_tiny_vocabulary(std::string_view input) {
   if (!w.write(path).ok()) std::abort();
   auto file = kvq::gguf::File::open(path);
   if (!file.ok()) std::abort();
+  std::error_code ignored;
+  std::filesystem::remove(path, ignored);  // the mapping stays valid; no file is left behind
   auto tokenizer = kvq::Tokenizer::from_gguf(*file);
   if (!tokenizer.ok()) {
     if (tokenizer.error().message.rfind(path, 0) != 0) __builtin_trap();  // errors name the file
