@@ -38,10 +38,18 @@ echo "fuzzing gguf_fuzz for $((seconds * 2 / 5))s (corpus $corpus, $(ls "$corpus
 "$build/gguf_fuzz" "$corpus" -max_total_time="$((seconds * 2 / 5))" -max_len="$max_len" -rss_limit_mb=2048 \
   -timeout=10 -print_final_stats=1 -artifact_prefix="$artifacts" "$@"
 
-# Text seeds: the tokenizer test strings; flag seeds: valid and near-valid specs.
+# Text seeds: the tokenizer test strings (upstream and the Qwen3 / Llama 3 / Gemma 3 ones), each whole
+# file and each case on its own, so short inputs reach the special-token, digit and byte-fallback paths
+# quickly; flag seeds: valid and near-valid specs.
 text_corpus="$root/fuzz-corpus/text" spec_corpus="$root/fuzz-corpus/kv-spec"
 mkdir -p "$text_corpus" "$spec_corpus"
-for f in "$shared"/data/llama.cpp-vocab/*.inp; do head -c 4096 "$f" >"$text_corpus/seed-$(basename "$f")"; done
+for f in "$shared"/data/llama.cpp-vocab/*.inp "$shared"/data/vocab/*.inp; do
+  name="$(basename "$f")"
+  head -c 4096 "$f" >"$text_corpus/seed-$name"
+  awk -v RS='\n__ggml_vocab_test__\n' -v dir="$text_corpus" -v name="$name" \
+    '{ printf "%s", $0 > (dir "/seed-" name "-" NR); close(dir "/seed-" name "-" NR) }' "$f"
+done
+printf '%s' '<start_of_turn>user<table>  x</s><|im_start|><think>12345</think><|eot_id|>' >"$text_corpus/seed-specials"
 head -c 4096 "$shared/data/text/wiki.test.raw" >"$text_corpus/seed-wiki"
 i=0
 for spec in "q8_0" "4" "16" "iq4_nl" "0-1:f16/f16,2-21:q8_0/q4_0" "5:q8_0/q4_0" "0-0:8/4" "3-1:f16/f16"; do

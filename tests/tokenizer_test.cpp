@@ -1,5 +1,7 @@
-// Tokenizer against llama.cpp's outputs: its tokenizer test vectors (.inp/.out, no BOS,
-// parse_special=false) and full tokenizations of evaluation text (BOS first); decode round trips.
+// Tokenizer pieces: pre-tokenizers against their regexes, full tokenizations of evaluation text
+// (BOS first) with the small vocabularies, pieces, flags, malformed input, the lookup index and
+// load errors. The llama.cpp test vectors of every vocabulary are in tokenizer_vectors_test.cpp,
+// the rules of the Qwen, Llama 3 and Gemma vocabularies in tokenizer_models_test.cpp.
 #include <gtest/gtest.h>
 
 #include <chrono>
@@ -10,12 +12,11 @@
 #include "gguf/gguf.h"
 #include "test_util.h"
 #include "tokenizer/pretokenize.h"
+#include "tokenizer/string_index.h"
 #include "tokenizer/tokenizer.h"
 
 namespace kvq {
 namespace {
-
-const char kCaseSeparator[] = "\n__ggml_vocab_test__\n";
 
 Tokenizer load(const std::string& relative) {
   Result<gguf::File> file = gguf::File::open(test::shared_path(relative));
@@ -27,90 +28,6 @@ Tokenizer load(const std::string& relative) {
 
 std::string vocab_path(const std::string& name) { return "data/llama.cpp-vocab/ggml-vocab-" + name + ".gguf"; }
 
-// The .inp cases: strings separated by kCaseSeparator; the file ends with a separator.
-std::vector<std::string> read_cases(const std::string& path) {
-  const std::string all = test::read_text_file(path);
-  std::vector<std::string> cases;
-  size_t start = 0;
-  for (size_t sep; (sep = all.find(kCaseSeparator, start)) != std::string::npos;) {
-    cases.push_back(all.substr(start, sep - start));
-    start = sep + sizeof(kCaseSeparator) - 1;
-  }
-  if (start < all.size()) cases.push_back(all.substr(start));
-  return cases;
-}
-
-// The .out lines: space-separated ids, one line per case.
-std::vector<std::vector<int32_t>> read_expected(const std::string& path) {
-  const std::string all = test::read_text_file(path);
-  std::vector<std::vector<int32_t>> lines;
-  size_t start = 0;
-  while (start < all.size()) {
-    size_t end = all.find('\n', start);
-    if (end == std::string::npos) end = all.size();
-    std::vector<int32_t>& ids = lines.emplace_back();
-    const std::string line = all.substr(start, end - start);
-    for (size_t pos = 0; pos < line.size();) {
-      size_t next = line.find(' ', pos);
-      if (next == std::string::npos) next = line.size();
-      if (next > pos) ids.push_back(std::stoi(line.substr(pos, next - pos)));
-      pos = next + 1;
-    }
-    start = end + 1;
-  }
-  return lines;
-}
-
-std::string show(const std::vector<int32_t>& ids) {
-  std::string s;
-  for (const int32_t id : ids) s += std::to_string(id) + " ";
-  return s;
-}
-
-// ---- llama.cpp tokenizer test vectors ----
-
-class VocabCases : public testing::TestWithParam<const char*> {};
-
-TEST_P(VocabCases, MatchLlamaCppExactly) {
-  const std::string name = GetParam();
-  const Tokenizer tok = load(vocab_path(name));
-  const std::string base = test::shared_path(vocab_path(name));
-  const std::vector<std::string> cases = read_cases(base + ".inp");
-  const std::vector<std::vector<int32_t>> expected = read_expected(base + ".out");
-  ASSERT_EQ(cases.size(), 46u);
-  ASSERT_GE(expected.size(), cases.size());
-  int passed = 0;
-  for (size_t i = 0; i < cases.size(); ++i) {
-    const std::vector<int32_t> got = tok.encode(cases[i], /*add_special=*/false);
-    if (got == expected[i]) {
-      ++passed;
-    } else {
-      ADD_FAILURE() << name << " case " << i << " \"" << cases[i] << "\"\n  got:      " << show(got)
-                    << "\n  expected: " << show(expected[i]);
-    }
-  }
-  std::printf("[ %s ] %d / %zu cases exact\n", name.c_str(), passed, cases.size());
-}
-
-INSTANTIATE_TEST_SUITE_P(LlamaCpp, VocabCases, testing::Values("llama-spm", "phi-3", "gpt-2", "deepseek-llm"),
-                         [](const testing::TestParamInfo<const char*>& info) {
-                           std::string s = info.param;
-                           for (char& c : s) c = std::isalnum(static_cast<unsigned char>(c)) ? c : '_';
-                           return s;
-                         });
-
-// Every test string decodes back to itself where the vocabulary does not normalize it: SentencePiece
-// vocabularies and DeepSeek (no clean_up_tokenization_spaces) reproduce all of them.
-TEST(Tokenizer, DecodeRoundTripsTestStrings) {
-  for (const char* name : {"llama-spm", "phi-3", "deepseek-llm"}) {
-    const Tokenizer tok = load(vocab_path(name));
-    for (const std::string& text : read_cases(test::shared_path(vocab_path(name)) + ".inp")) {
-      const std::vector<int32_t> ids = tok.encode(text, /*add_special=*/true);
-      EXPECT_EQ(tok.decode(ids), text) << name << ": \"" << text << "\"";
-    }
-  }
-}
-
 // GPT-2 decodes with llama.cpp's clean_up_tokenization_spaces, which only removes spaces.
 TEST(Tokenizer, Gpt2DecodeCleansSpacesOnly) {
   const Tokenizer tok = load(vocab_path("gpt-2"));
@@ -121,7 +38,6 @@ TEST(Tokenizer, Gpt2DecodeCleansSpacesOnly) {
 }
 
 // ---- Pre-tokenizers against the regexes (expected words from Python's `regex` module) ----
-// Llama 3's vocabulary is not available here (over 4 MiB), so its splitter is checked on its own.
 
 using tokenizer_detail::pre_tokenize;
 using tokenizer_detail::PreTokenizer;
@@ -162,6 +78,23 @@ TEST(PreTokenizer, Llama3MatchesRegex) {
                    "b",
                    " \xD0\x9F\xD1\x80\xD0\xB8", " ", "123", "456", " ", "\xD9\xA3\xD9\xA4\xD9\xA5", " ", "\xE2\x85\xAB",
                    "!!\n\n"}));
+}
+
+// Qwen2 is Llama 3's pattern with \p{N} for \p{N}{1,3}: every digit, of any script, is a word.
+TEST(PreTokenizer, Qwen2MatchesRegex) {
+  EXPECT_EQ(pre_tokenize(PreTokenizer::kQwen2, kMixedWhitespace),
+            pre_tokenize(PreTokenizer::kLlama3, kMixedWhitespace));  // no digits: the same words
+  EXPECT_EQ(pre_tokenize(PreTokenizer::kQwen2, kContractions),
+            (Words{"'S", " '", "LL", " '", "Ve", " it", "'s", " ", "3", "3", "3", "3", "3", "3", "3"}));
+  EXPECT_EQ(pre_tokenize(PreTokenizer::kQwen2, kScripts),
+            (Words{"a",
+                   "\xCC\x81"
+                   "b",
+                   " \xD0\x9F\xD1\x80\xD0\xB8", " ", "1", "2", "3", "4", "5", "6", " ", "\xD9\xA3", "\xD9\xA4",
+                   "\xD9\xA5", " ", "\xE2\x85\xAB", "!!\n\n"}));
+  // Superscript two is \p{No}: a number, so a word of its own too.
+  EXPECT_EQ(pre_tokenize(PreTokenizer::kQwen2, "x12.5%  \n 7e3\xC2\xB2"),
+            (Words{"x", "1", "2", ".", "5", "%", "  \n", " ", "7", "e", "3", "\xC2\xB2"}));
 }
 
 // DeepSeek as llama.cpp runs it: non-ASCII whitespace never matches the explicit classes
@@ -312,6 +245,34 @@ TEST(Tokenizer, InvalidUtf8IsSafe) {
   }
 }
 
+// ---- The hash index behind token and merge lookups ----
+
+using tokenizer_detail::StringIndex;
+
+TEST(StringIndex, FindsEveryKeyAndResolvesDuplicates) {
+  const std::string long_key(40, 'x');  // longer than a slot holds: compared against the keys
+  const std::vector<std::string> keys = {"a", "b", "a", long_key, long_key, "", "ab"};
+  StringIndex first, last;
+  first.build(keys, /*last_wins=*/false);
+  last.build(keys, /*last_wins=*/true);
+  EXPECT_EQ(first.find("a", keys), 0);
+  EXPECT_EQ(last.find("a", keys), 2);
+  EXPECT_EQ(first.find(long_key, keys), 3);
+  EXPECT_EQ(last.find(long_key, keys), 4);
+  EXPECT_EQ(first.find("", keys), 5);
+  EXPECT_EQ(first.find("ab", keys), 6);
+  EXPECT_EQ(first.find("abc", keys), -1);
+  EXPECT_EQ(first.find(std::string(39, 'x'), keys), -1);
+  EXPECT_EQ(StringIndex().find("a", keys), -1);  // never built
+
+  std::vector<std::string> many;  // enough keys for long probe runs and several table doublings
+  for (int i = 0; i < 20000; ++i) many.push_back("key" + std::to_string(i));
+  StringIndex index;
+  index.build(many, /*last_wins=*/false);
+  for (int i = 0; i < 20000; ++i) ASSERT_EQ(index.find(many[i], many), i);
+  EXPECT_EQ(index.find("key20000", many), -1);
+}
+
 // ---- Errors ----
 
 std::string write_vocab(const std::string& file_name, const std::string& model, const char* pre) {
@@ -343,10 +304,10 @@ TEST(Tokenizer, UnsupportedModelIsAnError) {
 }
 
 TEST(Tokenizer, UnsupportedPreTokenizerIsAnError) {
-  const std::string path = write_vocab("qwen2.gguf", "gpt2", "qwen2");
+  const std::string path = write_vocab("chatglm.gguf", "gpt2", "chatglm-bpe");
   const std::string error = load_error(path);
   EXPECT_NE(error.find(path), std::string::npos) << error;
-  EXPECT_NE(error.find("\"qwen2\""), std::string::npos) << error;
+  EXPECT_NE(error.find("\"chatglm-bpe\""), std::string::npos) << error;
   EXPECT_NE(error.find("deepseek-llm"), std::string::npos) << error;
   EXPECT_NE(load_error(write_vocab("nopre.gguf", "gpt2", nullptr)), "");
 }

@@ -96,9 +96,9 @@ class BpeWord {
     key_.assign(word_.substr(l.offset, l.length));
     key_ += ' ';
     key_.append(word_.substr(r.offset, r.length));
-    const auto it = vocab_.merge_rank.find(std::string_view(key_));
-    if (it == vocab_.merge_rank.end()) return;
-    queue_.push({left, right, it->second, l.length, r.length});
+    const int32_t rank = vocab_.merge_rank(key_);
+    if (rank < 0) return;
+    queue_.push({left, right, rank, l.length, r.length});
   }
 
   const Vocab& vocab_;

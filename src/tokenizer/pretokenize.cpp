@@ -58,8 +58,9 @@ size_t match_gpt2(const Codepoints& c, size_t pos) {
   return match_whitespace(c, pos);
 }
 
-// One word starting at `pos` under the Llama 3 pattern.
-size_t match_llama3(const Codepoints& c, size_t pos) {
+// One word starting at `pos` under the Llama 3 pattern, or Qwen2's when `max_digits` is 1: the two
+// regexes differ only in \p{N}{1,3} against \p{N}, which makes Qwen see every digit as a word.
+size_t match_llama3_family(const Codepoints& c, size_t pos, size_t max_digits) {
   if (const size_t n = match_contraction(c, pos, /*ignore_case=*/true)) return n;
   const uint32_t cp = c[pos];
   const bool has_next = pos + 1 < c.size();
@@ -68,8 +69,8 @@ size_t match_llama3(const Codepoints& c, size_t pos) {
   if (!is_newline(cp) && !is_number(cp) && has_next && is_letter(c[pos + 1])) {
     return 1 + run_length(c, pos + 1, is_letter);
   }
-  // \p{N}{1,3}
-  if (is_number(cp)) return std::min<size_t>(3, run_length(c, pos, is_number));
+  // \p{N}{1,3} (Llama 3) or \p{N} (Qwen2)
+  if (is_number(cp)) return std::min(max_digits, run_length(c, pos, is_number));
   // " ?[^\s\p{L}\p{N}]+[\r\n]*"
   const size_t space = (cp == ' ' && has_next && is_other(c[pos + 1])) ? 1 : 0;
   if (space || is_other(cp)) {
@@ -83,6 +84,9 @@ size_t match_llama3(const Codepoints& c, size_t pos) {
   }
   return match_whitespace(c, pos);
 }
+
+size_t match_llama3(const Codepoints& c, size_t pos) { return match_llama3_family(c, pos, 3); }
+size_t match_qwen2(const Codepoints& c, size_t pos) { return match_llama3_family(c, pos, 1); }
 
 template <typename Matcher>
 std::vector<size_t> split_alternation(const Codepoints& c, Matcher match) {
@@ -231,6 +235,9 @@ std::vector<std::string> pre_tokenize(PreTokenizer kind, std::string_view text) 
       break;
     case PreTokenizer::kLlama3:
       lengths = split_alternation(cps, match_llama3);
+      break;
+    case PreTokenizer::kQwen2:
+      lengths = split_alternation(cps, match_qwen2);
       break;
     case PreTokenizer::kDeepseekLlm:
       lengths = split_deepseek_llm(cps);

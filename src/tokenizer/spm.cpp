@@ -81,6 +81,8 @@ class SpmSession {
   // A merged symbol is always a vocabulary token (merges only form tokens), so only single
   // characters can miss the vocabulary; those become byte tokens. (llama.cpp's rev_merge
   // re-segmentation is therefore never reached and is not needed.)
+  // byte_token is never -1 here: it falls back to unk, and a SentencePiece vocabulary always has
+  // one (0 by default).
   void emit(const Symbol& s, std::vector<int32_t>& out) const {
     const std::string_view piece = text_of(s);
     const int32_t id = vocab_.find(piece);

@@ -1,6 +1,7 @@
-// Text <-> token ids for the vocabularies GGUF files carry: SentencePiece-style ("llama") and
-// byte-level BPE ("gpt2") with the gpt-2, llama-bpe and deepseek-llm pre-tokenizers. Matches
-// llama.cpp's tokenizer (llama_tokenize with parse_special=false) id for id.
+// Text <-> token ids for the vocabularies GGUF files carry: SentencePiece-style ("llama": Llama 2,
+// Phi-3, Gemma) and byte-level BPE ("gpt2") with the gpt-2, llama-bpe (Llama 3), qwen2 (Qwen2.5,
+// Qwen3) and deepseek-llm pre-tokenizers. Matches llama.cpp's tokenizer id for id; like llama.cpp
+// it applies no Unicode normalization (docs/tokenizers.md).
 #pragma once
 
 #include <cstdint>
@@ -47,7 +48,8 @@ class Tokenizer {
   int32_t eos() const;
   bool add_bos() const;
   int32_t n_vocab() const;
-  // End of generation: eos, eot, eom and the end-of-turn tokens llama.cpp recognizes by text.
+  // End of generation: eos, eot, eom, the end-of-turn tokens llama.cpp recognizes by text
+  // (<|im_end|>, <|eot_id|>, <end_of_turn>, <|endoftext|>, ...) and the FIM pad / repo / file-separator tokens.
   bool is_eog(int32_t id) const;
 
  private:

@@ -3,13 +3,14 @@
 
 #include <array>
 #include <cstdint>
-#include <functional>
 #include <string>
 #include <string_view>
-#include <unordered_map>
 #include <vector>
 
+#include "gguf/gguf.h"
 #include "tokenizer/pretokenize.h"
+#include "tokenizer/string_index.h"
+#include "util/result.h"
 
 namespace kvq::tokenizer_detail {
 
@@ -26,13 +27,6 @@ enum class TokenType : uint8_t {
 
 enum class Model { kSentencePiece, kBytePairEncoding };
 
-struct StringHash {
-  using is_transparent = void;
-  size_t operator()(std::string_view s) const { return std::hash<std::string_view>{}(s); }
-};
-// Heterogeneous lookup: find(std::string_view) without building a std::string.
-using StringMap = std::unordered_map<std::string, int32_t, StringHash, std::equal_to<>>;
-
 struct Vocab {
   Model model = Model::kSentencePiece;
   PreTokenizer pre = PreTokenizer::kGpt2;  // BPE only
@@ -42,13 +36,16 @@ struct Vocab {
   std::vector<TokenType> type;            // [n_vocab]
   std::vector<uint8_t> rstrip;            // [n_vocab] 1: whitespace after this token's text is dropped
   std::vector<std::string> piece;         // [n_vocab] decoded text (control/unknown -> "")
-  StringMap token_id;                     // text -> id (the last id wins on duplicates, as llama.cpp)
-  StringMap merge_rank;                   // "left right" -> rank (BPE)
+  StringIndex token_index;                // text -> id (the last id wins on duplicates, as llama.cpp)
+  std::vector<std::string> merges;        // [n_merges] "left right", by rank (BPE)
+  StringIndex merge_index;                // "left right" -> rank (the first rank wins on duplicates)
   std::array<int32_t, 256> byte_token{};  // SentencePiece byte fallback "<0xXX>", else unk
   std::vector<int32_t> special_tokens;    // control/user-defined/unknown ids, longest text first
   std::vector<int32_t> eog_ids;           // sorted
 
   int32_t bos = -1, eos = -1, eot = -1, eom = -1, unk = -1, pad = -1;
+  // Fill-in-the-middle roles: prefix, suffix, middle, pad, repository name, file separator.
+  int32_t fim_pre = -1, fim_suf = -1, fim_mid = -1, fim_pad = -1, fim_rep = -1, fim_sep = -1;
   bool add_bos = false;
   bool add_eos = false;
   bool add_space_prefix = false;
@@ -56,11 +53,13 @@ struct Vocab {
   bool ignore_merges = false;  // Llama 3: a word that is a token is taken whole
 
   int32_t n_vocab() const { return int32_t(text.size()); }
-  int32_t find(std::string_view s) const {
-    const auto it = token_id.find(s);
-    return it == token_id.end() ? -1 : it->second;
-  }
+  int32_t find(std::string_view s) const { return token_index.find(s, text); }
+  int32_t merge_rank(std::string_view left_space_right) const { return merge_index.find(left_space_right, merges); }
 };
+
+// Reads the special token ids and the add_bos / add_eos / add_space_prefix flags (absent keys keep
+// the defaults already in `v`), finds the roles llama.cpp recognizes by text and fills eog_ids.
+Status load_special_tokens(const gguf::File& file, Vocab& v);
 
 // Appends the ids of `text` (spaces already escaped to U+2581) by SentencePiece bigram merging.
 void spm_encode(const Vocab& vocab, std::string_view text, std::vector<int32_t>& out);

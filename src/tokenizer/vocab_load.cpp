@@ -17,7 +17,9 @@ using tokenizer_detail::TokenType;
 using tokenizer_detail::Vocab;
 
 constexpr const char* kSupportedModels = "\"llama\" (SentencePiece), \"gpt2\" (byte-level BPE)";
-constexpr const char* kSupportedPre = "\"gpt-2\", \"llama-bpe\" (also \"llama3\", \"llama-v3\"), \"deepseek-llm\"";
+constexpr const char* kSupportedPre =
+    "\"gpt-2\", \"llama-bpe\" (also \"llama3\", \"llama-v3\", \"falcon3\"), \"qwen2\" (also \"deepseek-r1-qwen\"), "
+    "\"deepseek-llm\"";
 
 Result<PreTokenizer> parse_pre(const gguf::File& file, Vocab& v) {
   const gguf::Value* value = file.find("tokenizer.ggml.pre");
@@ -29,31 +31,23 @@ Result<PreTokenizer> parse_pre(const gguf::File& file, Vocab& v) {
   // Flags as llama.cpp sets them per pre-tokenizer (clean_spaces is on for BPE by default).
   v.clean_spaces = true;
   if (pre == "gpt-2") return PreTokenizer::kGpt2;
-  if (pre == "llama-bpe" || pre == "llama3" || pre == "llama-v3") {
+  if (pre == "llama-bpe" || pre == "llama3" || pre == "llama-v3" || pre == "falcon3") {
     v.ignore_merges = true;
     v.add_bos = true;
     return PreTokenizer::kLlama3;
+  }
+  // Qwen's tokenizer.json also has an NFC normalizer. llama.cpp applies no normalization, and its
+  // output is what GGUF models were checked against, so none is applied here either: decomposed
+  // text ("e" + U+0301) tokenizes as written (docs/tokenizers.md).
+  if (pre == "qwen2" || pre == "deepseek-r1-qwen") {
+    v.clean_spaces = false;
+    return PreTokenizer::kQwen2;
   }
   if (pre == "deepseek-llm") {
     v.clean_spaces = false;
     return PreTokenizer::kDeepseekLlm;
   }
   return make_error("{}: unsupported tokenizer.ggml.pre \"{}\"; supported: {}", file.path(), pre, kSupportedPre);
-}
-
-// An optional bool key; a present key of another type is an error.
-Result<bool> get_bool_or(const gguf::File& file, std::string_view key, bool fallback) {
-  if (file.find(key) == nullptr) return fallback;
-  return file.get_bool(key);
-}
-
-// An optional token-id key; ids outside the vocabulary keep the default (as llama.cpp warns and does).
-Status read_id(const gguf::File& file, std::string_view key, int32_t n_vocab, int32_t& id) {
-  if (file.find(key) == nullptr) return Status::Ok();
-  Result<int64_t> value = file.get_int(key);
-  if (!value.ok()) return value.error();
-  if (*value >= 0 && *value < n_vocab) id = int32_t(*value);
-  return Status::Ok();
 }
 
 // Decoded text of each token for decode(): what llama.cpp's token_to_piece gives with special=false.
@@ -114,6 +108,8 @@ Result<Tokenizer> Tokenizer::from_gguf(const gguf::File& file) {
     v->add_space_prefix = true;
   } else if (*model == "gpt2") {
     v->model = Model::kBytePairEncoding;
+    v->bos = 11;  // llama.cpp's byte-level BPE defaults, for files without the id keys
+    v->eos = 11;
     Result<PreTokenizer> pre = parse_pre(file, *v);
     if (!pre.ok()) return pre.error();
     v->pre = *pre;
@@ -153,64 +149,30 @@ Result<Tokenizer> Tokenizer::from_gguf(const gguf::File& file) {
     }
   }
 
-  v->token_id.reserve(n);
   for (int32_t id = 0; id < n_vocab; ++id) {
     // An empty text would match everywhere when splitting out special tokens (llama.cpp renames too).
     if (v->text[id].empty()) v->text[id] = "[EMPTY_" + std::to_string(id) + "]";
-    v->token_id[v->text[id]] = id;
   }
+  v->token_index.build(v->text, /*last_wins=*/true);
 
   if (v->model == Model::kBytePairEncoding) {
     Result<std::vector<std::string>> merges = file.get_string_array("tokenizer.ggml.merges");
     if (!merges.ok()) return merges.error();
-    v->merge_rank.reserve(merges->size());
+    if (merges->size() > size_t(INT32_MAX)) {
+      return make_error("{}: tokenizer.ggml.merges has {} entries", file.path(), merges->size());
+    }
     for (size_t rank = 0; rank < merges->size(); ++rank) {
       const std::string& merge = (*merges)[rank];
       // "left right": split at the first space after the first byte, as llama.cpp does.
       if (merge.find(' ', 1) == std::string::npos) {
         return make_error("{}: tokenizer.ggml.merges[{}] \"{}\" is not \"left right\"", file.path(), rank, merge);
       }
-      v->merge_rank.emplace(merge, int32_t(rank));  // first rank wins on duplicates
     }
+    v->merges = std::move(*merges);
+    v->merge_index.build(v->merges, /*last_wins=*/false);
   }
 
-  // Special ids, flags.
-  KVQ_RETURN_IF_ERROR(read_id(file, "tokenizer.ggml.bos_token_id", n_vocab, v->bos));
-  KVQ_RETURN_IF_ERROR(read_id(file, "tokenizer.ggml.eos_token_id", n_vocab, v->eos));
-  KVQ_RETURN_IF_ERROR(read_id(file, "tokenizer.ggml.eot_token_id", n_vocab, v->eot));
-  KVQ_RETURN_IF_ERROR(read_id(file, "tokenizer.ggml.eom_token_id", n_vocab, v->eom));
-  KVQ_RETURN_IF_ERROR(read_id(file, "tokenizer.ggml.unknown_token_id", n_vocab, v->unk));
-  KVQ_RETURN_IF_ERROR(read_id(file, "tokenizer.ggml.padding_token_id", n_vocab, v->pad));
-  if (v->bos >= n_vocab) v->bos = -1;  // defaults of a tiny vocabulary
-  if (v->eos >= n_vocab) v->eos = -1;
-  if (v->unk >= n_vocab) v->unk = -1;
-  for (auto [key, flag] :
-       {std::pair{"tokenizer.ggml.add_bos_token", &v->add_bos}, std::pair{"tokenizer.ggml.add_eos_token", &v->add_eos},
-        std::pair{"tokenizer.ggml.add_space_prefix", &v->add_space_prefix}}) {
-    Result<bool> value = get_bool_or(file, key, *flag);
-    if (!value.ok()) return value.error();
-    *flag = *value;
-  }
-  if (v->add_bos && v->bos < 0) {
-    return make_error("{}: add_bos_token is set but the vocabulary has no BOS token", file.path());
-  }
-  if (v->add_eos && v->eos < 0) {
-    return make_error("{}: add_eos_token is set but the vocabulary has no EOS token", file.path());
-  }
-
-  // End-of-generation tokens: eos/eot/eom plus the end-of-turn texts llama.cpp recognizes.
-  for (const char* text : {"<|eot_id|>", "<|im_end|>", "<|end|>", "<end_of_turn>", "<|endoftext|>", "<|eom_id|>",
-                           "<EOT>", "<｜end▁of▁sentence｜>"}) {
-    const int32_t id = v->find(text);
-    if (id < 0) continue;
-    v->eog_ids.push_back(id);
-    v->type[id] = TokenType::kControl;  // llama.cpp forces these to control type
-  }
-  for (const int32_t id : {v->eos, v->eot, v->eom}) {
-    if (id >= 0) v->eog_ids.push_back(id);
-  }
-  std::sort(v->eog_ids.begin(), v->eog_ids.end());
-  v->eog_ids.erase(std::unique(v->eog_ids.begin(), v->eog_ids.end()), v->eog_ids.end());
+  KVQ_RETURN_IF_ERROR(tokenizer_detail::load_special_tokens(file, *v));
 
   // Byte fallback of SentencePiece: "<0xXX>", else the one-byte token, else unknown.
   for (int b = 0; b < 256; ++b) {
