@@ -16,6 +16,7 @@ void register_commands(CLI::App& app) {
   register_perplexity(app);
   register_sweep(app);
   register_serve(app);
+  register_chat(app);
 }
 
 }  // namespace kvq::cli

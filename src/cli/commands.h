@@ -17,5 +17,6 @@ void register_bench(CLI::App& app);
 void register_perplexity(CLI::App& app);
 void register_sweep(CLI::App& app);
 void register_serve(CLI::App& app);
+void register_chat(CLI::App& app);
 
 }  // namespace kvq::cli
