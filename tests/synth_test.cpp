@@ -328,6 +328,18 @@ TEST(Synth, Q4KMMixFallsBackLikeLlamaCpp) {
   }
 }
 
+// Random codes (k-quants), quantized rows and biases are the same whatever the thread count.
+TEST(Synth, EveryArchIsDeterministic) {
+  for (const std::string arch : {"qwen2", "phi3"}) {
+    const std::string a = test::temp_dir() + "/det-" + arch + "-a.gguf",
+                      b = test::temp_dir() + "/det-" + arch + "-b.gguf";
+    const std::string flags = "synth --arch " + arch + " --n-layer 2 --type q4_k_m --seed 3 --vocab " + small_vocab();
+    ASSERT_EQ(run_kvq(flags + " -t 1 -o " + a).exit_code, 0);
+    ASSERT_EQ(run_kvq(flags + " -t 2 -o " + b).exit_code, 0);
+    EXPECT_EQ(test::read_text_file(a), test::read_text_file(b)) << arch;
+  }
+}
+
 TEST(Synth, BadFlagsGiveClearErrors) {
   const std::string out = " -o " + test::temp_dir() + "/bad.gguf";
   const auto expect_error = [&](const std::string& args, const std::string& message) {

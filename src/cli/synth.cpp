@@ -70,7 +70,9 @@ Result<SynthShape> resolve_shape(const SynthArgs& args, std::string& label) {
   if (args.sliding_window) s.sliding_window = args.sliding_window;
   if (args.tied) s.tied = true;
   if (args.untied) s.tied = false;
+  // A custom phi3 has no long-context scaling and a window as long as its context (no effective SWA).
   if (s.arch == SynthArch::Phi3 && !s.phi3_longrope) s.rope_original_context = s.n_ctx;
+  if (s.arch == SynthArch::Phi3 && s.sliding_window == 0) s.sliding_window = s.n_ctx;
 
   if (s.n_layer <= 0 || s.n_embd <= 0 || s.n_head <= 0 || s.n_head_kv <= 0 || s.n_ff <= 0 || s.n_ctx <= 0) {
     return make_error("inconsistent shape: layers, n_embd, heads, KV heads, n_ff and n_ctx must all be positive");

@@ -45,7 +45,7 @@ constexpr SynthPreset kPresets[] = {
      {.arch = A::Llama, .n_layer = 32, .n_embd = 4096, .n_head = 32, .n_head_kv = 8, .n_ff = 14336,
       .n_ctx = 32768}},
     // Mistral-Nemo's tekken vocabulary is not in shared/data: the Llama-2 one padded to its 131072 rows.
-    {"mistral-nemo-12b", "mistralai/Mistral-Nemo-Base-2407",
+    {"mistral-nemo-12b", "mistralai/Mistral-Nemo-Instruct-2407",
      {.arch = A::Llama, .n_layer = 40, .n_embd = 5120, .n_head = 32, .n_head_kv = 8, .head_dim = 128,
       .n_ff = 14336, .n_ctx = 1024000, .rope_base = 1000000.0f, .n_vocab = 131072}},
     // Qwen: the Qwen3 vocabulary (151669 tokens) padded to the models' vocab_size, as the converter pads.
@@ -191,9 +191,7 @@ SynthShape custom_base_shape(SynthArch arch) {
       break;
     case SynthArch::Phi3:
       s.n_head_kv = s.n_head;  // Phi-3-mini has no GQA
-      s.vocab = SynthVocab::Phi3;
-      s.sliding_window = s.n_ctx;
-      s.rope_original_context = s.n_ctx;
+      s.vocab = SynthVocab::Phi3;  // sliding_window and original context follow --n-ctx (see synth.cpp)
       break;
   }
   return s;
