@@ -190,7 +190,7 @@ SynthShape custom_base_shape(SynthArch arch) {
       s.sliding_window = 512;
       break;
     case SynthArch::Phi3:
-      s.n_head_kv = s.n_head;  // Phi-3-mini has no GQA
+      s.n_head_kv = s.n_head;      // Phi-3-mini has no GQA
       s.vocab = SynthVocab::Phi3;  // sliding_window and original context follow --n-ctx (see synth.cpp)
       break;
   }
