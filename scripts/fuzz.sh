@@ -1,11 +1,11 @@
 #!/usr/bin/env bash
-# Builds the libFuzzer targets with clang (ASan + UBSan) and fuzzes every parser: GGUF files,
-# tokenizer input, KV-type flags, chat templates. The time is shared: GGUF gets two fifths, the
-# others a fifth each.
+# Builds the libFuzzer targets with clang (ASan + UBSan) and fuzzes every parser: GGUF files (and the model
+# binder behind them), tokenizer input, KV-type flags, chat templates, server request bodies. GGUF gets a
+# third of the time, the others a sixth each.
 # Usage: scripts/fuzz.sh [seconds=60] [extra libFuzzer flags...]
 # Seeds: every .gguf under ../shared, cut to its first 64 KiB (headers are what matter; the vocabularies
-# are megabytes), and the tiny models the test suite writes. Exit status is non-zero when the fuzzer finds a crash, leak, timeout or OOM;
-# reproducers are left in fuzz-corpus/artifacts/.
+# are megabytes), and the tiny models the test suite writes. Exit status is non-zero when the fuzzer finds
+# a crash, leak, timeout or OOM; reproducers are left in fuzz-corpus/artifacts/.
 set -euo pipefail
 
 seconds="${1:-60}"
@@ -19,7 +19,7 @@ max_len=65536
 
 CC=clang CXX=clang++ cmake -S "$root" -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo \
   -DKVQ_FUZZ=ON -DKVQ_BUILD_TESTS=OFF -DKVQ_BUILD_BENCH=OFF >/dev/null
-cmake --build "$build" --target gguf_fuzz tokenizer_fuzz kv_spec_fuzz chat_template_fuzz -j"${KVQ_FUZZ_JOBS:-2}"
+cmake --build "$build" --target gguf_fuzz tokenizer_fuzz kv_spec_fuzz chat_template_fuzz request_fuzz -j"${KVQ_FUZZ_JOBS:-2}"
 
 mkdir -p "$corpus" "$artifacts"
 while IFS= read -r -d '' file; do
@@ -34,8 +34,8 @@ done
 
 # UBSan findings are printed and skipped unless the runtime is told to stop: make them count.
 export UBSAN_OPTIONS="${UBSAN_OPTIONS:-halt_on_error=1:print_stacktrace=1}"
-echo "fuzzing gguf_fuzz for $((seconds * 2 / 5))s (corpus $corpus, $(ls "$corpus" | wc -l) inputs)"
-"$build/gguf_fuzz" "$corpus" -max_total_time="$((seconds * 2 / 5))" -max_len="$max_len" -rss_limit_mb=2048 \
+echo "fuzzing gguf_fuzz for $((seconds * 2 / 6))s (corpus $corpus, $(ls "$corpus" | wc -l) inputs)"
+"$build/gguf_fuzz" "$corpus" -max_total_time="$((seconds * 2 / 6))" -max_len="$max_len" -rss_limit_mb=2048 \
   -timeout=10 -print_final_stats=1 -artifact_prefix="$artifacts" "$@"
 
 # Text seeds: the tokenizer test strings (upstream and the Qwen3 / Llama 3 / Gemma 3 ones), each whole
@@ -57,8 +57,8 @@ for spec in "q8_0" "4" "16" "iq4_nl" "0-1:f16/f16,2-21:q8_0/q4_0" "5:q8_0/q4_0" 
 done
 for target in tokenizer_fuzz:"$text_corpus" kv_spec_fuzz:"$spec_corpus"; do
   name="${target%%:*}" dir="${target#*:}"
-  echo "fuzzing $name for $((seconds / 5))s"
-  "$build/$name" "$dir" -max_total_time="$((seconds / 5))" -max_len=4096 -rss_limit_mb=2048 \
+  echo "fuzzing $name for $((seconds / 6))s"
+  "$build/$name" "$dir" -max_total_time="$((seconds / 6))" -max_len=4096 -rss_limit_mb=2048 \
     -timeout=10 -print_final_stats=1 -artifact_prefix="$artifacts" "$@"
 done
 
@@ -77,6 +77,19 @@ for word in '{{' '}}' '{%' '%}' '{{-' '-}}' '{%-' '-%}' '{#' '#}' '{%+' 'for ' '
   '|dictsort' '|default(' '|items' '|list' '|string' '.split(' '.strip()' '.items()' '.get(' '[::-1]' '[-1]' ' ~ '; do
   printf '"%s"\n' "$(printf '%s' "$word" | sed 's/\\/\\\\/g; s/"/\\"/g')" >>"$chat_dict"
 done
-echo "fuzzing chat_template_fuzz for $((seconds / 5))s"
-"$build/chat_template_fuzz" "$chat_corpus" -dict="$chat_dict" -max_total_time="$((seconds / 5))" -max_len=20000 \
+echo "fuzzing chat_template_fuzz for $((seconds / 6))s"
+"$build/chat_template_fuzz" "$chat_corpus" -dict="$chat_dict" -max_total_time="$((seconds / 6))" -max_len=20000 \
   -rss_limit_mb=2048 -timeout=10 -print_final_stats=1 -artifact_prefix="$artifacts" "$@"
+
+# Server request bodies: seeds are valid and near-valid OpenAI requests of both endpoints.
+request_corpus="$root/fuzz-corpus/request"
+mkdir -p "$request_corpus"
+i=0
+for body in '{"model":"m","prompt":"Once upon a time","max_tokens":16,"temperature":0,"stop":["\n"],"seed":7}' \
+  '{"messages":[{"role":"system","content":"hi"},{"role":"user","content":[{"type":"text","text":"x"}]}],"stream":true,"stream_options":{"include_usage":true}}' \
+  '{"prompt":["a"],"top_p":0.5,"top_k":40,"min_p":0.05,"n":1,"max_completion_tokens":null}' '{"prompt":1e999}' '[]'; do
+  printf '%s' "$body" >"$request_corpus/seed-$i"; i=$((i + 1))
+done
+echo "fuzzing request_fuzz for $((seconds / 6))s"
+"$build/request_fuzz" "$request_corpus" -max_total_time="$((seconds / 6))" -max_len=4096 -rss_limit_mb=2048 \
+  -timeout=10 -print_final_stats=1 -artifact_prefix="$artifacts" "$@"

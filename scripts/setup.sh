@@ -21,6 +21,18 @@ if ((${#missing[@]})); then
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >&2
 fi
 
+# Node.js for the official openai client test (tests/openai, pinned by its package-lock.json).
+if ! command -v node >/dev/null || ! command -v npm >/dev/null; then
+  sudo=""
+  [ "$(id -u)" -ne 0 ] && sudo=sudo
+  echo "setup: installing nodejs npm" >&2
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends nodejs npm >&2
+fi
+if [ ! -d tests/openai/node_modules/openai ]; then
+  npm ci --prefix tests/openai --no-audit --no-fund >&2
+fi
+
 cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=Release -DKVQ_WERROR=ON >&2
 cmake --build build -j"$(nproc)" >&2
 

@@ -16,5 +16,5 @@ ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 KVQ_TEST_SANITIZED=
   ctest --test-dir build-asan --output-on-failure -j"$jobs"
 
 if [ -x scripts/fuzz.sh ]; then
-  scripts/fuzz.sh "${KVQ_FUZZ_SECONDS:-60}"
+  scripts/fuzz.sh "${KVQ_FUZZ_SECONDS:-90}"
 fi

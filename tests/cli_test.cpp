@@ -107,6 +107,34 @@ TEST(Run, GemmaRunsPastItsWindow) {
   EXPECT_EQ(r.exit_code, 0) << r.out;
 }
 
+TEST(Chat, PipedConversationWithTemplateAndClearErrorWithout) {
+  const std::string model = test::shared_path("data/models/stories15M/stories15M.gguf");
+  const std::string tmpl = test::shared_path("data/chat-templates/templates/microsoft-Phi-3.5-mini-instruct.jinja");
+  const std::string input = test::temp_dir() + "/chat-input.txt";
+  std::ofstream(input) << "Tell me a story.\nAnd then?\n/reset\nHello\n";
+  const CommandResult r =
+      run_kvq("chat -m " + model + " --chat-template " + tmpl + " -n 8 --temp 0 -c 256 < " + input, true);
+  EXPECT_EQ(r.exit_code, 0) << r.out;
+  // Three answers with their stats; the second turn reuses the first turn's cache.
+  size_t turns = 0;
+  for (size_t at = r.out.find("generated"); at != std::string::npos; at = r.out.find("generated", at + 1)) ++turns;
+  EXPECT_EQ(turns, 3u) << r.out;
+  EXPECT_NE(r.out.find("conversation cleared"), std::string::npos) << r.out;
+  EXPECT_EQ(r.out.find("(0 reused), 8 generated", r.out.find("conversation cleared")), std::string::npos) << r.out;
+  const CommandResult none = run_kvq("chat -m " + model + " < /dev/null", true);
+  EXPECT_EQ(none.exit_code, 1);
+  EXPECT_NE(none.out.find("--chat-template"), std::string::npos) << none.out;
+}
+
+TEST(Cli, UsageNamesTheProgramAndEmptyPromptHasNoLeadingSpace) {
+  EXPECT_NE(run_kvq("--help").out.find("Usage: kvq "), std::string::npos);
+  const CommandResult r =
+      run_kvq("run -m " + test::shared_path("data/models/stories260K/stories260K.gguf") + " -p \"\" -n 8 --temp 0");
+  ASSERT_EQ(r.exit_code, 0);
+  ASSERT_FALSE(r.out.empty());
+  EXPECT_NE(r.out[0], ' ') << r.out;
+}
+
 TEST(Synth, TinyLlamaKvShapeAndMemoryBudget) {
   const std::string path = test::temp_dir() + "/tinyllama-kv.gguf";
   const CommandResult synth = run_kvq(

@@ -19,7 +19,7 @@ struct ChatArgs {
   std::string model;
   std::string system;
   std::string chat_template;
-  int n_ctx = 4096;
+  int n_ctx = 0;       // 0 = min(trained, 4096)
   int n_predict = -1;  // per answer; -1 = until the end of the turn or of the context
   int threads = 0;
   int64_t seed = -1;
@@ -45,6 +45,7 @@ int run_chat(ChatArgs args) {
                                    args.model)),
            1;
   }
+  if (args.n_ctx <= 0) args.n_ctx = std::min(model.config().n_ctx_train, 4096);
   auto cache_check = make_checked_cache(*loaded, args.n_ctx);  // the up-front memory refusal, with figures
   if (!cache_check) return report_error(cache_check.error()), 1;
   const std::string memory = describe_cache_memory(*cache_check);
@@ -121,7 +122,8 @@ void register_chat(CLI::App& app) {
   cmd->add_option("-m,--model", args->model, "GGUF model file")->required();
   cmd->add_option("--system", args->system, "system message");
   cmd->add_option("--chat-template", args->chat_template, "Jinja chat template file (overrides the model's)");
-  cmd->add_option("-c,--ctx-size", args->n_ctx, "context length of the conversation")->capture_default_str();
+  cmd->add_option("-c,--ctx-size", args->n_ctx, "context length of the conversation (0 = min(trained, 4096))")
+      ->capture_default_str();
   cmd->add_option("-n,--n-predict", args->n_predict, "most tokens per answer (-1 = no limit)")->capture_default_str();
   cmd->add_option("-t,--threads", args->threads, "threads (0 = all cores)")->capture_default_str();
   cmd->add_option("--temp", args->sampling.temperature, "temperature (0 = greedy)")->capture_default_str();

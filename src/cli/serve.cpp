@@ -18,7 +18,7 @@ struct ServeArgs {
   std::string host = "127.0.0.1";
   int port = 8080;
   int parallel = 4;
-  int n_ctx = 4096;  // per slot
+  int n_ctx = 0;  // per slot; 0 = min(trained, 4096)
   int queue = 64;
   int threads = 0;
   int prefill_chunk = 256;
@@ -32,13 +32,14 @@ struct ServeArgs {
 std::atomic<bool> g_stop_requested{false};
 extern "C" void on_stop_signal(int) { g_stop_requested = true; }
 
-int run_serve(const ServeArgs& args) {
+int run_serve(ServeArgs args) {
   const int threads = set_threads(args.threads);
   auto loaded = load_model(args.model, args.kv);
   if (!loaded) return report_error(loaded.error()), 1;
   Model& model = *loaded->model;
   auto tokenizer = Tokenizer::from_gguf(model.file());
   if (!tokenizer) return report_error(tokenizer.error()), 1;
+  if (args.n_ctx == 0) args.n_ctx = std::min(model.config().n_ctx_train, 4096);
   if (args.parallel <= 0 || args.n_ctx <= 1 || args.queue < 0 || args.port < 0 || args.port > 65535) {
     return report_error(make_error("--parallel, -c, --queue must be positive and --port in 0..65535")), 1;
   }
@@ -103,7 +104,8 @@ void register_serve(CLI::App& app) {
   cmd->add_option("--host", args->host, "address to listen on")->capture_default_str();
   cmd->add_option("--port", args->port, "port (0 = any free one)")->capture_default_str();
   cmd->add_option("--parallel", args->parallel, "slots: sequences decoded together")->capture_default_str();
-  cmd->add_option("-c,--ctx-size", args->n_ctx, "context of each slot (prompt + answer)")->capture_default_str();
+  cmd->add_option("-c,--ctx-size", args->n_ctx, "context of each slot, prompt + answer (0 = min(trained, 4096))")
+      ->capture_default_str();
   cmd->add_option("--queue", args->queue, "requests that may wait for a slot; beyond: 503")->capture_default_str();
   cmd->add_option("--prefill-chunk", args->prefill_chunk, "prompt tokens per step while others decode")
       ->capture_default_str();
