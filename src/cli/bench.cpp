@@ -8,6 +8,7 @@
 #include <random>
 #include <ranges>
 
+#include "cli/bench_streams.h"
 #include "cli/commands.h"
 #include "cli/model_setup.h"
 #include "util/system.h"
@@ -23,6 +24,7 @@ struct BenchArgs {
   std::vector<std::string> keys{"f16"};
   std::vector<std::string> values{"f16"};
   std::vector<std::string> pairs;  // "K/V" entries; replaces the keys x values cross product
+  std::string streams;             // "1,2,4,8": batched decode of that many sequences instead
   int repetitions = 3;
   int threads = 0;
   std::string output = "md";
@@ -105,6 +107,55 @@ int run_bench(const BenchArgs& args) {
   std::uniform_int_distribution<int32_t> random_token(0, c.n_vocab - 1);
   nlohmann::json rows = nlohmann::json::array();
   std::vector<float> logits(size_t(c.n_vocab));  // [n_vocab]
+
+  if (!args.streams.empty()) {
+    auto counts = parse_int_list(args.streams, "--streams");
+    if (!counts) return report_error(counts.error()), 1;
+    for (const KvTypes pair : kv_pairs) {
+      for (int depth : *depths) {
+        for (int n : *counts) {
+          if (n < 1) return report_error(make_error("--streams: counts must be at least 1")), 1;
+          std::fprintf(stderr, "kvq bench: %s/%s, %d streams at depth %d...\n", type_name(pair.k).data(),
+                       type_name(pair.v).data(), n, depth);
+          StreamsTest t{n, depth, gens->front(), prompts->front(), 256, args.repetitions};
+          auto r = bench_streams(model, std::vector<KvTypes>(size_t(c.n_layer), pair), t, rng);
+          if (!r) return report_error(r.error()), 1;
+          std::vector<double> tps = (*r)["tok_s"], ttft = (*r)["ttft_ms"];
+          const Stats s = stats_of(tps);
+          nlohmann::json row = {{"model", args.model},
+                                {"key", type_name(pair.k)},
+                                {"value", type_name(pair.v)},
+                                {"test", fmt::format("tg{}", t.n_gen)},
+                                {"streams", n},
+                                {"depth", depth},
+                                {"threads", threads},
+                                {"repetitions", args.repetitions},
+                                {"tok_s_median", s.median},
+                                {"tok_s_stdev", s.stdev}};
+          if (!ttft.empty()) row["ttft_ms_median"] = stats_of(ttft).median, row["ttft_prompt"] = t.n_prompt;
+          rows.push_back(row);
+        }
+      }
+    }
+    if (args.output == "json") return print_json(rows), 0;
+    std::cout << fmt::format(
+        "model {}, {} threads, {} repetitions: aggregate decode of N sequences in one pass per "
+        "step; TTFT of a {}-token prompt while N - 1 others decode\n\n",
+        args.model, threads, args.repetitions, prompts->front());
+    std::cout << "| K | V | streams | depth | aggregate tok/s | per stream | vs 1 stream | TTFT ms |\n";
+    std::cout << "|---|---|---:|---:|---:|---:|---:|---:|\n";
+    double single = 0;
+    for (const auto& r : rows) {
+      const double tps = r["tok_s_median"], n = r["streams"];
+      if (n == 1) single = tps;
+      std::cout << fmt::format(
+          "| {} | {} | {} | {} | {:.2f} ± {:.2f} | {:.2f} | {} | {} |\n", r["key"].get<std::string>(),
+          r["value"].get<std::string>(), r["streams"].get<int>(), r["depth"].get<int>(), tps,
+          r["tok_s_stdev"].get<double>(), tps / n, single > 0 ? fmt::format("{:.2f}x", tps / single) : "",
+          r.contains("ttft_ms_median") ? fmt::format("{:.0f}", r["ttft_ms_median"].get<double>()) : "");
+    }
+    return 0;
+  }
 
   const int max_new =
       std::max(*std::max_element(prompts->begin(), prompts->end()), *std::max_element(gens->begin(), gens->end()));
@@ -228,6 +279,9 @@ void register_bench(CLI::App& app) {
       ->envname("KVQ_VAL");
   cmd->add_option("--kv-pairs", args->pairs, "K/V pairs to compare, e.g. f16/f16,q8_0/q4_0 (instead of keys x values)")
       ->delimiter(',');
+  cmd->add_option("--streams", args->streams,
+                  "batched decode of N sequences per step, comma-separated (e.g. 1,2,4,8): aggregate tok/s of -n steps "
+                  "and the time to first token of a -p prompt while the others decode");
   cmd->add_option("-r,--repetitions", args->repetitions, "repetitions per test")->capture_default_str();
   cmd->add_option("-t,--threads", args->threads, "threads (0 = all cores)")->capture_default_str();
   cmd->add_option("-o,--output", args->output, "md, csv or json")->capture_default_str();

@@ -146,6 +146,20 @@ void KvCache::store(int layer, int pos, int n_tokens, const float* k, const floa
   }
 }
 
+bool KvCache::copy_from(const KvCache& other) {
+  if (other.types_ != types_ || other.shape_.n_layer != shape_.n_layer || other.shape_.n_ctx != shape_.n_ctx ||
+      other.shape_.window != shape_.window || other.shape_.max_batch != shape_.max_batch ||
+      other.shape_.n_head_kv != shape_.n_head_kv || other.shape_.head_dim != shape_.head_dim) {
+    return false;
+  }
+  for (int l = 0; l < shape_.n_layer; ++l) {
+    const KvLayerView view = layer(l);
+    std::memcpy(k_[size_t(l)].get(), other.k_[size_t(l)].get(), size_t(view.n_rows) * view.k_row_bytes);
+    std::memcpy(v_[size_t(l)].get(), other.v_[size_t(l)].get(), size_t(view.n_rows) * view.v_row_bytes);
+  }
+  return true;
+}
+
 uint64_t KvCache::bytes_holding(int n_positions) const {
   uint64_t bytes = 0;
   for (int l = 0; l < shape_.n_layer; ++l) {

@@ -77,6 +77,10 @@ class KvCache {
   // staging buffer of the cache.
   void store(int layer, int pos, int n_tokens, const float* k, const float* v);
 
+  // Copies every row of `other`, a cache of the same shape and types (benchmarks start many sequences
+  // at one depth without filling each). Returns false, copying nothing, when they differ.
+  bool copy_from(const KvCache& other);
+
   uint64_t k_bytes() const;  // allocated, all layers
   // Returns the bytes of the rows that positions 0 .. n_positions - 1 occupy (a ring reuses its rows).
   uint64_t bytes_holding(int n_positions) const;
