@@ -481,7 +481,7 @@ constexpr std::pair<std::string_view, FilterFunction> kFilters[] = {
     {"selectattr", filter_selectattr},
     {"sort", filter_sort},
     {"string", filter_string},
-    {"title", filter_text_transform<python_title>},
+    {"title", filter_text_transform<jinja_title>},
     {"tojson", filter_tojson},
     {"trim", filter_trim},
     {"unique", filter_unique},

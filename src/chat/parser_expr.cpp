@@ -350,7 +350,10 @@ Result<ExprPtr> Parser::parse_filters_and_tests(ExprPtr node) {
       test->name = *name;
       test->items.push_back(std::move(node));
       const Token& t = peek();
-      static constexpr std::string_view kStop[] = {"else", "or", "and", "if", "in", "not", "is"};
+      // Jinja2 takes any other name as the argument, so `x is string if c else d` is a syntax error
+      // there too (the argument would be `if`); only else/or/and end the test.
+      static constexpr std::string_view kStop[] = {"else", "or", "and"};
+      if (at_name("is")) return error_at(peek().offset, "cannot chain tests with 'is' (add parentheses)");
       if (at_op("(")) {
         next();
         KVQ_RETURN_IF_ERROR(parse_call_args(test->args));

@@ -180,4 +180,21 @@ std::string python_title(std::string_view s) {
   return out;
 }
 
+std::string jinja_title(std::string_view s) {
+  std::string out(s);
+  bool word_start = true;
+  for (char& c : out) {
+    const bool separator = c == '-' || c == '(' || c == '{' || c == '[' || c == '<' || c == ' ' || c == '\t' ||
+                           c == '\n' || c == '\r' || c == '\v' || c == '\f';
+    if (separator) {
+      word_start = true;
+      continue;
+    }
+    if (word_start && c >= 'a' && c <= 'z') c = char(c - 'a' + 'A');
+    if (!word_start && c >= 'A' && c <= 'Z') c = char(c - 'A' + 'a');
+    word_start = false;
+  }
+  return out;
+}
+
 }  // namespace kvq::chat
