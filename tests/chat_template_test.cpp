@@ -203,6 +203,10 @@ TEST(ChatTemplateExpressions, FiltersAndMethods) {
   EXPECT_EQ(
       render_ok("{{ 'Hello'.startswith('He') }} {{ 'Hello'.endswith(('x', 'lo')) }} {{ 'aXa'.replace('a', 'b') }}"),
       "True True bXb");
+  EXPECT_EQ(
+      render_ok(
+          "{{ \"it's a-b (c)\" | title }} {{ 'x' ~ [{'k': 'v'}] | title }} {{ 2.5 | round }} {{ 2.567 | round(2) }}"),
+      "It's A-B (C) x[{'k': 'v'}] 2.0 2.57");
   EXPECT_EQ(render_ok("{{ ['b', 'a'] | first }} {{ 'xyz' | last }} {{ [3, 1] | unique | list }} {{ 5 | string }}"),
             "b z [3, 1] 5");
 }
@@ -229,6 +233,9 @@ TEST(ChatTemplateStatements, LoopsAndScopes) {
   EXPECT_EQ(render_ok("{% for x in undefined_list %}a{% endfor %}|"), "|");
   EXPECT_EQ(render_ok("{% for a in [1, 2] %}{{ loop.previtem }}-{{ loop.nextitem }};{% endfor %}"), "-2;1-;");
   EXPECT_EQ(render_ok("{% set a, b = [1, 2] %}{{ b }}{% set c %}x{{ a }}{% endset %}{{ c }}"), "2x1");
+  // Each iteration starts from the outer scope (Jinja2 prints 5, 6, 7 here, then the outer 5).
+  EXPECT_EQ(render_ok("{% set x = 5 %}{% for i in range(3) %}{% set x = x + i %}{{ x }}{% endfor %}{{ x }}"), "5675");
+  EXPECT_EQ(render_ok("{% set a, b = 1, 'two' %}{{ b }}{{ a }}"), "two1");
 }
 
 TEST(ChatTemplateStatements, Macros) {
@@ -279,6 +286,7 @@ TEST(ChatTemplateErrors, ParseErrorsNameTheProblemAndPlace) {
 
   expect_parse_error("{{ " + std::string(300, '(') + "1" + std::string(300, ')') + " }}", "nested too deeply");
   expect_parse_error("{{ f(*args) }}", "*args");
+  expect_parse_error("{{ x is string is defined }}", "cannot chain tests");
 }
 
 TEST(ChatTemplateErrors, RuntimeErrorsAreLocated) {
