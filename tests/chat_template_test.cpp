@@ -198,6 +198,8 @@ TEST(ChatTemplateExpressions, FiltersAndMethods) {
   EXPECT_EQ(render_ok("{% for k, v in d.items() %}{{ k }}{% endfor %}{{ d.get('zz', 'dflt') }}", ctx), "bAdflt");
   EXPECT_EQ(render_ok("{{ d | tojson }} {{ {'a': [1, 'é\"']} | tojson(indent=2) }}", ctx),
             "{\"b\": 1, \"A\": 2} {\n  \"a\": [\n    1,\n    \"é\\\"\"\n  ]\n}");
+  EXPECT_EQ(render_ok("{{ 'é😀\\n' | tojson(ensure_ascii=true) }} {{ {'b': 1, 'a': 2} | tojson(sort_keys=true) }}"),
+            "\"\\u00e9\\ud83d\\ude00\\n\" {\"a\": 2, \"b\": 1}");
   EXPECT_EQ(render_ok("{{ x | default('dflt') }} {{ '' | default('e', true) }} {{ '42' | int + 1 }}"), "dflt e 43");
   EXPECT_EQ(render_ok("{{ 'a<think>b'.split('<think>')[-1].lstrip() }} {{ 'xxhixx'.strip('x') }}"), "b hi");
   EXPECT_EQ(

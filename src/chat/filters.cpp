@@ -71,14 +71,13 @@ Result<Value> filter_length(const Value& input, const CallArgs&, RenderBudget& b
 
 // transformers' tojson(x, ensure_ascii=False, indent=None, separators=None, sort_keys=False).
 Result<Value> filter_tojson(const Value& input, const CallArgs& args, RenderBudget& budget) {
-  const Value* ensure_ascii = args.get(0, "ensure_ascii");
-  if (ensure_ascii && ensure_ascii->truthy()) return make_error("unsupported construct: tojson(ensure_ascii=true)");
   const Value* indent = args.get(1, "indent");
   if (indent && !indent->is_none() && !indent->is_int()) return make_error("tojson: indent must be an integer");
   const Value* separators = args.get(2, "separators");
   if (separators && !separators->is_none()) return make_error("unsupported construct: tojson(separators=...)");
   const int width = indent && indent->is_int() ? int(std::clamp<int64_t>(indent->as_int(), 0, 64)) : -1;
-  auto text = to_json_text(input, width, bool_arg(args, 3, "sort_keys", false), budget.limits().max_output_bytes);
+  auto text = to_json_text(input, width, bool_arg(args, 3, "sort_keys", false), budget.limits().max_output_bytes,
+                           bool_arg(args, 0, "ensure_ascii", false));
   if (!text.ok()) return text.error();
   KVQ_RETURN_IF_ERROR(budget.check_string(text->size()));
   return Value(std::move(*text));
