@@ -104,8 +104,9 @@ TEST(ChatTemplateFixtures, EveryManifestCase) {
   EXPECT_EQ(error_total, manifest["counts"]["template_errors"].get<int>());
 }
 
-// Rendering must be cheap next to a forward pass: the largest template, long conversation.
-TEST(ChatTemplateFixtures, RenderTakesUnderAMillisecond) {
+// Rendering must be cheap next to a forward pass: prints the time for the largest template and the
+// longest conversation (a figure to read, not an assertion: timing is not a test).
+TEST(ChatTemplateFixtures, ReportsTheRenderTimeOfTheLargestTemplate) {
   const Json manifest = read_json("manifest.json");
   for (const Json& c : manifest["cases"]) {
     if (c["id"] != "openai-gpt-oss-120b__c06_long_multi_turn__gp1") continue;

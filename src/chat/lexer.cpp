@@ -6,6 +6,8 @@
 #include <algorithm>
 #include <charconv>
 
+#include "tokenizer/unicode.h"
+
 namespace kvq::chat {
 
 SourceMap::SourceMap(std::string_view source) {
@@ -27,24 +29,6 @@ bool is_space(char c) { return c == ' ' || c == '\t' || c == '\n' || c == '\r' |
 bool is_name_start(char c) { return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || c == '_'; }
 bool is_digit(char c) { return c >= '0' && c <= '9'; }
 bool is_name_char(char c) { return is_name_start(c) || is_digit(c); }
-
-void append_utf8(uint32_t cp, std::string& out) {
-  if (cp < 0x80) {
-    out += char(cp);
-  } else if (cp < 0x800) {
-    out += char(0xC0 | (cp >> 6));
-    out += char(0x80 | (cp & 0x3F));
-  } else if (cp < 0x10000) {
-    out += char(0xE0 | (cp >> 12));
-    out += char(0x80 | ((cp >> 6) & 0x3F));
-    out += char(0x80 | (cp & 0x3F));
-  } else {
-    out += char(0xF0 | (cp >> 18));
-    out += char(0x80 | ((cp >> 12) & 0x3F));
-    out += char(0x80 | ((cp >> 6) & 0x3F));
-    out += char(0x80 | (cp & 0x3F));
-  }
-}
 
 // Operators, longest first so that "//" wins over "/".
 constexpr std::string_view kOperators[] = {"//", "**", "==", "!=", "<=", ">=", "+", "-", "*", "/", "%", "~", "<",
@@ -303,7 +287,7 @@ class Lexer {
           if (r.ec != std::errc() || size_t(r.ptr - (src_.data() + pos_)) != n || cp > 0x10FFFF) {
             return make_error("bad \\{} escape in string literal at {}", e, map_.describe(offset));
           }
-          append_utf8(cp, value);
+          unicode::append_utf8(cp, value);
           pos_ += n;
           break;
         }

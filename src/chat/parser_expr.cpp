@@ -39,27 +39,28 @@ Result<ExprPtr> Parser::binary(Op op, uint32_t offset, ExprPtr left, Result<Expr
   return node;
 }
 
-Result<ExprPtr> Parser::parse_or() {
-  auto left = parse_and();
+// One left-associative precedence level: operand (op operand)*, where op is one of `ops` (names
+// such as "or" or operator symbols such as "+").
+Result<ExprPtr> Parser::parse_left_associative(std::initializer_list<std::pair<std::string_view, Op>> ops,
+                                               Result<ExprPtr> (Parser::*operand)()) {
+  auto left = (this->*operand)();
   ChainDepth chain(depth_);
-  while (left.ok() && at_name("or")) {
+  while (left.ok()) {
+    const Token& t = peek();
+    const auto match = std::find_if(ops.begin(), ops.end(), [&](const auto& op) {
+      return (t.kind == TokenKind::kOperator || t.kind == TokenKind::kName) && t.text == op.first;
+    });
+    if (match == ops.end()) break;
     if (Status deeper = chain.step(*this); !deeper.ok()) return deeper.error();
     const uint32_t offset = next().offset;
-    left = binary(Op::kOr, offset, std::move(*left), parse_and());
+    left = binary(match->second, offset, std::move(*left), (this->*operand)());
   }
   return left;
 }
 
-Result<ExprPtr> Parser::parse_and() {
-  auto left = parse_not();
-  ChainDepth chain(depth_);
-  while (left.ok() && at_name("and")) {
-    if (Status deeper = chain.step(*this); !deeper.ok()) return deeper.error();
-    const uint32_t offset = next().offset;
-    left = binary(Op::kAnd, offset, std::move(*left), parse_not());
-  }
-  return left;
-}
+Result<ExprPtr> Parser::parse_or() { return parse_left_associative({{"or", Op::kOr}}, &Parser::parse_and); }
+
+Result<ExprPtr> Parser::parse_and() { return parse_left_associative({{"and", Op::kAnd}}, &Parser::parse_not); }
 
 Result<ExprPtr> Parser::parse_not() {
   if (at_name("not")) {
@@ -118,51 +119,21 @@ Result<ExprPtr> Parser::parse_compare() {
 }
 
 Result<ExprPtr> Parser::parse_math1() {
-  auto left = parse_concat();
-  ChainDepth chain(depth_);
-  while (left.ok() && (at_op("+") || at_op("-"))) {
-    if (Status deeper = chain.step(*this); !deeper.ok()) return deeper.error();
-    const Op op = peek().text == "+" ? Op::kAdd : Op::kSub;
-    const uint32_t offset = next().offset;
-    left = binary(op, offset, std::move(*left), parse_concat());
-  }
-  return left;
+  return parse_left_associative({{"+", Op::kAdd}, {"-", Op::kSub}}, &Parser::parse_concat);
 }
 
-Result<ExprPtr> Parser::parse_concat() {
-  auto left = parse_math2();
-  ChainDepth chain(depth_);
-  while (left.ok() && at_op("~")) {
-    if (Status deeper = chain.step(*this); !deeper.ok()) return deeper.error();
-    const uint32_t offset = next().offset;
-    left = binary(Op::kConcat, offset, std::move(*left), parse_math2());
-  }
-  return left;
-}
+Result<ExprPtr> Parser::parse_concat() { return parse_left_associative({{"~", Op::kConcat}}, &Parser::parse_math2); }
 
 Result<ExprPtr> Parser::parse_math2() {
-  auto left = parse_pow();
-  ChainDepth chain(depth_);
-  while (left.ok() && (at_op("*") || at_op("/") || at_op("//") || at_op("%"))) {
-    if (Status deeper = chain.step(*this); !deeper.ok()) return deeper.error();
-    const std::string& text = peek().text;
-    const Op op = text == "*" ? Op::kMul : text == "/" ? Op::kDiv : text == "//" ? Op::kFloorDiv : Op::kMod;
-    const uint32_t offset = next().offset;
-    left = binary(op, offset, std::move(*left), parse_pow());
-  }
-  return left;
+  return parse_left_associative({{"*", Op::kMul}, {"/", Op::kDiv}, {"//", Op::kFloorDiv}, {"%", Op::kMod}},
+                                &Parser::parse_pow);
 }
 
 Result<ExprPtr> Parser::parse_pow() {
-  auto left = parse_unary(true);
-  ChainDepth chain(depth_);
-  while (left.ok() && at_op("**")) {
-    if (Status deeper = chain.step(*this); !deeper.ok()) return deeper.error();
-    const uint32_t offset = next().offset;
-    left = binary(Op::kPow, offset, std::move(*left), parse_unary(true));
-  }
-  return left;
+  return parse_left_associative({{"**", Op::kPow}}, &Parser::parse_filtered_unary);
 }
+
+Result<ExprPtr> Parser::parse_filtered_unary() { return parse_unary(true); }
 
 Result<ExprPtr> Parser::parse_unary(bool with_filters) {
   DepthGuard guard(depth_);

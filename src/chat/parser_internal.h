@@ -147,7 +147,10 @@ class Parser {
   Result<ExprPtr> parse_concat();
   Result<ExprPtr> parse_math2();
   Result<ExprPtr> parse_pow();
+  Result<ExprPtr> parse_left_associative(std::initializer_list<std::pair<std::string_view, Op>> ops,
+                                         Result<ExprPtr> (Parser::*operand)());
   Result<ExprPtr> parse_unary(bool with_filters);
+  Result<ExprPtr> parse_filtered_unary();  // parse_unary(true), as a member pointer
   Result<ExprPtr> parse_primary();
   Result<ExprPtr> parse_postfix(ExprPtr node);
   Result<ExprPtr> parse_subscript(ExprPtr node);

@@ -6,6 +6,8 @@
 #include <charconv>
 #include <cmath>
 
+#include "tokenizer/unicode.h"
+
 namespace kvq::chat {
 
 const Value* Object::find(std::string_view key) const {
@@ -196,24 +198,18 @@ Status append_repr(const Value& v, std::string& out, int depth, size_t max_bytes
   }
 }
 
-// Appends the \uXXXX escape(s) of the UTF-8 sequence at s[i] (a surrogate pair above U+FFFF);
-// returns its length. An invalid byte is escaped as itself, one byte long.
+// Appends the \uXXXX escape(s) of the code point at s[i] (a surrogate pair above U+FFFF), as
+// json.dumps(ensure_ascii=True) writes it; returns the bytes it used.
 size_t append_ascii_escape(const std::string& s, size_t i, std::string& out) {
-  const unsigned char lead = static_cast<unsigned char>(s[i]);
-  const size_t n = (lead >> 5) == 0x6 ? 2 : (lead >> 4) == 0xE ? 3 : (lead >> 3) == 0x1E ? 4 : 1;
-  uint32_t cp = lead;
-  if (n > 1 && i + n <= s.size()) {
-    cp = lead & (0x7F >> n);
-    for (size_t k = 1; k < n; ++k) cp = (cp << 6) | (static_cast<unsigned char>(s[i + k]) & 0x3F);
-  }
-  const size_t used = (n > 1 && i + n <= s.size()) ? n : 1;
+  size_t pos = i;
+  uint32_t cp = unicode::decode_utf8(s, pos);
   if (cp >= 0x10000) {
     cp -= 0x10000;
     out += fmt::format("\\u{:04x}\\u{:04x}", 0xD800 + (cp >> 10), 0xDC00 + (cp & 0x3FF));
   } else {
     out += fmt::format("\\u{:04x}", cp);
   }
-  return used;
+  return pos - i;
 }
 
 void append_json_string(const std::string& s, std::string& out, bool ensure_ascii) {
