@@ -265,12 +265,10 @@ Result<ExprPtr> Parser::parse_postfix(ExprPtr node) {
       auto sub = parse_subscript(std::move(node));
       if (!sub.ok()) return sub;
       node = std::move(*sub);
-    } else if (at_op("(")) {
-      next();
-      auto call = make_expr(ExprKind::kCall, offset);
-      call->items.push_back(std::move(node));
-      KVQ_RETURN_IF_ERROR(parse_call_args(call->args));
-      node = std::move(call);
+    } else if (skip_op("(")) {
+      auto call = parse_call(std::move(node), offset);
+      if (!call.ok()) return call;
+      node = std::move(*call);
     } else {
       return node;
     }
@@ -340,12 +338,11 @@ Result<ExprPtr> Parser::parse_filters_and_tests(ExprPtr node) {
         test->args.positional.push_back(std::move(*post));
       }
       node = std::move(test);
-    } else if (at_op("(")) {
+    } else if (at_op("(")) {  // a call of a filter's result: `x | attr('f')()`
       const uint32_t offset = next().offset;
-      auto call = make_expr(ExprKind::kCall, offset);
-      call->items.push_back(std::move(node));
-      KVQ_RETURN_IF_ERROR(parse_call_args(call->args));
-      node = std::move(call);
+      auto call = parse_call(std::move(node), offset);
+      if (!call.ok()) return call;
+      node = std::move(*call);
     } else {
       return node;
     }
@@ -367,6 +364,14 @@ Result<ExprPtr> Parser::parse_filter(ExprPtr operand) {
   filter->items.push_back(std::move(operand));
   if (skip_op("(")) KVQ_RETURN_IF_ERROR(parse_call_args(filter->args));
   return filter;
+}
+
+// After '(': the call of `callee` with its arguments.
+Result<ExprPtr> Parser::parse_call(ExprPtr callee, uint32_t offset) {
+  auto call = make_expr(ExprKind::kCall, offset);
+  call->items.push_back(std::move(callee));
+  KVQ_RETURN_IF_ERROR(parse_call_args(call->args));
+  return call;
 }
 
 // After '(': positional then keyword arguments, up to and including ')'.

@@ -156,6 +156,7 @@ class Parser {
   Result<ExprPtr> parse_subscript(ExprPtr node);
   Result<ExprPtr> parse_filters_and_tests(ExprPtr node);
   Result<ExprPtr> parse_filter(ExprPtr operand);
+  Result<ExprPtr> parse_call(ExprPtr callee, uint32_t offset);
   Status parse_call_args(Args& args);
 
   LexedTemplate lexed_;
