@@ -282,6 +282,8 @@ TEST(ChatTemplateErrors, ParseErrorsNameTheProblemAndPlace) {
   expect_parse_error("{{ 1 + }}", "expected an expression");
   expect_parse_error("{{ 'unterminated }}", "unterminated string");
   expect_parse_error("{{ x ", "unclosed '{{'");
+  expect_parse_error("{{ x $ y }}", "unexpected character '$'");
+  expect_parse_error("{{ \x01 }}", "unexpected byte 0x01");
   expect_parse_error("text {# comment", "unclosed comment");
   expect_parse_error("{% endif %}", "no open block");
   expect_parse_error("{% break %}", "outside a for loop");

@@ -80,6 +80,10 @@ class Lexer {
     text.resize(line_start);
   }
 
+  Error error_at(uint32_t offset, std::string_view message) const {
+    return make_error("chat template {}: {}", map_.describe(offset), message);
+  }
+
   void emit_text(std::string text, uint32_t offset) {
     if (!text.empty()) tokens_.push_back(Token{TokenKind::kText, std::move(text), 0, 0.0, offset});
   }
@@ -101,7 +105,7 @@ class Lexer {
 
   Status lex_comment(size_t tag) {
     const size_t end = src_.find("#}", pos_);
-    if (end == std::string::npos) return make_error("unclosed comment '{{#' at {}", map_.describe(uint32_t(tag)));
+    if (end == std::string::npos) return error_at(uint32_t(tag), "unclosed comment '{#'");
     const char end_modifier = end > pos_ ? src_[end - 1] : '\0';
     pos_ = end + 2;
     after_tag_end(end_modifier, true);
@@ -116,7 +120,7 @@ class Lexer {
     while (true) {
       while (pos_ < src_.size() && is_space(src_[pos_])) ++pos_;
       if (pos_ >= src_.size()) {
-        return make_error("unclosed '{}' opened at {}", is_block ? "{%" : "{{", map_.describe(uint32_t(tag)));
+        return error_at(uint32_t(tag), fmt::format("unclosed '{}'", is_block ? "{%" : "{{"));
       }
       const char c = src_[pos_];
       char end_modifier = '\0';
@@ -149,8 +153,7 @@ class Lexer {
     size_t search = pos_;
     while (true) {
       const size_t open = src_.find("{%", search);
-      if (open == std::string::npos)
-        return make_error("unclosed 'raw' block opened at {}", map_.describe(uint32_t(tag)));
+      if (open == std::string::npos) return error_at(uint32_t(tag), "unclosed 'raw' block");
       size_t p = open + 2;
       const bool strip_before = p < src_.size() && src_[p] == '-';
       if (p < src_.size() && (src_[p] == '-' || src_[p] == '+')) ++p;
@@ -190,7 +193,9 @@ class Lexer {
         return {};
       }
     }
-    return make_error("unexpected character '{}' at {}", c, map_.describe(offset));
+    const unsigned char byte = static_cast<unsigned char>(c);
+    if (byte < 0x20 || byte >= 0x7F) return error_at(offset, fmt::format("unexpected byte 0x{:02x}", byte));
+    return error_at(offset, fmt::format("unexpected character '{}'", c));
   }
 
   Status lex_number() {
@@ -225,7 +230,7 @@ class Lexer {
     const auto result =
         is_float ? std::from_chars(first, last, token.float_value) : std::from_chars(first, last, token.int_value);
     if (result.ec != std::errc() || result.ptr != last) {
-      return make_error("number '{}' out of range at {}", digits, map_.describe(offset));
+      return error_at(offset, fmt::format("number '{}' out of range", digits));
     }
     tokens_.push_back(std::move(token));
     pos_ = end;
@@ -238,7 +243,7 @@ class Lexer {
     const char quote = src_[pos_++];
     std::string value;
     while (true) {
-      if (pos_ >= src_.size()) return make_error("unterminated string literal at {}", map_.describe(offset));
+      if (pos_ >= src_.size()) return error_at(offset, "unterminated string literal");
       const char c = src_[pos_++];
       if (c == quote) break;
       if (c != '\\' || pos_ >= src_.size()) {
@@ -285,7 +290,7 @@ class Lexer {
           uint32_t cp = 0;
           const auto r = std::from_chars(src_.data() + pos_, src_.data() + std::min(pos_ + n, src_.size()), cp, 16);
           if (r.ec != std::errc() || size_t(r.ptr - (src_.data() + pos_)) != n || cp > 0x10FFFF) {
-            return make_error("bad \\{} escape in string literal at {}", e, map_.describe(offset));
+            return error_at(offset, fmt::format("bad \\{} escape in string literal", e));
           }
           unicode::append_utf8(cp, value);
           pos_ += n;
@@ -328,7 +333,7 @@ std::string normalize_newlines(std::string_view source) {
 
 Result<LexedTemplate> lex_template(std::string_view source) {
   if (source.size() > kMaxTemplateBytes) {
-    return make_error("template is {} bytes; at most {} are accepted", source.size(), kMaxTemplateBytes);
+    return make_error("chat template: {} bytes; at most {} are accepted", source.size(), kMaxTemplateBytes);
   }
   return Lexer(normalize_newlines(source)).run();
 }
