@@ -104,8 +104,9 @@ TEST(ChatTemplateFixtures, EveryManifestCase) {
   EXPECT_EQ(error_total, manifest["counts"]["template_errors"].get<int>());
 }
 
-// Rendering must be cheap next to a forward pass: the largest template, long conversation.
-TEST(ChatTemplateFixtures, RenderTakesUnderAMillisecond) {
+// Rendering must be cheap next to a forward pass: prints the time for the largest template and the
+// longest conversation (a figure to read, not an assertion: timing is not a test).
+TEST(ChatTemplateFixtures, ReportsTheRenderTimeOfTheLargestTemplate) {
   const Json manifest = read_json("manifest.json");
   for (const Json& c : manifest["cases"]) {
     if (c["id"] != "openai-gpt-oss-120b__c06_long_multi_turn__gp1") continue;
@@ -198,11 +199,17 @@ TEST(ChatTemplateExpressions, FiltersAndMethods) {
   EXPECT_EQ(render_ok("{% for k, v in d.items() %}{{ k }}{% endfor %}{{ d.get('zz', 'dflt') }}", ctx), "bAdflt");
   EXPECT_EQ(render_ok("{{ d | tojson }} {{ {'a': [1, 'é\"']} | tojson(indent=2) }}", ctx),
             "{\"b\": 1, \"A\": 2} {\n  \"a\": [\n    1,\n    \"é\\\"\"\n  ]\n}");
+  EXPECT_EQ(render_ok("{{ 'é😀\\n' | tojson(ensure_ascii=true) }} {{ {'b': 1, 'a': 2} | tojson(sort_keys=true) }}"),
+            "\"\\u00e9\\ud83d\\ude00\\n\" {\"a\": 2, \"b\": 1}");
   EXPECT_EQ(render_ok("{{ x | default('dflt') }} {{ '' | default('e', true) }} {{ '42' | int + 1 }}"), "dflt e 43");
   EXPECT_EQ(render_ok("{{ 'a<think>b'.split('<think>')[-1].lstrip() }} {{ 'xxhixx'.strip('x') }}"), "b hi");
   EXPECT_EQ(
       render_ok("{{ 'Hello'.startswith('He') }} {{ 'Hello'.endswith(('x', 'lo')) }} {{ 'aXa'.replace('a', 'b') }}"),
       "True True bXb");
+  EXPECT_EQ(
+      render_ok(
+          "{{ \"it's a-b (c)\" | title }} {{ 'x' ~ [{'k': 'v'}] | title }} {{ 2.5 | round }} {{ 2.567 | round(2) }}"),
+      "It's A-B (C) x[{'k': 'v'}] 2.0 2.57");
   EXPECT_EQ(render_ok("{{ ['b', 'a'] | first }} {{ 'xyz' | last }} {{ [3, 1] | unique | list }} {{ 5 | string }}"),
             "b z [3, 1] 5");
 }
@@ -229,6 +236,9 @@ TEST(ChatTemplateStatements, LoopsAndScopes) {
   EXPECT_EQ(render_ok("{% for x in undefined_list %}a{% endfor %}|"), "|");
   EXPECT_EQ(render_ok("{% for a in [1, 2] %}{{ loop.previtem }}-{{ loop.nextitem }};{% endfor %}"), "-2;1-;");
   EXPECT_EQ(render_ok("{% set a, b = [1, 2] %}{{ b }}{% set c %}x{{ a }}{% endset %}{{ c }}"), "2x1");
+  // Each iteration starts from the outer scope (Jinja2 prints 5, 6, 7 here, then the outer 5).
+  EXPECT_EQ(render_ok("{% set x = 5 %}{% for i in range(3) %}{% set x = x + i %}{{ x }}{% endfor %}{{ x }}"), "5675");
+  EXPECT_EQ(render_ok("{% set a, b = 1, 'two' %}{{ b }}{{ a }}"), "two1");
 }
 
 TEST(ChatTemplateStatements, Macros) {
@@ -272,6 +282,8 @@ TEST(ChatTemplateErrors, ParseErrorsNameTheProblemAndPlace) {
   expect_parse_error("{{ 1 + }}", "expected an expression");
   expect_parse_error("{{ 'unterminated }}", "unterminated string");
   expect_parse_error("{{ x ", "unclosed '{{'");
+  expect_parse_error("{{ x $ y }}", "unexpected character '$'");
+  expect_parse_error("{{ \x01 }}", "unexpected byte 0x01");
   expect_parse_error("text {# comment", "unclosed comment");
   expect_parse_error("{% endif %}", "no open block");
   expect_parse_error("{% break %}", "outside a for loop");
@@ -279,6 +291,7 @@ TEST(ChatTemplateErrors, ParseErrorsNameTheProblemAndPlace) {
 
   expect_parse_error("{{ " + std::string(300, '(') + "1" + std::string(300, ')') + " }}", "nested too deeply");
   expect_parse_error("{{ f(*args) }}", "*args");
+  expect_parse_error("{{ x is string is defined }}", "cannot chain tests");
 }
 
 TEST(ChatTemplateErrors, RuntimeErrorsAreLocated) {

@@ -11,6 +11,9 @@ namespace kvq::chat {
 
 namespace {
 
+// Position for CallArgs::get of an argument that can only be passed by keyword.
+constexpr size_t kKeywordOnly = SIZE_MAX;
+
 Result<std::string> as_text(const Value& v, RenderBudget& budget) {
   return to_output_string(v, budget.limits().max_output_bytes);
 }
@@ -66,13 +69,15 @@ Result<Value> filter_length(const Value& input, const CallArgs&, RenderBudget& b
   return Value(*n);
 }
 
+// transformers' tojson(x, ensure_ascii=False, indent=None, separators=None, sort_keys=False).
 Result<Value> filter_tojson(const Value& input, const CallArgs& args, RenderBudget& budget) {
-  const Value* indent = args.get(0, "indent");
+  const Value* indent = args.get(1, "indent");
   if (indent && !indent->is_none() && !indent->is_int()) return make_error("tojson: indent must be an integer");
-  const Value* ensure_ascii = args.get(99, "ensure_ascii");
-  if (ensure_ascii && ensure_ascii->truthy()) return make_error("unsupported construct: tojson(ensure_ascii=true)");
+  const Value* separators = args.get(2, "separators");
+  if (separators && !separators->is_none()) return make_error("unsupported construct: tojson(separators=...)");
   const int width = indent && indent->is_int() ? int(std::clamp<int64_t>(indent->as_int(), 0, 64)) : -1;
-  auto text = to_json_text(input, width, bool_arg(args, 99, "sort_keys", false), budget.limits().max_output_bytes);
+  auto text = to_json_text(input, width, bool_arg(args, 3, "sort_keys", false), budget.limits().max_output_bytes,
+                           bool_arg(args, 0, "ensure_ascii", false));
   if (!text.ok()) return text.error();
   KVQ_RETURN_IF_ERROR(budget.check_string(text->size()));
   return Value(std::move(*text));
@@ -402,9 +407,9 @@ Result<Value> filter_map(const Value& input, const CallArgs& args, RenderBudget&
   if (!items.ok()) return items.error();
   KVQ_RETURN_IF_ERROR(budget.charge(items->size()));
   Array out;
-  if (const Value* attribute = args.get(99, "attribute")) {
+  if (const Value* attribute = args.get(kKeywordOnly, "attribute")) {
     if (!attribute->is_string()) return make_error("map: attribute must be a string");
-    const Value* fallback = args.get(99, "default");
+    const Value* fallback = args.get(kKeywordOnly, "default");
     for (const Value& item : *items) {
       auto picked = get_attribute_path(item, attribute->as_string(), budget);
       if (!picked.ok()) return picked.error();
@@ -481,7 +486,7 @@ constexpr std::pair<std::string_view, FilterFunction> kFilters[] = {
     {"selectattr", filter_selectattr},
     {"sort", filter_sort},
     {"string", filter_string},
-    {"title", filter_text_transform<python_title>},
+    {"title", filter_text_transform<jinja_title>},
     {"tojson", filter_tojson},
     {"trim", filter_trim},
     {"unique", filter_unique},

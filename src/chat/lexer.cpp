@@ -6,6 +6,8 @@
 #include <algorithm>
 #include <charconv>
 
+#include "tokenizer/unicode.h"
+
 namespace kvq::chat {
 
 SourceMap::SourceMap(std::string_view source) {
@@ -27,24 +29,6 @@ bool is_space(char c) { return c == ' ' || c == '\t' || c == '\n' || c == '\r' |
 bool is_name_start(char c) { return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || c == '_'; }
 bool is_digit(char c) { return c >= '0' && c <= '9'; }
 bool is_name_char(char c) { return is_name_start(c) || is_digit(c); }
-
-void append_utf8(uint32_t cp, std::string& out) {
-  if (cp < 0x80) {
-    out += char(cp);
-  } else if (cp < 0x800) {
-    out += char(0xC0 | (cp >> 6));
-    out += char(0x80 | (cp & 0x3F));
-  } else if (cp < 0x10000) {
-    out += char(0xE0 | (cp >> 12));
-    out += char(0x80 | ((cp >> 6) & 0x3F));
-    out += char(0x80 | (cp & 0x3F));
-  } else {
-    out += char(0xF0 | (cp >> 18));
-    out += char(0x80 | ((cp >> 12) & 0x3F));
-    out += char(0x80 | ((cp >> 6) & 0x3F));
-    out += char(0x80 | (cp & 0x3F));
-  }
-}
 
 // Operators, longest first so that "//" wins over "/".
 constexpr std::string_view kOperators[] = {"//", "**", "==", "!=", "<=", ">=", "+", "-", "*", "/", "%", "~", "<",
@@ -96,6 +80,10 @@ class Lexer {
     text.resize(line_start);
   }
 
+  Error error_at(uint32_t offset, std::string_view message) const {
+    return make_error("chat template {}: {}", map_.describe(offset), message);
+  }
+
   void emit_text(std::string text, uint32_t offset) {
     if (!text.empty()) tokens_.push_back(Token{TokenKind::kText, std::move(text), 0, 0.0, offset});
   }
@@ -117,7 +105,7 @@ class Lexer {
 
   Status lex_comment(size_t tag) {
     const size_t end = src_.find("#}", pos_);
-    if (end == std::string::npos) return make_error("unclosed comment '{{#' at {}", map_.describe(uint32_t(tag)));
+    if (end == std::string::npos) return error_at(uint32_t(tag), "unclosed comment '{#'");
     const char end_modifier = end > pos_ ? src_[end - 1] : '\0';
     pos_ = end + 2;
     after_tag_end(end_modifier, true);
@@ -132,7 +120,7 @@ class Lexer {
     while (true) {
       while (pos_ < src_.size() && is_space(src_[pos_])) ++pos_;
       if (pos_ >= src_.size()) {
-        return make_error("unclosed '{}' opened at {}", is_block ? "{%" : "{{", map_.describe(uint32_t(tag)));
+        return error_at(uint32_t(tag), fmt::format("unclosed '{}'", is_block ? "{%" : "{{"));
       }
       const char c = src_[pos_];
       char end_modifier = '\0';
@@ -165,8 +153,7 @@ class Lexer {
     size_t search = pos_;
     while (true) {
       const size_t open = src_.find("{%", search);
-      if (open == std::string::npos)
-        return make_error("unclosed 'raw' block opened at {}", map_.describe(uint32_t(tag)));
+      if (open == std::string::npos) return error_at(uint32_t(tag), "unclosed 'raw' block");
       size_t p = open + 2;
       const bool strip_before = p < src_.size() && src_[p] == '-';
       if (p < src_.size() && (src_[p] == '-' || src_[p] == '+')) ++p;
@@ -206,7 +193,9 @@ class Lexer {
         return {};
       }
     }
-    return make_error("unexpected character '{}' at {}", c, map_.describe(offset));
+    const unsigned char byte = static_cast<unsigned char>(c);
+    if (byte < 0x20 || byte >= 0x7F) return error_at(offset, fmt::format("unexpected byte 0x{:02x}", byte));
+    return error_at(offset, fmt::format("unexpected character '{}'", c));
   }
 
   Status lex_number() {
@@ -241,7 +230,7 @@ class Lexer {
     const auto result =
         is_float ? std::from_chars(first, last, token.float_value) : std::from_chars(first, last, token.int_value);
     if (result.ec != std::errc() || result.ptr != last) {
-      return make_error("number '{}' out of range at {}", digits, map_.describe(offset));
+      return error_at(offset, fmt::format("number '{}' out of range", digits));
     }
     tokens_.push_back(std::move(token));
     pos_ = end;
@@ -254,7 +243,7 @@ class Lexer {
     const char quote = src_[pos_++];
     std::string value;
     while (true) {
-      if (pos_ >= src_.size()) return make_error("unterminated string literal at {}", map_.describe(offset));
+      if (pos_ >= src_.size()) return error_at(offset, "unterminated string literal");
       const char c = src_[pos_++];
       if (c == quote) break;
       if (c != '\\' || pos_ >= src_.size()) {
@@ -301,9 +290,9 @@ class Lexer {
           uint32_t cp = 0;
           const auto r = std::from_chars(src_.data() + pos_, src_.data() + std::min(pos_ + n, src_.size()), cp, 16);
           if (r.ec != std::errc() || size_t(r.ptr - (src_.data() + pos_)) != n || cp > 0x10FFFF) {
-            return make_error("bad \\{} escape in string literal at {}", e, map_.describe(offset));
+            return error_at(offset, fmt::format("bad \\{} escape in string literal", e));
           }
-          append_utf8(cp, value);
+          unicode::append_utf8(cp, value);
           pos_ += n;
           break;
         }
@@ -344,7 +333,7 @@ std::string normalize_newlines(std::string_view source) {
 
 Result<LexedTemplate> lex_template(std::string_view source) {
   if (source.size() > kMaxTemplateBytes) {
-    return make_error("template is {} bytes; at most {} are accepted", source.size(), kMaxTemplateBytes);
+    return make_error("chat template: {} bytes; at most {} are accepted", source.size(), kMaxTemplateBytes);
   }
   return Lexer(normalize_newlines(source)).run();
 }

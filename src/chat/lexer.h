@@ -52,6 +52,7 @@ struct LexedTemplate {
 // Templates larger than this are refused (real chat templates are under 20 KiB).
 constexpr size_t kMaxTemplateBytes = 1u << 20;
 
+// Errors read "chat template line L, column C: ...".
 Result<LexedTemplate> lex_template(std::string_view source);
 
 }  // namespace kvq::chat

@@ -264,7 +264,7 @@ Status Parser::parse_raw(Stmt& stmt) {
 
 Result<ParsedTemplate> parse_template(std::string_view source) {
   auto lexed = lex_template(source);
-  if (!lexed.ok()) return make_error("chat template: {}", lexed.error().message);
+  if (!lexed.ok()) return lexed.error();
   return detail::Parser(std::move(*lexed)).run();
 }
 

@@ -39,27 +39,28 @@ Result<ExprPtr> Parser::binary(Op op, uint32_t offset, ExprPtr left, Result<Expr
   return node;
 }
 
-Result<ExprPtr> Parser::parse_or() {
-  auto left = parse_and();
+// One left-associative precedence level: operand (op operand)*, where op is one of `ops` (names
+// such as "or" or operator symbols such as "+").
+Result<ExprPtr> Parser::parse_left_associative(std::initializer_list<std::pair<std::string_view, Op>> ops,
+                                               Result<ExprPtr> (Parser::*operand)()) {
+  auto left = (this->*operand)();
   ChainDepth chain(depth_);
-  while (left.ok() && at_name("or")) {
+  while (left.ok()) {
+    const Token& t = peek();
+    const auto match = std::find_if(ops.begin(), ops.end(), [&](const auto& op) {
+      return (t.kind == TokenKind::kOperator || t.kind == TokenKind::kName) && t.text == op.first;
+    });
+    if (match == ops.end()) break;
     if (Status deeper = chain.step(*this); !deeper.ok()) return deeper.error();
     const uint32_t offset = next().offset;
-    left = binary(Op::kOr, offset, std::move(*left), parse_and());
+    left = binary(match->second, offset, std::move(*left), (this->*operand)());
   }
   return left;
 }
 
-Result<ExprPtr> Parser::parse_and() {
-  auto left = parse_not();
-  ChainDepth chain(depth_);
-  while (left.ok() && at_name("and")) {
-    if (Status deeper = chain.step(*this); !deeper.ok()) return deeper.error();
-    const uint32_t offset = next().offset;
-    left = binary(Op::kAnd, offset, std::move(*left), parse_not());
-  }
-  return left;
-}
+Result<ExprPtr> Parser::parse_or() { return parse_left_associative({{"or", Op::kOr}}, &Parser::parse_and); }
+
+Result<ExprPtr> Parser::parse_and() { return parse_left_associative({{"and", Op::kAnd}}, &Parser::parse_not); }
 
 Result<ExprPtr> Parser::parse_not() {
   if (at_name("not")) {
@@ -118,51 +119,21 @@ Result<ExprPtr> Parser::parse_compare() {
 }
 
 Result<ExprPtr> Parser::parse_math1() {
-  auto left = parse_concat();
-  ChainDepth chain(depth_);
-  while (left.ok() && (at_op("+") || at_op("-"))) {
-    if (Status deeper = chain.step(*this); !deeper.ok()) return deeper.error();
-    const Op op = peek().text == "+" ? Op::kAdd : Op::kSub;
-    const uint32_t offset = next().offset;
-    left = binary(op, offset, std::move(*left), parse_concat());
-  }
-  return left;
+  return parse_left_associative({{"+", Op::kAdd}, {"-", Op::kSub}}, &Parser::parse_concat);
 }
 
-Result<ExprPtr> Parser::parse_concat() {
-  auto left = parse_math2();
-  ChainDepth chain(depth_);
-  while (left.ok() && at_op("~")) {
-    if (Status deeper = chain.step(*this); !deeper.ok()) return deeper.error();
-    const uint32_t offset = next().offset;
-    left = binary(Op::kConcat, offset, std::move(*left), parse_math2());
-  }
-  return left;
-}
+Result<ExprPtr> Parser::parse_concat() { return parse_left_associative({{"~", Op::kConcat}}, &Parser::parse_math2); }
 
 Result<ExprPtr> Parser::parse_math2() {
-  auto left = parse_pow();
-  ChainDepth chain(depth_);
-  while (left.ok() && (at_op("*") || at_op("/") || at_op("//") || at_op("%"))) {
-    if (Status deeper = chain.step(*this); !deeper.ok()) return deeper.error();
-    const std::string& text = peek().text;
-    const Op op = text == "*" ? Op::kMul : text == "/" ? Op::kDiv : text == "//" ? Op::kFloorDiv : Op::kMod;
-    const uint32_t offset = next().offset;
-    left = binary(op, offset, std::move(*left), parse_pow());
-  }
-  return left;
+  return parse_left_associative({{"*", Op::kMul}, {"/", Op::kDiv}, {"//", Op::kFloorDiv}, {"%", Op::kMod}},
+                                &Parser::parse_pow);
 }
 
 Result<ExprPtr> Parser::parse_pow() {
-  auto left = parse_unary(true);
-  ChainDepth chain(depth_);
-  while (left.ok() && at_op("**")) {
-    if (Status deeper = chain.step(*this); !deeper.ok()) return deeper.error();
-    const uint32_t offset = next().offset;
-    left = binary(Op::kPow, offset, std::move(*left), parse_unary(true));
-  }
-  return left;
+  return parse_left_associative({{"**", Op::kPow}}, &Parser::parse_filtered_unary);
 }
+
+Result<ExprPtr> Parser::parse_filtered_unary() { return parse_unary(true); }
 
 Result<ExprPtr> Parser::parse_unary(bool with_filters) {
   DepthGuard guard(depth_);
@@ -294,12 +265,10 @@ Result<ExprPtr> Parser::parse_postfix(ExprPtr node) {
       auto sub = parse_subscript(std::move(node));
       if (!sub.ok()) return sub;
       node = std::move(*sub);
-    } else if (at_op("(")) {
-      next();
-      auto call = make_expr(ExprKind::kCall, offset);
-      call->items.push_back(std::move(node));
-      KVQ_RETURN_IF_ERROR(parse_call_args(call->args));
-      node = std::move(call);
+    } else if (skip_op("(")) {
+      auto call = parse_call(std::move(node), offset);
+      if (!call.ok()) return call;
+      node = std::move(*call);
     } else {
       return node;
     }
@@ -350,7 +319,10 @@ Result<ExprPtr> Parser::parse_filters_and_tests(ExprPtr node) {
       test->name = *name;
       test->items.push_back(std::move(node));
       const Token& t = peek();
-      static constexpr std::string_view kStop[] = {"else", "or", "and", "if", "in", "not", "is"};
+      // Jinja2 takes any other name as the argument, so `x is string if c else d` is a syntax error
+      // there too (the argument would be `if`); only else/or/and end the test.
+      static constexpr std::string_view kStop[] = {"else", "or", "and"};
+      if (at_name("is")) return error_at(peek().offset, "cannot chain tests with 'is' (add parentheses)");
       if (at_op("(")) {
         next();
         KVQ_RETURN_IF_ERROR(parse_call_args(test->args));
@@ -366,12 +338,11 @@ Result<ExprPtr> Parser::parse_filters_and_tests(ExprPtr node) {
         test->args.positional.push_back(std::move(*post));
       }
       node = std::move(test);
-    } else if (at_op("(")) {
+    } else if (at_op("(")) {  // a call of a filter's result: `x | attr('f')()`
       const uint32_t offset = next().offset;
-      auto call = make_expr(ExprKind::kCall, offset);
-      call->items.push_back(std::move(node));
-      KVQ_RETURN_IF_ERROR(parse_call_args(call->args));
-      node = std::move(call);
+      auto call = parse_call(std::move(node), offset);
+      if (!call.ok()) return call;
+      node = std::move(*call);
     } else {
       return node;
     }
@@ -393,6 +364,14 @@ Result<ExprPtr> Parser::parse_filter(ExprPtr operand) {
   filter->items.push_back(std::move(operand));
   if (skip_op("(")) KVQ_RETURN_IF_ERROR(parse_call_args(filter->args));
   return filter;
+}
+
+// After '(': the call of `callee` with its arguments.
+Result<ExprPtr> Parser::parse_call(ExprPtr callee, uint32_t offset) {
+  auto call = make_expr(ExprKind::kCall, offset);
+  call->items.push_back(std::move(callee));
+  KVQ_RETURN_IF_ERROR(parse_call_args(call->args));
+  return call;
 }
 
 // After '(': positional then keyword arguments, up to and including ')'.

@@ -147,12 +147,16 @@ class Parser {
   Result<ExprPtr> parse_concat();
   Result<ExprPtr> parse_math2();
   Result<ExprPtr> parse_pow();
+  Result<ExprPtr> parse_left_associative(std::initializer_list<std::pair<std::string_view, Op>> ops,
+                                         Result<ExprPtr> (Parser::*operand)());
   Result<ExprPtr> parse_unary(bool with_filters);
+  Result<ExprPtr> parse_filtered_unary();  // parse_unary(true), as a member pointer
   Result<ExprPtr> parse_primary();
   Result<ExprPtr> parse_postfix(ExprPtr node);
   Result<ExprPtr> parse_subscript(ExprPtr node);
   Result<ExprPtr> parse_filters_and_tests(ExprPtr node);
   Result<ExprPtr> parse_filter(ExprPtr operand);
+  Result<ExprPtr> parse_call(ExprPtr callee, uint32_t offset);
   Status parse_call_args(Args& args);
 
   LexedTemplate lexed_;

@@ -3,58 +3,44 @@
 
 #include <algorithm>
 
+#include "tokenizer/unicode.h"
+
 namespace kvq::chat {
 
 namespace {
 
-// Length of the UTF-8 sequence starting at s[i], or 1 for a byte that does not start a valid one.
-size_t sequence_length(std::string_view s, size_t i) {
-  const unsigned char c = static_cast<unsigned char>(s[i]);
-  size_t n = c < 0x80 ? 1 : (c >> 5) == 0x6 ? 2 : (c >> 4) == 0xE ? 3 : (c >> 3) == 0x1E ? 4 : 1;
-  if (i + n > s.size()) return 1;
-  for (size_t k = 1; k < n; ++k) {
-    if ((static_cast<unsigned char>(s[i + k]) & 0xC0) != 0x80) return 1;
-  }
-  return n;
-}
+// The code point at s[pos], advancing pos: the tokenizer's lenient decoder, where a malformed
+// byte is a code point of its own (U+FFFD), so no byte is ever dropped or skipped.
+uint32_t next_code_point(std::string_view s, size_t& pos) { return unicode::decode_utf8(s, pos); }
 
-uint32_t decode_at(std::string_view s, size_t i, size_t n) {
-  const unsigned char c = static_cast<unsigned char>(s[i]);
-  if (n == 1) return c;
-  uint32_t cp = c & (0x7F >> n);
-  for (size_t k = 1; k < n; ++k) cp = (cp << 6) | (static_cast<unsigned char>(s[i + k]) & 0x3F);
-  return cp;
-}
+// Python's str.isspace(): the White_Space property plus the separators U+001C..U+001F.
+bool is_python_space(uint32_t cp) { return unicode::is_whitespace(cp) || (cp >= 0x1C && cp <= 0x1F); }
 
-// Python's str.isspace() code points.
-bool is_python_space(uint32_t cp) {
-  return (cp >= 0x09 && cp <= 0x0D) || (cp >= 0x1C && cp <= 0x20) || cp == 0x85 || cp == 0xA0 || cp == 0x1680 ||
-         (cp >= 0x2000 && cp <= 0x200A) || cp == 0x2028 || cp == 0x2029 || cp == 0x202F || cp == 0x205F || cp == 0x3000;
-}
-
-// Splits `s` into code points as (offset, length) pairs.
+// (offset, length) of each code point of `s`.
 std::vector<std::pair<size_t, size_t>> code_points(std::string_view s) {
   std::vector<std::pair<size_t, size_t>> out;
-  for (size_t i = 0; i < s.size();) {
-    const size_t n = sequence_length(s, i);
-    out.emplace_back(i, n);
-    i += n;
+  for (size_t pos = 0; pos < s.size();) {
+    const size_t start = pos;
+    next_code_point(s, pos);
+    out.emplace_back(start, pos - start);
   }
   return out;
 }
+
+uint32_t decode_at(std::string_view s, size_t offset) { return next_code_point(s, offset); }
 
 }  // namespace
 
 std::vector<size_t> code_point_offsets(std::string_view s) {
   std::vector<size_t> offsets;
-  for (size_t i = 0; i < s.size(); i += sequence_length(s, i)) offsets.push_back(i);
+  for (size_t pos = 0; pos < s.size(); next_code_point(s, pos)) offsets.push_back(pos);
   offsets.push_back(s.size());
   return offsets;
 }
 
 size_t code_point_count(std::string_view s) {
   size_t count = 0;
-  for (size_t i = 0; i < s.size(); i += sequence_length(s, i)) ++count;
+  for (size_t pos = 0; pos < s.size(); next_code_point(s, pos)) ++count;
   return count;
 }
 
@@ -67,7 +53,7 @@ std::string python_strip(std::string_view s, const std::optional<std::string>& c
   }
   auto strippable = [&](size_t k) {
     const auto [off, len] = cps[k];
-    if (!chars) return is_python_space(decode_at(s, off, len));
+    if (!chars) return is_python_space(decode_at(s, off));
     return std::find(strip_set.begin(), strip_set.end(), s.substr(off, len)) != strip_set.end();
   };
   size_t begin = 0;
@@ -99,7 +85,7 @@ std::vector<std::string> python_split(std::string_view s, const std::optional<st
   }
   const auto cps = code_points(s);
   size_t k = 0;
-  auto space_at = [&](size_t i) { return is_python_space(decode_at(s, cps[i].first, cps[i].second)); };
+  auto space_at = [&](size_t i) { return is_python_space(decode_at(s, cps[i].first)); };
   while (k < cps.size()) {
     while (k < cps.size() && space_at(k)) ++k;
     if (k == cps.size()) break;
@@ -176,6 +162,23 @@ std::string python_title(std::string_view s) {
     if (lower && !previous_is_letter) c = char(c - 'a' + 'A');
     if (upper && previous_is_letter) c = char(c - 'A' + 'a');
     previous_is_letter = lower || upper;
+  }
+  return out;
+}
+
+std::string jinja_title(std::string_view s) {
+  std::string out(s);
+  bool word_start = true;
+  for (char& c : out) {
+    const bool separator = c == '-' || c == '(' || c == '{' || c == '[' || c == '<' || c == ' ' || c == '\t' ||
+                           c == '\n' || c == '\r' || c == '\v' || c == '\f';
+    if (separator) {
+      word_start = true;
+      continue;
+    }
+    if (word_start && c >= 'a' && c <= 'z') c = char(c - 'a' + 'A');
+    if (!word_start && c >= 'A' && c <= 'Z') c = char(c - 'A' + 'a');
+    word_start = false;
   }
   return out;
 }

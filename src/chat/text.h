@@ -26,6 +26,8 @@ std::string python_replace(std::string_view s, std::string_view old_text, std::s
 std::string ascii_upper(std::string_view s);
 std::string ascii_lower(std::string_view s);
 std::string python_capitalize(std::string_view s);
-std::string python_title(std::string_view s);
+std::string python_title(std::string_view s);  // str.title(): a letter after a non-letter is upper
+// Jinja2's `title` filter: a letter is upper only at the start or after one of - space ( { [ <.
+std::string jinja_title(std::string_view s);
 
 }  // namespace kvq::chat

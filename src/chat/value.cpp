@@ -6,6 +6,8 @@
 #include <charconv>
 #include <cmath>
 
+#include "tokenizer/unicode.h"
+
 namespace kvq::chat {
 
 const Value* Object::find(std::string_view key) const {
@@ -196,9 +198,28 @@ Status append_repr(const Value& v, std::string& out, int depth, size_t max_bytes
   }
 }
 
-void append_json_string(const std::string& s, std::string& out) {
+// Appends the \uXXXX escape(s) of the code point at s[i] (a surrogate pair above U+FFFF), as
+// json.dumps(ensure_ascii=True) writes it; returns the bytes it used.
+size_t append_ascii_escape(const std::string& s, size_t i, std::string& out) {
+  size_t pos = i;
+  uint32_t cp = unicode::decode_utf8(s, pos);
+  if (cp >= 0x10000) {
+    cp -= 0x10000;
+    out += fmt::format("\\u{:04x}\\u{:04x}", 0xD800 + (cp >> 10), 0xDC00 + (cp & 0x3FF));
+  } else {
+    out += fmt::format("\\u{:04x}", cp);
+  }
+  return pos - i;
+}
+
+void append_json_string(const std::string& s, std::string& out, bool ensure_ascii) {
   out += '"';
-  for (unsigned char c : s) {
+  for (size_t i = 0; i < s.size(); ++i) {
+    const unsigned char c = static_cast<unsigned char>(s[i]);
+    if (ensure_ascii && c >= 0x80) {
+      i += append_ascii_escape(s, i, out) - 1;
+      continue;
+    }
     switch (c) {
       case '"':
         out += "\\\"";
@@ -236,6 +257,7 @@ void append_json_string(const std::string& s, std::string& out) {
 struct JsonWriter {
   int indent;  // < 0: one line with ", " and ": "; otherwise newlines, "," and ": " (Python's rule)
   bool sort_keys;
+  bool ensure_ascii;
   size_t max_bytes;
   std::string out;
 
@@ -263,7 +285,7 @@ struct JsonWriter {
         return {};
       }
       case Value::Kind::kString:
-        append_json_string(v.as_string(), out);
+        append_json_string(v.as_string(), out, ensure_ascii);
         return {};
       case Value::Kind::kArray: {
         const Array& items = *v.as_array();
@@ -296,7 +318,7 @@ struct JsonWriter {
         for (size_t i = 0; i < entries.size(); ++i) {
           if (i) out += indent < 0 ? ", " : ",";
           if (indent >= 0) newline(level + 1);
-          append_json_string(entries[i]->first, out);
+          append_json_string(entries[i]->first, out, ensure_ascii);
           out += ": ";
           KVQ_RETURN_IF_ERROR(write(entries[i]->second, level + 1));
         }
@@ -378,8 +400,8 @@ Result<std::string> to_repr(const Value& v, size_t max_bytes) {
   return out;
 }
 
-Result<std::string> to_json_text(const Value& v, int indent, bool sort_keys, size_t max_bytes) {
-  JsonWriter writer{indent, sort_keys, max_bytes, {}};
+Result<std::string> to_json_text(const Value& v, int indent, bool sort_keys, size_t max_bytes, bool ensure_ascii) {
+  JsonWriter writer{indent, sort_keys, ensure_ascii, max_bytes, {}};
   KVQ_RETURN_IF_ERROR(writer.write(v, 0));
   if (writer.out.size() > max_bytes) return too_long(max_bytes);
   return std::move(writer.out);

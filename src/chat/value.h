@@ -141,7 +141,9 @@ Result<std::string> to_repr(const Value& v, size_t max_bytes = kNoSizeLimit);
 std::string format_python_float(double f);
 
 // transformers' tojson: json.dumps(v, ensure_ascii=False), default separators, optional indent.
-Result<std::string> to_json_text(const Value& v, int indent, bool sort_keys, size_t max_bytes = kNoSizeLimit);
+// ensure_ascii escapes every non-ASCII character as \uXXXX, as Python does.
+Result<std::string> to_json_text(const Value& v, int indent, bool sort_keys, size_t max_bytes = kNoSizeLimit,
+                                 bool ensure_ascii = false);
 
 // What a value holds, for the renderer's guards: nesting depth (a scalar is 1, counted up to
 // `max_depth` + 1), nodes visited, and whether a namespace or a function is inside (storing
