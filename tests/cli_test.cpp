@@ -1,7 +1,6 @@
 // The kvq executable as a user meets it: figures printed by `info`, files written by `synth`,
 // clear errors for bad input.
 #include <gtest/gtest.h>
-#include <sys/wait.h>
 
 #include <cstdio>
 #include <filesystem>
@@ -14,23 +13,8 @@
 namespace kvq {
 namespace {
 
-struct CommandResult {
-  int exit_code = -1;
-  std::string out;  // stdout and stderr together when merge_stderr
-};
-
-CommandResult run_kvq(const std::string& args, bool merge_stderr = false) {
-  const std::string command = std::string(KVQ_BINARY_DIR) + "/kvq " + args + (merge_stderr ? " 2>&1" : " 2>/dev/null");
-  CommandResult r;
-  FILE* pipe = popen(command.c_str(), "r");
-  if (!pipe) return r;
-  char buffer[4096];
-  size_t n;
-  while ((n = fread(buffer, 1, sizeof(buffer), pipe)) > 0) r.out.append(buffer, n);
-  const int status = pclose(pipe);
-  r.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-  return r;
-}
+using test::CommandResult;
+using test::run_kvq;
 
 nlohmann::json info_json(const std::string& model, const std::string& extra = "") {
   const CommandResult r = run_kvq("info " + model + " --json " + extra);

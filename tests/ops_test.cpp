@@ -107,16 +107,38 @@ TEST(Rope, MatchesReferenceInBothLayoutsPartialRotaryAndYarn) {
   }
 }
 
-TEST(Activations, GegluAndSoftcapMatchFormulas) {
-  const std::vector<float> gate = randn(1000, 1), up = randn(1000, 2);
-  std::vector<float> out(gate.size());
-  geglu(gate.data(), up.data(), out.data(), int64_t(out.size()));
+TEST(Activations, GatedActivationsMatchFormulas) {
+  // 1037 values: a tail that no vector width divides; plus extremes where exp and tanh saturate.
+  std::vector<float> gate = randn(1037, 1), up = randn(1037, 2);
+  for (float x : {-90.0f, -50.0f, -9.0f, 0.0f, 9.0f, 50.0f, 88.0f}) gate.push_back(x), up.push_back(1.5f);
+  const int64_t n = int64_t(gate.size());
+  std::vector<float> out(gate.size()), ref(gate.size());
+  geglu(gate.data(), up.data(), out.data(), n);
+  geglu_ref(gate.data(), up.data(), ref.data(), n);
   for (size_t i = 0; i < out.size(); ++i) {
     const double g = gate[i];
     const double expected =
         0.5 * g * (1 + std::tanh(std::sqrt(2 / std::numbers::pi) * (g + 0.044715 * g * g * g))) * up[i];
-    EXPECT_NEAR(out[i], expected, kMaxRelActivationError * (1 + std::abs(expected)));
+    EXPECT_NEAR(out[i], expected, kMaxRelActivationError * (1 + std::abs(expected))) << "geglu " << g;
+    EXPECT_NEAR(ref[i], expected, kMaxRelActivationError * (1 + std::abs(expected))) << "geglu_ref " << g;
   }
+  swiglu(gate.data(), up.data(), out.data(), n);
+  swiglu_ref(gate.data(), up.data(), ref.data(), n);
+  for (size_t i = 0; i < out.size(); ++i) {
+    const double g = gate[i];
+    const double expected = g / (1 + std::exp(-g)) * up[i];
+    EXPECT_NEAR(out[i], expected, kMaxRelActivationError * (1 + std::abs(expected))) << "swiglu " << g;
+    EXPECT_NEAR(ref[i], expected, kMaxRelActivationError * (1 + std::abs(expected))) << "swiglu_ref " << g;
+  }
+  // In place (out == gate), as the forward pass calls them; and a batch large enough to be split.
+  std::vector<float> big = randn(100000, 3), big_up = randn(100000, 4), expected(big.size());
+  swiglu_ref(big.data(), big_up.data(), expected.data(), int64_t(big.size()));
+  swiglu(big.data(), big_up.data(), big.data(), int64_t(big.size()));
+  for (size_t i = 0; i < big.size(); ++i)
+    ASSERT_NEAR(big[i], expected[i], kMaxRelActivationError * (1 + std::abs(expected[i])));
+}
+
+TEST(Activations, SoftcapMatchesFormula) {
   std::vector<float> logits = {-100.0f, -3.0f, 0.0f, 0.5f, 29.0f, 1e4f};
   const std::vector<float> raw = logits;
   softcap_inplace(logits.data(), int64_t(logits.size()), 30.0f);

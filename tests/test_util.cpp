@@ -1,6 +1,7 @@
 #include "test_util.h"
 
 #include <gtest/gtest.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -73,6 +74,19 @@ Agreement compare_logits(const float* reference, const float* other, int n_token
     a.argmax += (argmax(r, n_vocab) == argmax(o, n_vocab)) ? 1.0 / n_tokens : 0.0;
   }
   return a;
+}
+
+CommandResult run_kvq(const std::string& args, bool merge_stderr) {
+  const std::string command = std::string(KVQ_BINARY_DIR) + "/kvq " + args + (merge_stderr ? " 2>&1" : " 2>/dev/null");
+  CommandResult r;
+  FILE* pipe = popen(command.c_str(), "r");
+  if (!pipe) return r;
+  char buffer[4096];
+  size_t n;
+  while ((n = fread(buffer, 1, sizeof(buffer), pipe)) > 0) r.out.append(buffer, n);
+  const int status = pclose(pipe);
+  r.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+  return r;
 }
 
 std::vector<int> read_ids_file(const std::string& path) {

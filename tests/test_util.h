@@ -27,6 +27,13 @@ struct Agreement {
 // reference, other: [n_tokens, n_vocab]
 Agreement compare_logits(const float* reference, const float* other, int n_tokens, int n_vocab);
 
+// The kvq executable of this build, run through the shell with `args`.
+struct CommandResult {
+  int exit_code = -1;
+  std::string out;  // stdout, and stderr too when merge_stderr
+};
+CommandResult run_kvq(const std::string& args, bool merge_stderr = false);
+
 // A fresh temporary directory for this test process.
 std::string temp_dir();
 

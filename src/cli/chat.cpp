@@ -126,10 +126,7 @@ void register_chat(CLI::App& app) {
       ->capture_default_str();
   cmd->add_option("-n,--n-predict", args->n_predict, "most tokens per answer (-1 = no limit)")->capture_default_str();
   cmd->add_option("-t,--threads", args->threads, "threads (0 = all cores)")->capture_default_str();
-  cmd->add_option("--temp", args->sampling.temperature, "temperature (0 = greedy)")->capture_default_str();
-  cmd->add_option("--top-k", args->sampling.top_k, "top-k (0 = off)")->capture_default_str();
-  cmd->add_option("--top-p", args->sampling.top_p, "top-p (1 = off)")->capture_default_str();
-  cmd->add_option("--min-p", args->sampling.min_p, "min-p (0 = off)")->capture_default_str();
+  add_sampling_options(cmd, args->sampling);
   cmd->add_option("--seed", args->seed, "sampling seed (-1 = random)")->capture_default_str();
   add_kv_options(cmd, args->kv);
   cmd->callback([args] { set_exit_code(run_chat(*args)); });

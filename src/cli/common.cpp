@@ -14,6 +14,13 @@
 
 namespace kvq::cli {
 
+void add_sampling_options(CLI::App* command, SamplerParams& params) {
+  command->add_option("--temp", params.temperature, "temperature (0 = greedy)")->capture_default_str();
+  command->add_option("--top-k", params.top_k, "top-k (0 = off)")->capture_default_str();
+  command->add_option("--top-p", params.top_p, "top-p (1 = off)")->capture_default_str();
+  command->add_option("--min-p", params.min_p, "min-p (0 = off)")->capture_default_str();
+}
+
 void add_kv_options(CLI::App* command, KvOptions& options) {
   const char* type_help = "bits (16, 8, 5, 4) or type: f32 f16 bf16 q8_0 q5_1 q5_0 q4_1 q4_0 iq4_nl";
   command->add_option("--kvq-key,--cache-type-k", options.key,

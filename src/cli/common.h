@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "kv/kv_types.h"
+#include "sample/sampler.h"
 #include "util/result.h"
 
 namespace kvq::cli {
@@ -19,6 +20,8 @@ struct KvOptions {
   std::string layers;
 };
 void add_kv_options(CLI::App* command, KvOptions& options);
+// --temp, --top-k, --top-p, --min-p with their defaults.
+void add_sampling_options(CLI::App* command, SamplerParams& params);
 // Per-layer K/V types for a model of n_layer layers (default f16/f16).
 Result<std::vector<KvTypes>> resolve_kv_types(const KvOptions& options, int n_layer);
 // "q8_0/q4_0", or "mixed (n layers)" when layers differ.

@@ -114,10 +114,7 @@ void register_serve(CLI::App& app) {
   cmd->add_option("--chat-template", args->chat_template, "Jinja chat template file (overrides the model's)");
   cmd->add_option("--mem-budget", args->mem_budget,
                   "refuse to start if weights + all slots' KV exceed this (e.g. 8GiB)");
-  cmd->add_option("--temp", args->sampling.temperature, "default temperature")->capture_default_str();
-  cmd->add_option("--top-k", args->sampling.top_k, "default top-k (0 = off)")->capture_default_str();
-  cmd->add_option("--top-p", args->sampling.top_p, "default top-p (1 = off)")->capture_default_str();
-  cmd->add_option("--min-p", args->sampling.min_p, "default min-p (0 = off)")->capture_default_str();
+  add_sampling_options(cmd, args->sampling);  // the defaults of requests that leave a field out
   add_kv_options(cmd, args->kv);
   cmd->callback([args] { set_exit_code(run_serve(*args)); });
 }

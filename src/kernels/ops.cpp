@@ -69,24 +69,6 @@ void rope(float* x, int64_t n_tokens, int64_t pos0, const RopeParams& p) {
   }
 }
 
-void swiglu(const float* gate, const float* up, float* out, int64_t n) {
-  // Parallel only for prompt batches: one token's n_ff values are not worth waking threads for.
-#pragma omp parallel for schedule(static) if (n > 65536)
-  for (int64_t i = 0; i < n; ++i) {
-    const float g = gate[i];
-    out[i] = g / (1.0f + std::exp(-g)) * up[i];
-  }
-}
-
-void geglu(const float* gate, const float* up, float* out, int64_t n) {
-  constexpr float kSqrt2OverPi = 0.79788456080286535588f;
-#pragma omp parallel for schedule(static) if (n > 65536)
-  for (int64_t i = 0; i < n; ++i) {
-    const float g = gate[i];
-    out[i] = 0.5f * g * (1.0f + std::tanh(kSqrt2OverPi * g * (1.0f + 0.044715f * g * g))) * up[i];
-  }
-}
-
 void softcap_inplace(float* x, int64_t n, float cap) {
   const float inv = 1.0f / cap;
   for (int64_t i = 0; i < n; ++i) x[i] = cap * std::tanh(x[i] * inv);

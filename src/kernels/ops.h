@@ -43,11 +43,13 @@ RopeYarn rope_yarn_corrections(int n_rot, int n_ctx_orig, float freq_base, float
 // say). x: [n_tokens, n_head * head_dim], token t at position pos0 + t.
 void rope(float* x, int64_t n_tokens, int64_t pos0, const RopeParams& p);
 
-// out = silu(gate) * up.   All [n].
+// out = silu(gate) * up.   All [n] (out may alias gate). Vectorised (kernels/activations.cpp).
 void swiglu(const float* gate, const float* up, float* out, int64_t n);
-
 // out = gelu(gate) * up with GELU's tanh form (Gemma's gelu_pytorch_tanh).   All [n].
 void geglu(const float* gate, const float* up, float* out, int64_t n);
+// The scalar references of both.
+void swiglu_ref(const float* gate, const float* up, float* out, int64_t n);
+void geglu_ref(const float* gate, const float* up, float* out, int64_t n);
 
 // x = cap * tanh(x / cap) (Gemma 2's logit softcapping).   [n]
 void softcap_inplace(float* x, int64_t n, float cap);

@@ -53,21 +53,17 @@ uint64_t KvCache::bytes_per_token(const KvCacheShape& shape, const std::vector<K
 }
 
 uint64_t KvCache::key_bytes(const KvCacheShape& shape, const std::vector<KvTypes>& per_layer) {
-  const int row_values = shape.n_head_kv * shape.head_dim;
   uint64_t bytes = 0;
   for (size_t l = 0; l < per_layer.size(); ++l) {
-    bytes += uint64_t(shape.rows(int(l))) * row_bytes_of(per_layer[l].k, row_values);
+    bytes += uint64_t(shape.rows(int(l))) * row_bytes_of(per_layer[l].k, shape.n_head_kv * shape.head_dim);
   }
   return bytes;
 }
 
 uint64_t KvCache::value_bytes(const KvCacheShape& shape, const std::vector<KvTypes>& per_layer) {
-  const int row_values = shape.n_head_kv * shape.head_dim;
-  uint64_t bytes = 0;
-  for (size_t l = 0; l < per_layer.size(); ++l) {
-    bytes += uint64_t(shape.rows(int(l))) * row_bytes_of(per_layer[l].v, row_values);
-  }
-  return bytes;
+  std::vector<KvTypes> values_as_keys;  // [n_layer] each layer's value type in the key's place
+  for (const KvTypes& t : per_layer) values_as_keys.push_back({t.v, t.v});
+  return key_bytes(shape, values_as_keys);
 }
 
 uint64_t KvCache::bytes_attended(const KvCacheShape& shape, const std::vector<KvTypes>& per_layer, int64_t n_keys) {
