@@ -145,9 +145,12 @@ void matmul_with_path(std::span<const Projection> outs, const float* x, int64_t 
     thread_local AlignedBuffer act_buffer;
     const size_t sum16_bytes = align_up(sizeof(float) * n_values / 16);
     bool triples = false;
-    for (const Projection& o : outs) triples |= n_tokens == 1 && o.w.type == GgmlType::Q4_0 && gemv_uses_q4_triples();
-    const size_t n_triples = size_t((n_in + kTripleValues - 1) / kTripleValues);
-    uint8_t* base = act_buffer.get(q_bytes + scale_bytes + sum16_bytes + (triples ? sizeof(Q4Triple) * n_triples : 0));
+    for (const Projection& o : outs) {
+      triples |= n_tokens <= kMaxGemvTokens && o.w.type == GgmlType::Q4_0 && gemv_uses_q4_triples();
+    }
+    const size_t n_triples = size_t((n_in + kTripleValues - 1) / kTripleValues);  // per token
+    uint8_t* base = act_buffer.get(q_bytes + scale_bytes + sum16_bytes +
+                                   (triples ? sizeof(Q4Triple) * n_triples * size_t(n_tokens) : 0));
     acts.q = reinterpret_cast<int8_t*>(base);                             // [n_tokens, n_in]
     acts.scale = reinterpret_cast<float*>(base + q_bytes);                // [n_tokens, n_in / 4]
     acts.sum16 = reinterpret_cast<float*>(base + q_bytes + scale_bytes);  // [n_tokens, n_in / 16]
@@ -176,7 +179,12 @@ void matmul_with_path(std::span<const Projection> outs, const float* x, int64_t 
       }
       // The barriers of `for` and `single`: every token is quantized and laid out before any row uses it.
 #pragma omp single
-      if (acts.q4_triples != nullptr) make_q4_triples(q, scale, n_in, const_cast<Q4Triple*>(acts.q4_triples));
+      if (acts.q4_triples != nullptr) {
+        for (int64_t t = 0; t < n_tokens; ++t) {
+          make_q4_triples(q + t * n_in, scale + t * n_in / 4, n_in,
+                          const_cast<Q4Triple*>(acts.q4_triples) + t * ((n_in + kTripleValues - 1) / kTripleValues));
+        }
+      }
     }
     const PanelScratch scratch = thread_panel_scratch();
     const auto run_rows = [&](const Projection& o, int64_t r0, int64_t r1) {
@@ -186,12 +194,33 @@ void matmul_with_path(std::span<const Projection> outs, const float* x, int64_t 
         matmul_float_rows(o.w, x, n_tokens, r0, r1, o.y, scratch);
       }
     };
-    if (n_tokens == 1) {
+    // A few tokens (batched decode of several sequences): the GEMV once per token on the same 32-row unit,
+    // so the unit's weights come from memory once and from cache for the other tokens. The panel path
+    // decodes weights at a fixed cost that only pays off from ~16 tokens.
+    const auto run_rows_per_token = [&](const Projection& o, int64_t r0, int64_t r1) {
+      const int64_t n_triples = (n_in + kTripleValues - 1) / kTripleValues;
+      for (int64_t t = 0; t < n_tokens; ++t) {
+        float* y = o.y + t * o.w.n_out;
+        if (int8) {
+          const QuantizedActs one{acts.q + t * n_in, acts.scale + t * n_in / 4, acts.sum16 + t * n_in / 16, n_in,
+                                  acts.q4_triples ? acts.q4_triples + t * n_triples : nullptr};
+          matmul_int8_rows(o.w, one, 1, r0, r1, y, scratch);
+        } else {
+          matmul_float_rows(o.w, x + t * n_in, 1, r0, r1, y, scratch);
+        }
+      }
+    };
+    if (n_tokens <= kMaxGemvTokens) {
 #pragma omp for schedule(guided, 1)
       for (int64_t c = 0; c < unit_end.back(); ++c) {
         const size_t i = size_t(std::upper_bound(unit_end.begin(), unit_end.end(), c) - unit_end.begin());
         const int64_t r0 = (c - (i ? unit_end[i - 1] : 0)) * kDecodeRows;
-        run_rows(outs[i], r0, std::min(outs[i].w.n_out, r0 + kDecodeRows));
+        const int64_t r1 = std::min(outs[i].w.n_out, r0 + kDecodeRows);
+        if (n_tokens == 1) {
+          run_rows(outs[i], r0, r1);
+        } else {
+          run_rows_per_token(outs[i], r0, r1);
+        }
       }
     } else {  // prompts: each matrix's panels split evenly, no barrier between matrices
       const int64_t tid = omp_get_thread_num();

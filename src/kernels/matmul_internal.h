@@ -34,6 +34,10 @@ inline constexpr int64_t kWideChunk = 1024;  // f32 panel of 4 rows + 4 f32 toke
 // spin-wait in a profile of `kvq bench -n 64`); fixed chunks of 64 rows still cost ~4% against this
 // (31.3 vs 32.9-33.2 tok/s, alternated runs; units of 16, 32 or 64 rows measure the same).
 inline constexpr int64_t kDecodeRows = 32;
+// Up to this many tokens a matmul runs the decode GEMV per token within each row unit (batched decode of
+// several sequences); above, the panel path. Measured on Zen 5, q4_K 5632 x 2048: panel 374 / 901 / 965 us
+// for 2 / 4 / 8 tokens against 105 us for one token's GEMV.
+inline constexpr int64_t kMaxGemvTokens = 8;
 // Bytes of L2 (2 MiB per core here) given to the activations of one token block: the panel of 4 rows
 // is decoded once per block and reused for all its tokens, so bigger blocks decode less often.
 inline constexpr int64_t kActL2Budget = int64_t(1) << 20;
