@@ -176,8 +176,11 @@ test('load: 64 requests from 8 clients, some cancelled mid-stream', async () => 
   assert.ok(generated >= completionTokens && generated <= completionTokens + cancelled * 400, `${generated}`);
   // Batching happened: more sequences than forward passes.
   assert.ok(after.batched_sequences_total - before.batched_sequences_total > after.forward_passes_total - before.forward_passes_total);
-  // No slot or memory leak: every cache was allocated at start-up; allow allocator noise.
+  // No slot or memory leak: every cache was allocated at start-up; allow allocator noise. Under ASan freed
+  // memory sits in its quarantine (256 MiB by default), so RSS says little there: LeakSanitizer checks the
+  // server's exit instead (run.sh requires exit status 0).
   const grownKiB = rssKiB() - rssBefore;
-  assert.ok(grownKiB < 16 * 1024, `RSS grew by ${grownKiB} KiB`);
+  const marginKiB = process.env.KVQ_TEST_SANITIZED ? 320 * 1024 : 16 * 1024;
+  assert.ok(grownKiB < marginKiB, `RSS grew by ${grownKiB} KiB (margin ${marginKiB} KiB)`);
   console.log(`load: ${completed} completed, ${cancelled} cancelled, ${mismatched} differ from sequential, RSS +${grownKiB} KiB`);
 });
