@@ -5,6 +5,8 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <chrono>
+#include <map>
 #include <cmath>
 
 #include <filesystem>
@@ -14,6 +16,7 @@
 
 #include "gguf/gguf.h"
 #include "sample/sampler.h"
+#include "tokenizer/tokenizer.h"
 #include "util/half.h"
 
 namespace kvq::test {
@@ -74,6 +77,19 @@ Agreement compare_logits(const float* reference, const float* other, int n_token
     a.argmax += (argmax(r, n_vocab) == argmax(o, n_vocab)) ? 1.0 / n_tokens : 0.0;
   }
   return a;
+}
+
+const Tokenizer& load_tokenizer(const std::string& relative) {
+  static std::map<std::string, Tokenizer> cache;
+  if (const auto it = cache.find(relative); it != cache.end()) return it->second;
+  const auto start = std::chrono::steady_clock::now();
+  Result<gguf::File> file = gguf::File::open(shared_path(relative));
+  if (!file.ok()) throw std::runtime_error(file.error().message);
+  Result<Tokenizer> tok = Tokenizer::from_gguf(*file);
+  if (!tok.ok()) throw std::runtime_error(tok.error().message);
+  const double ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count();
+  std::printf("[ %s ] %d tokens loaded in %.1f ms\n", relative.c_str(), tok->n_vocab(), ms);
+  return cache.emplace(relative, std::move(*tok)).first->second;
 }
 
 CommandResult run_kvq(const std::string& args, bool merge_stderr) {

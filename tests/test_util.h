@@ -34,6 +34,15 @@ struct CommandResult {
 };
 CommandResult run_kvq(const std::string& args, bool merge_stderr = false);
 
+}  // namespace kvq::test
+namespace kvq {
+class Tokenizer;
+}
+namespace kvq::test {
+// The tokenizer of a GGUF under ../shared, loaded once per test process (the large vocabularies take a
+// noticeable fraction of a second; the load time is printed). Throws if the file does not load.
+const Tokenizer& load_tokenizer(const std::string& relative);
+
 // A fresh temporary directory for this test process.
 std::string temp_dir();
 

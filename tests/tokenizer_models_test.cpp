@@ -22,16 +22,8 @@ const char kQwen3[] = "data/vocab/ggml-vocab-qwen3.gguf";
 const char kLlama3[] = "data/vocab/ggml-vocab-llama3.gguf";
 const char kGemma3[] = "data/vocab/ggml-vocab-gemma3.gguf";
 
-// Loaded once per process: each of these vocabularies is several megabytes.
-const Tokenizer& load(const std::string& relative) {
-  static std::map<std::string, Tokenizer> cache;
-  if (const auto it = cache.find(relative); it != cache.end()) return it->second;
-  Result<gguf::File> file = gguf::File::open(test::shared_path(relative));
-  if (!file.ok()) throw std::runtime_error(file.error().message);
-  Result<Tokenizer> tok = Tokenizer::from_gguf(*file);
-  if (!tok.ok()) throw std::runtime_error(tok.error().message);
-  return cache.emplace(relative, std::move(*tok)).first->second;
-}
+using test::load_tokenizer;
+const Tokenizer& load(const std::string& relative) { return load_tokenizer(relative); }
 
 // Every id of the vocabulary that is_eog accepts.
 Ids eog_set(const Tokenizer& tok) {

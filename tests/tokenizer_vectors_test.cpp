@@ -27,20 +27,8 @@ const char kQwen3[] = "data/vocab/ggml-vocab-qwen3.gguf";
 const char kLlama3[] = "data/vocab/ggml-vocab-llama3.gguf";
 const char kGemma3[] = "data/vocab/ggml-vocab-gemma3.gguf";
 
-// Each vocabulary is loaded once per test process (the large ones take a noticeable fraction of a
-// second); the load time is printed, as the only performance figure a test may report.
-const Tokenizer& load(const std::string& relative) {
-  static std::map<std::string, Tokenizer> cache;
-  if (const auto it = cache.find(relative); it != cache.end()) return it->second;
-  const auto start = std::chrono::steady_clock::now();
-  Result<gguf::File> file = gguf::File::open(test::shared_path(relative));
-  if (!file.ok()) throw std::runtime_error(file.error().message);
-  Result<Tokenizer> tok = Tokenizer::from_gguf(*file);
-  if (!tok.ok()) throw std::runtime_error(tok.error().message);
-  const double ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count();
-  std::printf("[ %s ] %d tokens loaded in %.1f ms\n", relative.c_str(), tok->n_vocab(), ms);
-  return cache.emplace(relative, std::move(*tok)).first->second;
-}
+using test::load_tokenizer;
+const Tokenizer& load(const std::string& relative) { return load_tokenizer(relative); }
 
 // The .inp cases: strings separated by kCaseSeparator; the file ends with a separator.
 std::vector<std::string> read_cases(const std::string& path) {

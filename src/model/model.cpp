@@ -107,12 +107,12 @@ Status Model::forward_batched(std::span<const SequenceStep> steps) {
   if (tokens.size() > size_t(kMaxBatch)) {
     return make_error("forward_batched: {} tokens exceed the batch of {}", tokens.size(), kMaxBatch);
   }
-  std::vector<float> logits(out_rows.size() * size_t(config_.n_vocab));  // [n_out, n_vocab]
-  forward_rows(tokens.data(), int(tokens.size()), segments, out_rows, logits.data());
+  batch_logits_.resize(out_rows.size() * size_t(config_.n_vocab));
+  forward_rows(tokens.data(), int(tokens.size()), segments, out_rows, batch_logits_.data());
   size_t next = 0;
   for (const SequenceStep& step : steps) {
     if (!step.logits) continue;
-    std::copy_n(logits.data() + next++ * config_.n_vocab, config_.n_vocab, step.logits);
+    std::copy_n(batch_logits_.data() + next++ * config_.n_vocab, config_.n_vocab, step.logits);
   }
   return Status::Ok();
 }

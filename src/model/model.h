@@ -73,15 +73,16 @@ class Model {
 
   // Scratch activations, sized for the largest batch seen so far.
   int scratch_tokens_ = 0;
-  std::vector<float> x_;     // [n, n_embd] residual stream
-  std::vector<float> xn_;    // [n, n_embd] normalised input of a block, then its output
-  std::vector<float> q_;     // [n, q_dim]
-  std::vector<float> k_;     // [n, kv_dim]
-  std::vector<float> v_;     // [n, kv_dim]
-  std::vector<float> attn_;  // [n, q_dim] attention output
-  std::vector<float> gate_;  // [n, n_ff]
-  std::vector<float> up_;    // [n, n_ff]
-  std::vector<float> out_;   // [n_out, n_embd] rows gathered for the output matmul
+  std::vector<float> x_;             // [n, n_embd] residual stream
+  std::vector<float> xn_;            // [n, n_embd] normalised input of a block, then its output
+  std::vector<float> q_;             // [n, q_dim]
+  std::vector<float> k_;             // [n, kv_dim]
+  std::vector<float> v_;             // [n, kv_dim]
+  std::vector<float> attn_;          // [n, q_dim] attention output
+  std::vector<float> gate_;          // [n, n_ff]
+  std::vector<float> up_;            // [n, n_ff]
+  std::vector<float> out_;           // [n_out, n_embd] rows gathered for the output matmul
+  std::vector<float> batch_logits_;  // [n_out, n_vocab] forward_batched's logits before they go to each step
 };
 
 }  // namespace kvq
