@@ -184,9 +184,13 @@ void register_all() {
   }
   for (GgmlType type : {GgmlType::Q4_0, GgmlType::Q8_0, GgmlType::Q4_K, GgmlType::Q6_K}) {
     const std::string name(type_name(type));
-    benchmark::RegisterBenchmark(("tinyllama_projections/tg1/" + name).c_str(), bm_tinyllama, type, int64_t(1))
-        ->UseRealTime()
-        ->Unit(benchmark::kMillisecond);
+    // tg2 .. tg8: the decode steps of 2 .. 8 sequences batched into one pass (kvq serve --parallel).
+    for (int64_t n : {1, 2, 4, 8}) {
+      benchmark::RegisterBenchmark(("tinyllama_projections/tg" + std::to_string(n) + "/" + name).c_str(), bm_tinyllama,
+                                   type, n)
+          ->UseRealTime()
+          ->Unit(benchmark::kMillisecond);
+    }
     benchmark::RegisterBenchmark(("tinyllama_projections/pp512/" + name).c_str(), bm_tinyllama, type, kPromptTokens)
         ->UseRealTime()
         ->Unit(benchmark::kMillisecond)

@@ -1,7 +1,11 @@
 // The kvq executable as a user meets it: figures printed by `info`, files written by `synth`,
 // clear errors for bad input.
 #include <gtest/gtest.h>
+#include <poll.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
+#include <csignal>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
@@ -89,6 +93,68 @@ TEST(Run, GemmaRunsPastItsWindow) {
                                       " -p \"Once upon a time\" -n 150 --temp 0 -c 256 -ctk q8_0 -ctv q4_0",
                                   true);
   EXPECT_EQ(r.exit_code, 0) << r.out;
+}
+
+// Ctrl-C while an answer is written stops that answer, not the program: the next line gets its own answer.
+// The first answer would run to its limit of 300 tokens (greedy stories15M loops), so the signal arrives well
+// before it ends.
+TEST(Chat, InterruptStopsTheAnswerNotTheProgram) {
+  const std::string kvq = std::string(KVQ_BINARY_DIR) + "/kvq";
+  const std::string model = test::shared_path("data/models/stories15M/stories15M.gguf");
+  const std::string tmpl = test::shared_path("data/chat-templates/templates/microsoft-Phi-3.5-mini-instruct.jinja");
+  int to_child[2], from_child[2];
+  ASSERT_EQ(pipe(to_child), 0);
+  ASSERT_EQ(pipe(from_child), 0);
+  const pid_t pid = fork();
+  ASSERT_GE(pid, 0);
+  if (pid == 0) {
+    dup2(to_child[0], STDIN_FILENO);
+    dup2(from_child[1], STDOUT_FILENO);
+    dup2(from_child[1], STDERR_FILENO);
+    for (int fd : {to_child[0], to_child[1], from_child[0], from_child[1]}) close(fd);
+    execl(kvq.c_str(), "kvq", "chat", "-m", model.c_str(), "--chat-template", tmpl.c_str(), "--temp", "0", "-c",
+          "1024", "-n", "300", "-t", "1", static_cast<char*>(nullptr));
+    _exit(127);
+  }
+  close(to_child[0]);
+  close(from_child[1]);
+  std::string out;
+  // Reads what the child printed until `done` holds or EOF; false after 120 s without output.
+  const auto read_until = [&](const auto& done) {
+    char buffer[4096];
+    while (!done()) {
+      pollfd p{from_child[0], POLLIN, 0};
+      if (poll(&p, 1, 120000) <= 0) return false;
+      const ssize_t n = read(from_child[0], buffer, sizeof(buffer));
+      if (n <= 0) return true;
+      out.append(buffer, size_t(n));
+    }
+    return true;
+  };
+  const std::string first = "Tell me a story.\n";
+  ASSERT_EQ(write(to_child[1], first.data(), first.size()), ssize_t(first.size()));
+  // Answer text after the banner line (stderr, "kvq chat: MODEL, context ...") means generation is under way.
+  const bool answering = read_until([&] {
+    const size_t banner = out.find("kvq chat: ");
+    const size_t banner_end = banner == std::string::npos ? banner : out.find('\n', banner);
+    return banner_end != std::string::npos && out.size() > banner_end + 16;
+  });
+  kill(pid, SIGINT);
+  const std::string second = "Hello\n";
+  EXPECT_EQ(write(to_child[1], second.data(), second.size()), ssize_t(second.size()));
+  close(to_child[1]);
+  const bool finished = read_until([] { return false; });
+  if (!finished) kill(pid, SIGKILL);
+  int status = 0;
+  waitpid(pid, &status, 0);
+  close(from_child[0]);
+  ASSERT_TRUE(answering && finished) << out;
+  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << out;
+  const size_t stopped = out.find("kvq chat: stopped; ");
+  ASSERT_NE(stopped, std::string::npos) << out;
+  const std::string stats = out.substr(stopped, out.find('\n', stopped) - stopped);
+  EXPECT_EQ(stats.find("300 generated"), std::string::npos) << out;  // the first answer was cut short
+  EXPECT_NE(out.find(" generated", stopped + 20), std::string::npos) << out;  // and "Hello" was answered
 }
 
 TEST(Chat, PipedConversationWithTemplateAndClearErrorWithout) {

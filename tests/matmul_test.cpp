@@ -53,7 +53,7 @@ std::vector<Shape> shapes_for(GgmlType type) {
   if (block == kQK) return {{96, 5}, {256, 67}, {512, 33}, {2048, 130}, {2080, 3}};
   return {{100, 7}, {256, 67}, {512, 33}, {2048, 130}};
 }
-const int64_t kTokenCounts[] = {1, 3, 8, 17, 64};
+const int64_t kTokenCounts[] = {1, 2, 3, 5, 8, 17, 64};
 
 std::vector<float> gaussian(size_t n, uint32_t seed, float sigma = 1.0f) {
   std::mt19937 rng(seed);
@@ -194,6 +194,23 @@ TEST_P(MatmulTarget, FloatPathMatchesReference) { check(Acts::kGaussian, Path::k
 TEST_P(MatmulTarget, DefaultPathMatchesReference) {
   const bool quantized = type_traits(type()).quantized;
   check(Acts::kGaussian, Path::kAuto, quantized ? kMaxRelRmseInt8Gaussian : kMaxRelRmseFloat);
+}
+
+// Batched decode (kvq serve --parallel) computes each sequence's token exactly as a decode of that token
+// alone: greedy answers do not depend on which other requests share the step.
+TEST_P(MatmulTarget, FewTokensEqualOneTokenAtATime) {
+  for (const Shape s : shapes_for(type())) {
+    const std::vector<uint8_t> w = random_weights(type(), s, uint32_t(s.n_in * 31 + s.n_out));
+    const WeightMatrix wm{type(), w.data(), s.n_in, s.n_out};
+    for (int64_t n_tokens = 2; n_tokens <= matmul_detail::kMaxGemvTokens; ++n_tokens) {
+      SCOPED_TRACE(testing::Message() << "n_in " << s.n_in << " n_out " << s.n_out << " tokens " << n_tokens);
+      const std::vector<float> x = make_acts(Acts::kGaussian, n_tokens, s.n_in, uint32_t(n_tokens + s.n_in));
+      std::vector<float> batched(size_t(n_tokens * s.n_out)), alone(batched.size());  // [n_tokens, n_out]
+      matmul(wm, x.data(), batched.data(), n_tokens);
+      for (int64_t t = 0; t < n_tokens; ++t) matmul(wm, x.data() + t * s.n_in, alone.data() + t * s.n_out, 1);
+      EXPECT_EQ(0, std::memcmp(batched.data(), alone.data(), sizeof(float) * batched.size()));
+    }
+  }
 }
 
 // The int8 path exists for quantized weights only.

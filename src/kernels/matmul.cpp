@@ -112,6 +112,21 @@ void make_q4_triples(const int8_t* q, const float* scale, int64_t n_in, Q4Triple
   }
 }
 
+void make_q4k_pairs(const int8_t* q, const float* scale, const float* sum16, int64_t n_in, int8_t* pairs,
+                    float* dx_sums) {
+  constexpr int64_t kFirst[4] = {0, 1, 4, 5};
+  for (int64_t b = 0; b < n_in / kQK_K; ++b) {
+    for (int64_t v = 0; v < 4; ++v) {
+      std::memcpy(pairs + kQK_K * b + 64 * v, q + kQK_K * b + kQK * kFirst[v], kQK);
+      std::memcpy(pairs + kQK_K * b + 64 * v + kQK, q + kQK_K * b + kQK * (kFirst[v] + 2), kQK);
+    }
+  }
+  for (int64_t k = 0; k < n_in / kQK; ++k) {
+    dx_sums[16 * (k / 8) + k % 8] = scale[kQK / 4 * k];
+    dx_sums[16 * (k / 8) + 8 + k % 8] = sum16[2 * k] + sum16[2 * k + 1];
+  }
+}
+
 void matmul_with_path(std::span<const Projection> outs, const float* x, int64_t n_tokens, Path path) {
   if (outs.empty()) return;
   const int64_t n_in = outs[0].w.n_in;
@@ -144,17 +159,25 @@ void matmul_with_path(std::span<const Projection> outs, const float* x, int64_t 
     const size_t scale_bytes = align_up(sizeof(float) * n_values / 4);
     thread_local AlignedBuffer act_buffer;
     const size_t sum16_bytes = align_up(sizeof(float) * n_values / 16);
-    bool triples = false;
+    bool triples = false, q4k_pairs = false;
     for (const Projection& o : outs) {
       triples |= n_tokens <= kMaxGemvTokens && o.w.type == GgmlType::Q4_0 && gemv_uses_q4_triples();
+      q4k_pairs |= n_tokens > 1 && n_tokens <= kMaxGemvTokens && o.w.type == GgmlType::Q4_K && gemv_uses_q4k_pairs();
     }
     const size_t n_triples = size_t((n_in + kTripleValues - 1) / kTripleValues);  // per token
-    uint8_t* base = act_buffer.get(q_bytes + scale_bytes + sum16_bytes +
-                                   (triples ? sizeof(Q4Triple) * n_triples * size_t(n_tokens) : 0));
+    const size_t triple_bytes = triples ? sizeof(Q4Triple) * n_triples * size_t(n_tokens) : 0;
+    const size_t pair_bytes = q4k_pairs ? align_up(n_values) : 0;
+    const size_t dx_sum_bytes = q4k_pairs ? align_up(sizeof(float) * n_values / 16) : 0;
+    uint8_t* base = act_buffer.get(q_bytes + scale_bytes + sum16_bytes + triple_bytes + pair_bytes + dx_sum_bytes);
     acts.q = reinterpret_cast<int8_t*>(base);                             // [n_tokens, n_in]
     acts.scale = reinterpret_cast<float*>(base + q_bytes);                // [n_tokens, n_in / 4]
     acts.sum16 = reinterpret_cast<float*>(base + q_bytes + scale_bytes);  // [n_tokens, n_in / 16]
-    if (triples) acts.q4_triples = reinterpret_cast<Q4Triple*>(base + q_bytes + scale_bytes + sum16_bytes);
+    uint8_t* extra = base + q_bytes + scale_bytes + sum16_bytes;
+    if (triples) acts.q4_triples = reinterpret_cast<Q4Triple*>(extra);
+    if (q4k_pairs) {
+      acts.q4k_pairs = reinterpret_cast<int8_t*>(extra + triple_bytes);                  // [n_tokens, n_in]
+      acts.q4k_dx_sums = reinterpret_cast<float*>(extra + triple_bytes + pair_bytes);  // [n_tokens, n_in / 16]
+    }
   }
 
   // Decode: rows of all matrices in units of kDecodeRows (none spans two matrices), handed out first come
@@ -176,6 +199,11 @@ void matmul_with_path(std::span<const Projection> outs, const float* x, int64_t 
 #pragma omp for schedule(static)
       for (int64_t t = 0; t < n_tokens; ++t) {
         quantize_activations(x + t * n_in, n_in, q + t * n_in, scale + t * n_in / 4, sum16 + t * n_in / 16);
+        if (acts.q4k_pairs != nullptr) {
+          make_q4k_pairs(q + t * n_in, scale + t * n_in / 4, sum16 + t * n_in / 16, n_in,
+                         const_cast<int8_t*>(acts.q4k_pairs) + t * n_in,
+                         const_cast<float*>(acts.q4k_dx_sums) + t * n_in / 16);
+        }
       }
       // The barriers of `for` and `single`: every token is quantized and laid out before any row uses it.
 #pragma omp single
@@ -194,32 +222,23 @@ void matmul_with_path(std::span<const Projection> outs, const float* x, int64_t 
         matmul_float_rows(o.w, x, n_tokens, r0, r1, o.y, scratch);
       }
     };
-    // A few tokens (batched decode of several sequences): the GEMV once per token on the same 32-row unit,
-    // so the unit's weights come from memory once and from cache for the other tokens. The panel path
-    // decodes weights at a fixed cost that only pays off from ~16 tokens.
-    const auto run_rows_per_token = [&](const Projection& o, int64_t r0, int64_t r1) {
-      const int64_t n_triples = (n_in + kTripleValues - 1) / kTripleValues;
-      for (int64_t t = 0; t < n_tokens; ++t) {
-        float* y = o.y + t * o.w.n_out;
-        if (int8) {
-          const QuantizedActs one{acts.q + t * n_in, acts.scale + t * n_in / 4, acts.sum16 + t * n_in / 16, n_in,
-                                  acts.q4_triples ? acts.q4_triples + t * n_triples : nullptr};
-          matmul_int8_rows(o.w, one, 1, r0, r1, y, scratch);
-        } else {
-          matmul_float_rows(o.w, x + t * n_in, 1, r0, r1, y, scratch);
-        }
-      }
-    };
+    // Decode of one or a few tokens (batched decode of several sequences), one 32-row unit at a time, so
+    // the unit's weights come from memory once: the int8 kernels take all tokens at once; the float path
+    // runs its GEMV per token on the cached rows. The panel path decodes weights at a fixed cost that only
+    // pays off from ~16 tokens.
     if (n_tokens <= kMaxGemvTokens) {
 #pragma omp for schedule(guided, 1)
       for (int64_t c = 0; c < unit_end.back(); ++c) {
         const size_t i = size_t(std::upper_bound(unit_end.begin(), unit_end.end(), c) - unit_end.begin());
         const int64_t r0 = (c - (i ? unit_end[i - 1] : 0)) * kDecodeRows;
         const int64_t r1 = std::min(outs[i].w.n_out, r0 + kDecodeRows);
-        if (n_tokens == 1) {
-          run_rows(outs[i], r0, r1);
+        const Projection& o = outs[i];
+        if (int8 || n_tokens == 1) {
+          run_rows(o, r0, r1);
         } else {
-          run_rows_per_token(outs[i], r0, r1);
+          for (int64_t t = 0; t < n_tokens; ++t) {
+            matmul_float_rows(o.w, x + t * n_in, 1, r0, r1, o.y + t * o.w.n_out, scratch);
+          }
         }
       }
     } else {  // prompts: each matrix's panels split evenly, no barrier between matrices

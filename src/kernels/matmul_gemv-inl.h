@@ -1,4 +1,4 @@
-// Fused decode kernels (n_tokens = 1): q4_0, q8_0 and q4_K weights on x86 AVX2 / AVX-512 targets, q6_K
+// Fused decode kernels (1 token, or up to kMaxGemvTokens of batched decode): q4_0, q8_0 and q4_K weights on x86 AVX2 / AVX-512 targets, q6_K
 // on AVX-512 VNNI (q4_K / q6_K: matmul_gemv_k-inl.h). Each block is unpacked in registers and dotted with
 // the 8-bit activations at once, with no panel round trip. Decode streams every weight once, so the cost
 // per block must stay below the time memory takes to deliver it, with room to spare: a core that computes
@@ -293,9 +293,35 @@ inline bool FusedGemv(const WeightMatrix& w, const matmul_detail::QuantizedActs&
   return false;
 }
 
+// n_tokens in [1, kMaxGemvTokens] (batched decode); false when the type has no fused kernel. q4_K and q6_K
+// on AVX-512 VNNI unpack each block once for all tokens; the other types run the one-token kernel per
+// token on the same rows, which the first token has brought into cache.
+inline bool FusedGemvTokens(const WeightMatrix& w, const matmul_detail::QuantizedActs& a, int64_t n_tokens,
+                            int64_t r0, int64_t r1, float* y) {
+  if (n_tokens == 1) return FusedGemv(w, a, r0, r1, y);
+#if HWY_TARGET == HWY_AVX3_DL
+  if (w.type == GgmlType::Q4_K && a.q4k_pairs != nullptr) {
+    GemvAllRowsKTokens<GgmlType::Q4_K>(w, a, n_tokens, r0, r1, y);
+    return true;
+  }
+  if (w.type == GgmlType::Q6_K) {
+    GemvAllRowsKTokens<GgmlType::Q6_K>(w, a, n_tokens, r0, r1, y);
+    return true;
+  }
+#endif
+  const int64_t n_in = a.n_in, n_triples = (n_in + matmul_detail::kTripleValues - 1) / matmul_detail::kTripleValues;
+  for (int64_t t = 0; t < n_tokens; ++t) {
+    const matmul_detail::QuantizedActs one{a.q + t * n_in, a.scale + t * n_in / 4, a.sum16 + t * n_in / 16, n_in,
+                                           a.q4_triples ? a.q4_triples + t * n_triples : nullptr};
+    if (!FusedGemv(w, one, r0, r1, y + t * w.n_out)) return false;  // the type has none: on the first token
+  }
+  return true;
+}
+
 #undef KVQ_GEMV_TARGET
 #else
-inline bool FusedGemv(const WeightMatrix&, const matmul_detail::QuantizedActs&, int64_t, int64_t, float*) {
+inline bool FusedGemvTokens(const WeightMatrix&, const matmul_detail::QuantizedActs&, int64_t, int64_t, int64_t,
+                            float*) {
   return false;
 }
 #endif

@@ -153,6 +153,112 @@ KVQ_GEMV_TARGET void GemvRowsQ6_K(const uint8_t* const (&rows)[8], const matmul_
   KVQ_UNROLL for (int r = 0; r < R; ++r) out[r] = HorizontalSum(acc[r]);
 }
 
+// Batched decode (2-8 sequences): the kernels above for T tokens at once, each row block unpacked once and
+// dotted with every token, so the unpacking no longer repeats per token. Per token the operations are those
+// of the one-token kernels in the same order: results are bit-identical to running them token by token.
+// pairs[t], dx_sums[t]: token t's activations from matmul_detail::make_q4k_pairs (the vectors the one-token
+// kernel builds per block, laid out once per call). out: [T][out_stride].
+template <int R, int T>
+KVQ_GEMV_TARGET void GemvRowsQ4_KTokens(const uint8_t* const (&rows)[8], int64_t nb, const int8_t* const (&pairs)[T],
+                                        const float* const (&dx_sums)[T], const Q4KConsts& c, float* out,
+                                        int64_t out_stride) {
+  const __m512i low4 = _mm512_set1_epi8(0x0F);
+  __m512 acc[R][T];
+  KVQ_UNROLL for (int r = 0; r < R; ++r) {
+    KVQ_UNROLL for (int t = 0; t < T; ++t) acc[r][t] = _mm512_setzero_ps();
+  }
+  for (int64_t b = 0; b < nb; ++b) {
+    KVQ_UNROLL for (int r = 0; r < R; ++r) {
+      const uint8_t* block = rows[r] + sizeof(BlockQ4_K) * size_t(b);
+      PrefetchAhead<3>(block);
+      const auto* blk = reinterpret_cast<const BlockQ4_K*>(block);
+      const __m128i head = _mm_loadu_si128(reinterpret_cast<const __m128i*>(block));
+      const __m512 d_dmin = _mm512_maskz_permutexvar_ps(kAll16, c.d_then_dmin,
+                                                        _mm512_castps128_ps512(_mm_cvtph_ps(head)));
+      const __m512 scales_mins =
+          _mm512_maskz_cvtepi32_ps(kAll16, _mm512_maskz_cvtepu8_epi32(kAll16, Q4KScalesMins(head, c)));
+      __m512i codes[4];  // low nibbles of bytes 0-63, high ones, then the same of bytes 64-127
+      KVQ_UNROLL for (int h = 0; h < 2; ++h) {
+        const __m512i v = _mm512_loadu_si512(blk->qs + 64 * h);
+        codes[2 * h] = _mm512_and_si512(v, low4);
+        codes[2 * h + 1] = _mm512_and_si512(_mm512_srli_epi16(v, 4), low4);
+      }
+      KVQ_UNROLL for (int t = 0; t < T; ++t) {
+        const __m512 f = _mm512_mul_ps(scales_mins, _mm512_mul_ps(d_dmin, _mm512_loadu_ps(dx_sums[t] + 16 * b)));
+        acc[r][t] = _mm512_mask_sub_ps(acc[r][t], 0xFF00, acc[r][t], f);
+        const int8_t* x = pairs[t] + kQK_K * b;
+        KVQ_UNROLL for (int k = 0; k < 4; ++k) {
+          const __m512i dot = _mm512_dpbusd_epi32(_mm512_setzero_si512(), codes[k], _mm512_loadu_si512(x + 64 * k));
+          acc[r][t] = _mm512_fmadd_ps(_mm512_maskz_cvtepi32_ps(kAll16, dot),
+                                      _mm512_maskz_permutexvar_ps(kAll16, c.pick[k], f), acc[r][t]);
+        }
+      }
+    }
+  }
+  KVQ_UNROLL for (int t = 0; t < T; ++t) {
+    KVQ_UNROLL for (int r = 0; r < R; ++r) out[t * out_stride + r] = HorizontalSum(acc[r][t]);
+  }
+}
+
+// q6_K for T tokens (see GemvRowsQ4_KTokens). a: all tokens, [n_tokens, n_in] as QuantizedActs lays out.
+template <int R, int T>
+KVQ_GEMV_TARGET void GemvRowsQ6_KTokens(const uint8_t* const (&rows)[8], const matmul_detail::QuantizedActs& a,
+                                        int64_t t0, float* out, int64_t out_stride) {
+  const int64_t n_in = a.n_in, nb = n_in / kQK_K;
+  const __m512i low4 = _mm512_set1_epi8(0x0F), bits45 = _mm512_set1_epi8(0x30);
+  const __m512i shl_lo = _mm512_maskz_inserti64x4(0xFF, _mm512_set1_epi16(4), _mm256_set1_epi16(2), 1);
+  const __m512i shr_hi = _mm512_maskz_inserti64x4(0xFF, _mm512_setzero_si512(), _mm256_set1_epi16(2), 1);
+  alignas(64) int32_t group_idx[4][16];  // vpermps: lane l of vector k takes scale 4k + l / 4
+  for (int k = 0; k < 4; ++k) {
+    for (int l = 0; l < 16; ++l) group_idx[k][l] = 4 * k + l / 4;
+  }
+  __m512 acc[R][T];
+  KVQ_UNROLL for (int r = 0; r < R; ++r) {
+    KVQ_UNROLL for (int t = 0; t < T; ++t) acc[r][t] = _mm512_setzero_ps();
+  }
+  for (int64_t b = 0; b < nb; ++b) {
+    KVQ_UNROLL for (int r = 0; r < R; ++r) {
+      const uint8_t* block = rows[r] + sizeof(BlockQ6_K) * size_t(b);
+      PrefetchAhead<4>(block);
+      const auto* blk = reinterpret_cast<const BlockQ6_K*>(block);
+      const __m512 scales = _mm512_maskz_cvtepi32_ps(
+          kAll16, _mm512_maskz_cvtepi8_epi32(kAll16, _mm_loadu_si128(reinterpret_cast<const __m128i*>(blk->scales))));
+      __m512i codes[4];
+      __m512 group_scale[4];
+      KVQ_UNROLL for (int h = 0; h < 2; ++h) {
+        const __m512i ql = _mm512_loadu_si512(blk->ql + 64 * h);
+        const __m512i qh =
+            _mm512_maskz_broadcast_i64x4(0xFF, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(blk->qh + 32 * h)));
+        const __m512i high_lo = _mm512_and_si512(_mm512_sllv_epi16(qh, shl_lo), bits45);
+        const __m512i high_hi = _mm512_and_si512(_mm512_srlv_epi16(qh, shr_hi), bits45);
+        codes[2 * h] = _mm512_or_si512(_mm512_and_si512(ql, low4), high_lo);
+        codes[2 * h + 1] = _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi16(ql, 4), low4), high_hi);
+      }
+      KVQ_UNROLL for (int k = 0; k < 4; ++k) {
+        group_scale[k] = _mm512_maskz_permutexvar_ps(kAll16, _mm512_load_si512(group_idx[k]), scales);
+      }
+      const __m512 d = _mm512_set1_ps(_cvtsh_ss(blk->d));
+      KVQ_UNROLL for (int t = 0; t < T; ++t) {
+        const int64_t token = t0 + t;
+        const int8_t* q = a.q + token * n_in + kQK_K * b;
+        const float* dx = a.scale + token * n_in / 4 + 64 * b;
+        const __m512 neg32_sums =
+            _mm512_mul_ps(_mm512_loadu_ps(a.sum16 + token * n_in / 16 + 16 * b), _mm512_set1_ps(-32.0f));
+        __m512 sum = _mm512_mul_ps(scales, neg32_sums);
+        KVQ_UNROLL for (int k = 0; k < 4; ++k) {
+          const __m512i dot = _mm512_dpbusd_epi32(_mm512_setzero_si512(), codes[k], _mm512_loadu_si512(q + 64 * k));
+          const __m512 lane_scale = _mm512_mul_ps(group_scale[k], _mm512_loadu_ps(dx + 16 * k));
+          sum = _mm512_fmadd_ps(_mm512_maskz_cvtepi32_ps(kAll16, dot), lane_scale, sum);
+        }
+        acc[r][t] = _mm512_fmadd_ps(sum, d, acc[r][t]);
+      }
+    }
+  }
+  KVQ_UNROLL for (int t = 0; t < T; ++t) {
+    KVQ_UNROLL for (int r = 0; r < R; ++r) out[t * out_stride + r] = HorizontalSum(acc[r][t]);
+  }
+}
+
 #else
 // AVX2 / AVX-512 without VNNI (same arguments): 32 bytes of nibbles per step = sub-blocks 2g (low) and
 // 2g + 1 (high), each dotted with its 32 activation codes (maddubs; pairs of 15 x 127 fit int16) and scaled
@@ -235,3 +341,46 @@ void GemvAllRowsK(const WeightMatrix& w, const matmul_detail::QuantizedActs& a, 
   for (; r < r1; ++r) run(std::integral_constant<int, 1>(), r);
 }
 
+
+#if HWY_TARGET == HWY_AVX3_DL
+// Rows [r0, r1) of a q4_K or q6_K matrix for 2-8 tokens: 2 rows per pass (2 x 4 token accumulators), the
+// tokens in groups of up to 4 over the same rows (the second group finds them in L1).
+template <GgmlType kType>
+void GemvAllRowsKTokens(const WeightMatrix& w, const matmul_detail::QuantizedActs& a, int64_t n_tokens, int64_t r0,
+                        int64_t r1, float* y) {
+  const size_t w_row_bytes = row_bytes(w.type, w.n_in);
+  const int64_t n_in = a.n_in, nb = n_in / kQK_K;
+  Q4KConsts consts;
+  if constexpr (kType == GgmlType::Q4_K) consts = MakeQ4KConsts();
+  const auto run = [&](auto n_rows, auto n_tokens_here, int64_t at, int64_t t0) {
+    constexpr int kRows = decltype(n_rows)::value, kTokens = decltype(n_tokens_here)::value;
+    const uint8_t* rows[8];
+    for (int j = 0; j < 8; ++j) rows[j] = w.data + size_t(at + (j < kRows ? j : 0)) * w_row_bytes;
+    float* out = y + t0 * w.n_out + at;
+    if constexpr (kType == GgmlType::Q4_K) {
+      const int8_t* token_pairs[kTokens];
+      const float* token_dx[kTokens];
+      for (int t = 0; t < kTokens; ++t) {
+        token_pairs[t] = a.q4k_pairs + (t0 + t) * n_in;
+        token_dx[t] = a.q4k_dx_sums + (t0 + t) * n_in / 16;
+      }
+      GemvRowsQ4_KTokens<kRows, kTokens>(rows, nb, token_pairs, token_dx, consts, out, w.n_out);
+    } else {
+      GemvRowsQ6_KTokens<kRows, kTokens>(rows, a, t0, out, w.n_out);
+    }
+  };
+  const auto all_tokens = [&](auto n_rows, int64_t at) {
+    int64_t t0 = 0;
+    for (; t0 + 4 <= n_tokens; t0 += 4) run(n_rows, std::integral_constant<int, 4>(), at, t0);
+    switch (n_tokens - t0) {
+      case 3: return run(n_rows, std::integral_constant<int, 3>(), at, t0);
+      case 2: return run(n_rows, std::integral_constant<int, 2>(), at, t0);
+      case 1: return run(n_rows, std::integral_constant<int, 1>(), at, t0);
+      default: return;
+    }
+  };
+  int64_t r = r0;
+  for (; r + 2 <= r1; r += 2) all_tokens(std::integral_constant<int, 2>(), r);
+  for (; r < r1; ++r) all_tokens(std::integral_constant<int, 1>(), r);
+}
+#endif

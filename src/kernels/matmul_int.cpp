@@ -8,9 +8,9 @@
 // fold in without horizontal sums. Mins (and offsets such as q4_0's 8) are applied once per 16 values
 // at the end of a chunk: sum_g min_g * (activation scale * sum of 16 codes).
 //
-// Which kernel runs (AVX-512 VNNI target): n_tokens = 1 with q4_0 / q8_0 -> fused GEMV
-// (matmul_gemv-inl.h); n_tokens >= 4 -> 16-row interleaved kernel (matmul_wide-inl.h); otherwise the
-// 4-row panel kernel below, which is also the only int8 kernel of the other targets.
+// Which kernel runs (AVX-512 VNNI target): n_tokens <= kMaxGemvTokens with q4_0 / q8_0 / q4_K / q6_K ->
+// fused GEMV (matmul_gemv-inl.h); more tokens -> 16-row interleaved kernel (matmul_wide-inl.h); otherwise
+// the 4-row panel kernel below, which is also the only int8 kernel of the other targets.
 //
 // int8 vs dequantize + f32 FMA (matmul_float.cpp), 1 thread, CPU time, cache-resident 2048x2048, on
 // this shared (noisy) machine: q4_0 GEMV 420 us (panel kernel) / 224 us (fused) vs 518 us, GEMM over
@@ -289,8 +289,10 @@ bool IsEightBitType(GgmlType type) {
 
 void MatmulInt8Rows(const WeightMatrix& w, const matmul_detail::QuantizedActs& a, int64_t n_tokens, int64_t r0,
                     int64_t r1, float* y, const matmul_detail::PanelScratch& s) {
-  if (n_tokens == 1 && matmul_gemv::FusedGemv(w, a, r0, r1, y)) return;
-  if (matmul_wide::WideGemm(w, a, n_tokens, r0, r1, y, s)) return;
+  if (n_tokens <= matmul_detail::kMaxGemvTokens && matmul_gemv::FusedGemvTokens(w, a, n_tokens, r0, r1, y)) return;
+  // Batched decode stays on the kernels a single token takes (the panel below computes each token alone):
+  // a sequence's logits do not depend on which others share its step.
+  if (n_tokens > matmul_detail::kMaxGemvTokens && matmul_wide::WideGemm(w, a, n_tokens, r0, r1, y, s)) return;
   const TypeTraits& traits = type_traits(w.type);
   const size_t w_row_bytes = row_bytes(w.type, w.n_in);
   const bool signed_panel = kSignedCodes && IsEightBitType(w.type);
@@ -354,6 +356,8 @@ bool GemvUsesQ4Triples() {
 #endif
 }
 
+bool GemvUsesQ4KPairs() { return HWY_TARGET == HWY_AVX3_DL; }
+
 }  // namespace
 // NOLINTNEXTLINE(google-readability-namespace-comments)
 }  // namespace HWY_NAMESPACE
@@ -365,6 +369,7 @@ namespace kvq {
 HWY_EXPORT(QuantizeActivations);
 HWY_EXPORT(MatmulInt8Rows);
 HWY_EXPORT(GemvUsesQ4Triples);
+HWY_EXPORT(GemvUsesQ4KPairs);
 
 namespace matmul_detail {
 
@@ -373,6 +378,7 @@ void quantize_activations(const float* x, int64_t n_in, int8_t* q, float* scale,
 }
 
 bool gemv_uses_q4_triples() { return HWY_DYNAMIC_DISPATCH(GemvUsesQ4Triples)(); }
+bool gemv_uses_q4k_pairs() { return HWY_DYNAMIC_DISPATCH(GemvUsesQ4KPairs)(); }
 
 void matmul_int8_rows(const WeightMatrix& w, const QuantizedActs& a, int64_t n_tokens, int64_t r0, int64_t r1, float* y,
                       const PanelScratch& scratch) {

@@ -34,9 +34,10 @@ inline constexpr int64_t kWideChunk = 1024;  // f32 panel of 4 rows + 4 f32 toke
 // spin-wait in a profile of `kvq bench -n 64`); fixed chunks of 64 rows still cost ~4% against this
 // (31.3 vs 32.9-33.2 tok/s, alternated runs; units of 16, 32 or 64 rows measure the same).
 inline constexpr int64_t kDecodeRows = 32;
-// Up to this many tokens a matmul runs the decode GEMV per token within each row unit (batched decode of
-// several sequences); above, the panel path. Measured on Zen 5, q4_K 5632 x 2048: panel 374 / 901 / 965 us
-// for 2 / 4 / 8 tokens against 105 us for one token's GEMV.
+// Up to this many tokens (batched decode of several sequences) a matmul runs the decode kernels on each row
+// unit for all its tokens (q4_K / q6_K on AVX-512 VNNI unpack each block once for all of them; other fused
+// types run the one-token kernel per token on the cached rows); above, the prompt kernels. Measured on
+// Zen 5, q4_K 5632 x 2048: panel 374 / 901 / 965 us for 2 / 4 / 8 tokens against 105 us for one token's GEMV.
 inline constexpr int64_t kMaxGemvTokens = 8;
 // Bytes of L2 (2 MiB per core here) given to the activations of one token block: the panel of 4 rows
 // is decoded once per block and reused for all its tokens, so bigger blocks decode less often.
@@ -64,6 +65,12 @@ inline constexpr int64_t kTripleValues = 3 * 32;
 // Lays out one token (n_in a multiple of 32) as ceil(n_in / 96) triples.
 void make_q4_triples(const int8_t* q, const float* scale, int64_t n_in, Q4Triple* out);
 
+// Batched decode of q4_K on AVX-512 VNNI (GemvRowsQ4_KTokens): each token's codes of a 256-value block as
+// the kernel's four 64-byte vectors [sub-block k | sub-block k + 2] for k = 0, 1, 4, 5, and per block the
+// activation scale of each 32 values then scale x their code sum (16 floats). Laid out once per call.
+void make_q4k_pairs(const int8_t* q, const float* scale, const float* sum16, int64_t n_in, int8_t* pairs,
+                    float* dx_sums);
+
 // Activations quantized to 8-bit codes with one f32 scale per 32 values (value ~= scale * code), laid
 // out for the integer kernels. The scale is repeated for every 4 values so that a kernel loads the scale
 // of each int32 lane of a 4-byte dot product directly.
@@ -72,7 +79,9 @@ struct QuantizedActs {
   const float* scale;  // [n_tokens, n_in / 4] scale of the 32-block, once per 4 values
   const float* sum16;  // [n_tokens, n_in / 16] scale * (sum of the 16 codes): multiplies the weight mins
   int64_t n_in;
-  const Q4Triple* q4_triples = nullptr;  // [ceil(n_in / 96)] decode of q4_0 on AVX-512 only
+  const Q4Triple* q4_triples = nullptr;  // [n_tokens][ceil(n_in / 96)] decode of q4_0 on AVX-512 only
+  const int8_t* q4k_pairs = nullptr;     // [n_tokens, n_in] batched decode of q4_K on AVX-512 only
+  const float* q4k_dx_sums = nullptr;    // [n_tokens, n_in / 256, 16] with q4k_pairs
 };
 
 inline constexpr int64_t kActBytesPerValue4 = 4 + 4 + 1;  // bytes per 4 values: 4 codes, 1 scale, 1/4 sum16
@@ -108,6 +117,8 @@ void matmul_with_path(std::span<const Projection> outs, const float* x, int64_t 
 void quantize_activations(const float* x, int64_t n_in, int8_t* q, float* scale, float* sum16);  // 1 token
 // Whether this CPU's q4_0 decode kernel reads Q4Triple activations (AVX-512 VNNI and GFNI).
 bool gemv_uses_q4_triples();
+// Whether this CPU's batched q4_K decode kernel reads make_q4k_pairs() activations (AVX-512 VNNI).
+bool gemv_uses_q4k_pairs();
 void matmul_int8_rows(const WeightMatrix& w, const QuantizedActs& a, int64_t n_tokens, int64_t r0, int64_t r1, float* y,
                       const PanelScratch& scratch);
 void matmul_float_rows(const WeightMatrix& w, const float* x, int64_t n_tokens, int64_t r0, int64_t r1, float* y,

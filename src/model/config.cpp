@@ -110,6 +110,12 @@ Result<ModelConfig> read_model_config(const gguf::File& file) {
                       file.path(), p, n_expert, supported_architectures());
   }
   KVQ_RETURN_IF_ERROR(keys.positive_int("block_count", c.n_layer));
+  // Every block has tensors of its own: a count beyond the file's tensors is corrupt, and checking it here
+  // keeps the per-layer tables below from allocating whatever a damaged header claims.
+  if (size_t(c.n_layer) > file.tensors().size()) {
+    return make_error("{}: {}block_count = {} but the file holds only {} tensors", file.path(), p, c.n_layer,
+                      file.tensors().size());
+  }
   KVQ_RETURN_IF_ERROR(keys.positive_int("embedding_length", c.n_embd));
   KVQ_RETURN_IF_ERROR(keys.positive_int("feed_forward_length", c.n_ff));
   KVQ_RETURN_IF_ERROR(keys.positive_int("attention.head_count", c.n_head));
@@ -126,6 +132,13 @@ Result<ModelConfig> read_model_config(const gguf::File& file) {
   KVQ_RETURN_IF_ERROR(keys.optional_int("attention.value_length", value_length));
   if (value_length != c.head_dim) {
     return make_error("{}: key_length {} != value_length {} is not supported", file.path(), c.head_dim, value_length);
+  }
+  // Widths multiply (q_dim, fused projections, buffer sizes): beyond any real model they only come from a
+  // damaged file, and refusing them here keeps every product in range.
+  constexpr int64_t kMaxWidth = int64_t(1) << 24;
+  if (int64_t(c.n_head) * c.head_dim > kMaxWidth || c.n_embd > kMaxWidth || c.n_ff > kMaxWidth) {
+    return make_error("{}: widths (embedding {}, feed-forward {}, {} heads x {}) are beyond any model ({} max)",
+                      file.path(), c.n_embd, c.n_ff, c.n_head, c.head_dim, kMaxWidth);
   }
   if (c.n_head % c.n_head_kv != 0) {
     return make_error("{}: head_count {} is not a multiple of head_count_kv {}", file.path(), c.n_head, c.n_head_kv);
