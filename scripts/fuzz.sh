@@ -52,7 +52,8 @@ done
 printf '%s' '<start_of_turn>user<table>  x</s><|im_start|><think>12345</think><|eot_id|>' >"$text_corpus/seed-specials"
 head -c 4096 "$shared/data/text/wiki.test.raw" >"$text_corpus/seed-wiki"
 i=0
-for spec in "q8_0" "4" "16" "iq4_nl" "0-1:f16/f16,2-21:q8_0/q4_0" "5:q8_0/q4_0" "0-0:8/4" "3-1:f16/f16"; do
+for spec in "q8_0" "4" "16" "iq4_nl" "0-1:f16/f16,2-21:q8_0/q4_0" "5:q8_0/q4_0" "0-0:8/4" "3-1:f16/f16" \
+  "0-1:f16/f16+r0,2-5:q4_0/q4_0+rkv" "1:q8_0/q4_0+rk"; do
   printf '%s' "$spec" >"$spec_corpus/seed-$i"; i=$((i + 1))
 done
 for target in tokenizer_fuzz:"$text_corpus" kv_spec_fuzz:"$spec_corpus"; do

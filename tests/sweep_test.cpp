@@ -138,6 +138,22 @@ TEST(Sweep, BaselineOutsideTheMatrixRunsOncePerContextWithoutARow) {
   EXPECT_DOUBLE_EQ(*total, 3 * 5 * 32 + 3 * 5 * 64);
 }
 
+// The rotation axis: auto resolves per pair (none for a float cache, kv for a quantized one), and pairs that
+// resolve alike run once.
+TEST(Sweep, RotationAxisResolvesAutoAndRunsEachPairOnce) {
+  FakeModel fake;
+  SweepSpec spec = small_spec();
+  spec.contexts = {32};
+  spec.rotations = {KvRotation::kNone, KvRotation::kAuto, KvRotation::kKeysValues};
+  auto r = run_sweep(spec, fake.backend(), {});
+  ASSERT_TRUE(r.ok()) << r.error().message;
+  std::vector<std::string> names;
+  for (const SweepRow& row : r->rows) names.push_back(kv_types_name(row.kv));
+  const std::vector<std::string> expected = {"f16/f16",   "f16/f16+rkv",  "f16/q8_0",   "f16/q8_0+rkv",
+                                             "q4_0/f16", "q4_0/f16+rkv", "q4_0/q8_0", "q4_0/q8_0+rkv"};
+  EXPECT_EQ(names, expected);
+}
+
 TEST(Sweep, TooShortTextFailsBeforeAnyWork) {
   FakeModel fake;
   SweepSpec spec = small_spec();
@@ -242,7 +258,7 @@ TEST(Report, JsonCsvAndMarkdownSchemas) {
     EXPECT_EQ(row.size(), kCsvColumns.size());
     for (const std::string& column : kCsvColumns) {
       ASSERT_TRUE(row.contains(column)) << column;
-      if (column == "type_k" || column == "type_v")
+      if (column == "type_k" || column == "type_v" || column == "rotation")
         EXPECT_TRUE(row[column].is_string());
       else
         EXPECT_TRUE(row[column].is_number()) << column;
@@ -255,13 +271,14 @@ TEST(Report, JsonCsvAndMarkdownSchemas) {
   ASSERT_EQ(csv.size(), r->rows.size() + 1);
   const std::vector<std::string> first = split(csv[1], ',');
   EXPECT_EQ(first[0], "f16");
-  EXPECT_EQ(first[3], "32");
-  EXPECT_NEAR(std::stod(first[9]), r->rows[0].ppl, 1e-6 * r->rows[0].ppl);  // "ppl"
+  EXPECT_EQ(first[2], "none");
+  EXPECT_EQ(first[4], "32");
+  EXPECT_NEAR(std::stod(first[10]), r->rows[0].ppl, 1e-6 * r->rows[0].ppl);  // "ppl"
 
   const std::vector<std::string> md = split(sweep_markdown(r->rows), '\n');
   ASSERT_EQ(md.size(), r->rows.size() + 2);
-  EXPECT_EQ(md[0].rfind("| K | V | bits/value | context | KV MiB", 0), 0u) << md[0];
-  EXPECT_EQ(md[2].rfind("| f16 | f16 | 16.00 | 32 |", 0), 0u) << md[2];
+  EXPECT_EQ(md[0].rfind("| K | V | rotation | bits/value | context | KV MiB", 0), 0u) << md[0];
+  EXPECT_EQ(md[2].rfind("| f16 | f16 | none | 16.00 | 32 |", 0), 0u) << md[2];
 }
 
 TEST(Report, ChartScriptsRenderWithGnuplot) {
@@ -277,7 +294,7 @@ TEST(Report, ChartScriptsRenderWithGnuplot) {
     EXPECT_NE(text.find("pngcairo"), std::string::npos);
     EXPECT_NE(text.find("set terminal svg"), std::string::npos);
   }
-  EXPECT_NE(test::read_text_file(dir + "/dppl_vs_context.gp").find("K q4_0 / V q8_0"), std::string::npos);
+  EXPECT_NE(test::read_text_file(dir + "/dppl_vs_context.gp").find("K/V q4_0/q8_0"), std::string::npos);
   const std::string gnuplot = find_program("gnuplot");
   if (gnuplot.empty()) GTEST_SKIP() << "gnuplot not installed: scripts checked, not rendered";
   ASSERT_TRUE(render_charts(gnuplot, dir, *scripts).ok());

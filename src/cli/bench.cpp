@@ -16,6 +16,12 @@
 namespace kvq::cli {
 namespace {
 
+// The V column of bench tables: the value type, with the pair's rotation when it has one ("q4_0+rkv").
+std::string value_label(const KvTypes& pair) {
+  const std::string name = kv_types_name(pair);
+  return name.substr(name.find('/') + 1);
+}
+
 struct BenchArgs {
   std::string model;
   std::string n_prompt = "512";
@@ -75,20 +81,18 @@ int run_bench(const BenchArgs& args) {
   }
   std::vector<KvTypes> kv_pairs;
   for (GgmlType k : *keys) {
-    for (GgmlType v : *values) kv_pairs.push_back({k, v});
+    for (GgmlType v : *values) kv_pairs.push_back(resolve_rotation({k, v, KvRotation::kAuto}));
   }
   if (!args.pairs.empty()) {
     kv_pairs.clear();
-    for (const std::string& pair : args.pairs) {
-      const size_t slash = pair.find('/');
-      auto k = parse_kv_type(pair.substr(0, std::min(slash, pair.size())));
-      auto v = parse_kv_type(slash == std::string::npos ? "" : pair.substr(slash + 1));
-      if (!k || !v) {
-        return report_error(make_error("--kv-pairs: '{}' is not K/V (e.g. q8_0/q4_0): {}", pair,
-                                       (k ? v.error() : k.error()).message)),
+    for (const std::string& pair : args.pairs) {  // K/V[+rk|+rkv|+r0]: one item of a layer spec, rotation auto
+      auto one = parse_kv_layers("0:" + pair, 1, {GgmlType::F16, GgmlType::F16, KvRotation::kAuto});
+      if (!one) {
+        return report_error(make_error("--kv-pairs: '{}' is not K/V (e.g. q8_0/q4_0 or q8_0/q4_0+rkv): {}", pair,
+                                       one.error().message)),
                1;
       }
-      kv_pairs.push_back({*k, *v});
+      kv_pairs.push_back(resolve_rotation(one->front()));
     }
   }
   std::sort(depths->begin(), depths->end());
@@ -115,8 +119,7 @@ int run_bench(const BenchArgs& args) {
       for (int depth : *depths) {
         for (int n : *counts) {
           if (n < 1) return report_error(make_error("--streams: counts must be at least 1")), 1;
-          std::fprintf(stderr, "kvq bench: %s/%s, %d streams at depth %d...\n", type_name(pair.k).data(),
-                       type_name(pair.v).data(), n, depth);
+          std::fprintf(stderr, "kvq bench: %s, %d streams at depth %d...\n", kv_types_name(pair).c_str(), n, depth);
           StreamsTest t{n, depth, gens->front(), prompts->front(), 256, args.repetitions};
           auto r = bench_streams(model, std::vector<KvTypes>(size_t(c.n_layer), pair), t, rng);
           if (!r) return report_error(r.error()), 1;
@@ -124,7 +127,8 @@ int run_bench(const BenchArgs& args) {
           const Stats s = stats_of(tps);
           nlohmann::json row = {{"model", args.model},
                                 {"key", type_name(pair.k)},
-                                {"value", type_name(pair.v)},
+                                {"value", value_label(pair)},
+                                {"rotation", kv_rotation_name(pair.rotation)},
                                 {"test", fmt::format("tg{}", t.n_gen)},
                                 {"streams", n},
                                 {"depth", depth},
@@ -160,7 +164,7 @@ int run_bench(const BenchArgs& args) {
   const int max_new =
       std::max(*std::max_element(prompts->begin(), prompts->end()), *std::max_element(gens->begin(), gens->end()));
   for (const KvTypes pair : kv_pairs) {
-    const GgmlType k = pair.k, v = pair.v;
+    const GgmlType k = pair.k;
     loaded->kv_types.assign(size_t(c.n_layer), pair);
     // One cache per pair, filled once up to each depth in turn (random tokens: only speed matters,
     // so the positions that tests at a shallower depth overwrote are as good as the originals).
@@ -171,8 +175,7 @@ int run_bench(const BenchArgs& args) {
       if (depth > filled) {
         std::vector<int32_t> fill(static_cast<size_t>(depth - filled));
         for (auto& t : fill) t = random_token(rng);
-        std::fprintf(stderr, "kvq bench: %s/%s filling the context to %d tokens...\n", type_name(k).data(),
-                     type_name(v).data(), depth);
+        std::fprintf(stderr, "kvq bench: %s filling the context to %d tokens...\n", kv_types_name(pair).c_str(), depth);
         KVQ_CHECK(model.forward(fill, filled, *cache, logits.data(), false).ok());
         filled = depth;
       }
@@ -180,7 +183,8 @@ int run_bench(const BenchArgs& args) {
                         double bytes_per_token_step) {
         const Stats s = stats_of(tps);
         nlohmann::json row = {{"model", args.model},      {"key", type_name(k)},
-                              {"value", type_name(v)},    {"test", test},
+                              {"value", value_label(pair)}, {"rotation", kv_rotation_name(pair.rotation)},
+                              {"test", test},
                               {"n_tokens", n_tokens},     {"depth", depth},
                               {"threads", threads},       {"repetitions", args.repetitions},
                               {"tok_s_median", s.median}, {"tok_s_mean", s.mean},
@@ -188,7 +192,7 @@ int run_bench(const BenchArgs& args) {
         if (bytes_per_token_step > 0) {
           row["gbs"] = s.median * bytes_per_token_step / 1e9;
         }
-        std::fprintf(stderr, "kvq bench: %s/%s %s @ %d: %.2f ± %.2f tok/s\n", type_name(k).data(), type_name(v).data(),
+        std::fprintf(stderr, "kvq bench: %s %s @ %d: %.2f ± %.2f tok/s\n", kv_types_name(pair).c_str(),
                      test.c_str(), depth, s.median, s.stdev);
         rows.push_back(row);
       };

@@ -27,7 +27,11 @@ void add_kv_options(CLI::App* command, KvOptions& options) {
                       std::string("key cache type (also -ctk), env KVQ_KEY; ") + type_help + " (default f16)");
   command->add_option("--kvq-val,--cache-type-v", options.val,
                       std::string("value cache type (also -ctv), env KVQ_VAL; ") + type_help + " (default f16)");
-  command->add_option("--kvq-layers", options.layers, "per-layer overrides, e.g. \"0-1:f16/f16,2-21:q8_0/q4_0\"");
+  command->add_option("--kvq-rot", options.rotation,
+                      "rotate keys (k) or keys and values (kv) by an orthogonal transform per head before they are "
+                      "quantized: none, k, kv, auto (default auto: kv when K or V is quantized)");
+  command->add_option("--kvq-layers", options.layers,
+                      "per-layer overrides, e.g. \"0-1:f16/f16,2-21:q8_0/q4_0+rk\" (+rk / +rkv: rotated)");
 }
 
 Result<std::vector<KvTypes>> resolve_kv_types(const KvOptions& options, int n_layer) {
@@ -45,18 +49,27 @@ Result<std::vector<KvTypes>> resolve_kv_types(const KvOptions& options, int n_la
   };
   KVQ_RETURN_IF_ERROR(pick(options.key, "KVQ_KEY", "--kvq-key", defaults.k));
   KVQ_RETURN_IF_ERROR(pick(options.val, "KVQ_VAL", "--kvq-val", defaults.v));
-  if (options.layers.empty()) return std::vector<KvTypes>(size_t(n_layer), defaults);
-  auto layers = parse_kv_layers(options.layers, n_layer, defaults);
-  if (!layers) return make_error("--kvq-layers: {}", layers.error().message);
+  defaults.rotation = KvRotation::kAuto;
+  if (!options.rotation.empty()) {
+    auto rotation = parse_kv_rotation(options.rotation);
+    if (!rotation) return make_error("--kvq-rot: {}", rotation.error().message);
+    defaults.rotation = *rotation;
+  }
+  std::vector<KvTypes> layers(size_t(n_layer), defaults);
+  if (!options.layers.empty()) {
+    auto parsed = parse_kv_layers(options.layers, n_layer, defaults);
+    if (!parsed) return make_error("--kvq-layers: {}", parsed.error().message);
+    layers = std::move(*parsed);
+  }
+  for (KvTypes& t : layers) t = resolve_rotation(t);
   return layers;
 }
 
 std::string describe_kv_types(const std::vector<KvTypes>& types) {
-  auto one = [](const KvTypes& t) { return std::string(type_name(t.k)) + "/" + std::string(type_name(t.v)); };
   for (const KvTypes& t : types) {
-    if (t.k != types[0].k || t.v != types[0].v) return "per-layer mix";
+    if (t != types[0]) return "per-layer mix";
   }
-  return types.empty() ? "none" : one(types[0]);
+  return types.empty() ? "none" : kv_types_name(types[0]);
 }
 
 Result<std::vector<GgmlType>> parse_kv_type_list(const std::vector<std::string>& names, const char* flag) {

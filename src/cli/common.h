@@ -17,6 +17,7 @@ namespace kvq::cli {
 struct KvOptions {
   std::string key;
   std::string val;
+  std::string rotation;  // --kvq-rot: none, k, kv
   std::string layers;
 };
 void add_kv_options(CLI::App* command, KvOptions& options);

@@ -19,6 +19,7 @@ struct SweepArgs {
   std::string text;
   std::vector<std::string> keys = {"f16", "q8_0", "q4_0"};
   std::vector<std::string> vals = {"f16", "q8_0", "q4_0"};
+  std::vector<std::string> rotations = {"auto"};
   std::vector<int> contexts = {512};
   int chunks = 0;
   int threads = 0;
@@ -36,6 +37,12 @@ int run_sweep_command(const SweepArgs& args) {
   if (!vals) return report_error(vals.error()), 1;
   spec.keys = *keys;
   spec.vals = *vals;
+  spec.rotations.clear();
+  for (const std::string& name : args.rotations) {
+    auto rotation = parse_kv_rotation(name);
+    if (!rotation) return report_error(make_error("--rot: {}", rotation.error().message)), 1;
+    spec.rotations.push_back(*rotation);
+  }
   spec.contexts = args.contexts;
   spec.max_chunks = args.chunks;
 
@@ -66,7 +73,7 @@ int run_sweep_command(const SweepArgs& args) {
     }
     largest = std::max(largest, backend.cache_bytes(spec.base, n_ctx));
     for (GgmlType k : spec.keys) {
-      for (GgmlType v : spec.vals) largest = std::max(largest, backend.cache_bytes({k, v}, n_ctx));
+      for (GgmlType v : spec.vals) largest = std::max(largest, backend.cache_bytes({k, v}, n_ctx));  // rotation: no bytes
     }
   }
   const uint64_t weights = (*model)->weights().total_bytes;
@@ -78,9 +85,10 @@ int run_sweep_command(const SweepArgs& args) {
            1;
   }
   std::fprintf(stderr,
-               "kvq: %s: %zu tokens; %zu K x %zu V types x %zu contexts, %.0f tokens to "
+               "kvq: %s: %zu tokens; %zu K x %zu V types x %zu rotations x %zu contexts, %.0f tokens to "
                "evaluate; %d threads; results in %s/\n",
-               args.text.c_str(), tokens.tokens.size(), spec.keys.size(), spec.vals.size(), spec.contexts.size(),
+               args.text.c_str(), tokens.tokens.size(), spec.keys.size(), spec.vals.size(), spec.rotations.size(),
+               spec.contexts.size(),
                *total, threads, args.out_dir.c_str());
 
   eval::SweepMeta meta;
@@ -145,6 +153,10 @@ void register_sweep(CLI::App& app) {
   cmd->add_option("-f,--file", args->text, "text file")->required();
   cmd->add_option("--keys", args->keys, "key cache types, comma-separated")->delimiter(',')->capture_default_str();
   cmd->add_option("--vals", args->vals, "value cache types, comma-separated")->delimiter(',')->capture_default_str();
+  cmd->add_option("--rot", args->rotations, "rotations, comma-separated: none, k (keys), kv (keys and values), auto (kv when K or V is "
+                  "quantized)")
+      ->delimiter(',')
+      ->capture_default_str();
   cmd->add_option("-c,--ctx-size", args->contexts, "context lengths, comma-separated")
       ->delimiter(',')
       ->capture_default_str();

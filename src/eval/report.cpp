@@ -84,8 +84,8 @@ std::string per_pair_chart(const std::vector<SweepRow>& rows, const std::string&
     const size_t v = index_of(vals, pairs[i].v) % std::size(kPointTypes);
     plot += fmt::format(
         "{}$pair{} using 1:2 with linespoints lw 2 lc rgb '{}' dt {} pt {} ps 1.2 "
-        "title 'K {} / V {}'",
-        i ? ", \\\n     " : "", i, kColours[k], v + 1, kPointTypes[v], type_str(pairs[i].k), type_str(pairs[i].v));
+        "title 'K/V {}'",
+        i ? ", \\\n     " : "", i, kColours[k], v + 1, kPointTypes[v], kv_types_name(pairs[i]));
   }
   const std::string setup =
       x_range_for_contexts(contexts_in(rows)) + fmt::format("set xlabel 'context (tokens)'\nset ylabel '{}'\n", ylabel);
@@ -102,7 +102,7 @@ std::string per_context_chart(const std::vector<SweepRow>& rows, const std::stri
     for (const SweepRow& r : rows) {
       // A log axis cannot show 0; the baseline's KLD against itself is only the storage floor.
       if (r.n_ctx != contexts[i] || (log_y && !(value(r) > 0 && !r.baseline))) continue;
-      data += fmt::format("{:.4g} {:.6g} \"{}/{}\"\n", r.bits_per_value, value(r), type_str(r.kv.k), type_str(r.kv.v));
+      data += fmt::format("{:.4g} {:.6g} \"{}\"\n", r.bits_per_value, value(r), kv_types_name(r.kv));
     }
     data += "EOD\n";
     plot += fmt::format(
@@ -122,7 +122,7 @@ std::string per_context_chart(const std::vector<SweepRow>& rows, const std::stri
 }  // namespace
 
 const std::vector<std::string> kCsvColumns = {
-    "type_k",    "type_v",           "bits_per_value", "n_ctx",         "n_chunks",   "n_scored",
+    "type_k",    "type_v",           "rotation",       "bits_per_value", "n_ctx",      "n_chunks",   "n_scored",
     "kv_bytes",  "kv_mib",           "kv_saved_pct",   "ppl",           "ppl_stderr", "base_ppl",
     "dppl_pct",  "kld_mean",         "kld_stderr",     "kld_median",    "kld_p99",    "kld_max",
     "ppl_ratio", "ppl_ratio_stderr", "rms_dp",         "rms_dp_stderr", "top1_pct",   "top1_pct_stderr",
@@ -131,6 +131,7 @@ const std::vector<std::string> kCsvColumns = {
 static nlohmann::json row_json(const SweepRow& r) {
   return nlohmann::json{{"type_k", type_str(r.kv.k)},
                         {"type_v", type_str(r.kv.v)},
+                        {"rotation", std::string(kv_rotation_name(r.kv.rotation))},
                         {"bits_per_value", r.bits_per_value},
                         {"n_ctx", r.n_ctx},
                         {"n_chunks", r.n_chunks},
@@ -159,13 +160,13 @@ static nlohmann::json row_json(const SweepRow& r) {
 
 std::string sweep_markdown(const std::vector<SweepRow>& rows) {
   std::string s =
-      "| K | V | bits/value | context | KV MiB | saved | PPL | ΔPPL | mean KLD | top-1 |\n"
-      "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|\n";
+      "| K | V | rotation | bits/value | context | KV MiB | saved | PPL | ΔPPL | mean KLD | top-1 |\n"
+      "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|\n";
   for (const SweepRow& r : rows) {
     s += fmt::format(
-        "| {} | {} | {:.2f} | {} | {:.3f} | {:.1f}% | {:.4f} ± {:.4f} | {:+.2f}% | "
+        "| {} | {} | {} | {:.2f} | {} | {:.3f} | {:.1f}% | {:.4f} ± {:.4f} | {:+.2f}% | "
         "{:.2e} | {:.2f}% |\n",
-        type_str(r.kv.k), type_str(r.kv.v), r.bits_per_value, r.n_ctx, double(r.kv_bytes) / kMiB, r.saved_pct, r.ppl,
+        type_str(r.kv.k), type_str(r.kv.v), kv_rotation_name(r.kv.rotation), r.bits_per_value, r.n_ctx, double(r.kv_bytes) / kMiB, r.saved_pct, r.ppl,
         r.ppl_stderr, r.dppl_pct, r.kld.kld_mean, r.kld.top1_pct);
   }
   return s;

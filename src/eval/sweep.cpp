@@ -10,7 +10,12 @@ namespace {
 std::vector<KvTypes> pairs_of(const SweepSpec& spec) {
   std::vector<KvTypes> pairs;
   for (GgmlType k : spec.keys) {
-    for (GgmlType v : spec.vals) pairs.push_back(KvTypes{k, v});
+    for (GgmlType v : spec.vals) {
+      for (KvRotation rotation : spec.rotations) {
+        const KvTypes kv = resolve_rotation(KvTypes{k, v, rotation});
+        if (std::find(pairs.begin(), pairs.end(), kv) == pairs.end()) pairs.push_back(kv);
+      }
+    }
   }
   return pairs;
 }

@@ -21,6 +21,7 @@ namespace kvq::eval {
 struct SweepSpec {
   std::vector<GgmlType> keys;
   std::vector<GgmlType> vals;
+  std::vector<KvRotation> rotations = {KvRotation::kNone};  // every K/V pair runs with each
   std::vector<int> contexts;
   int max_chunks = 0;  // per context; <= 0: every chunk the text holds
   KvTypes base{GgmlType::F16, GgmlType::F16};

@@ -97,6 +97,9 @@ Result<KvCache> KvCache::create(const KvCacheShape& shape, std::vector<KvTypes> 
     if (w < 0) return make_error("sliding window {} must not be negative", w);
   }
   for (size_t l = 0; l < per_layer.size(); ++l) {
+    if (per_layer[l].rotation == KvRotation::kAuto) {
+      return make_error("layer {}: rotation 'auto' must be resolved before the cache is made", l);
+    }
     for (GgmlType type : {per_layer[l].k, per_layer[l].v}) {
       if (!is_kv_type(type)) {
         const TypeTraits* traits = find_type_traits(uint32_t(type));
@@ -108,6 +111,9 @@ Result<KvCache> KvCache::create(const KvCacheShape& shape, std::vector<KvTypes> 
   KvCache cache;
   cache.shape_ = shape;
   cache.types_ = std::move(per_layer);
+  for (const KvTypes& t : cache.types_) {
+    if (t.rotation != KvRotation::kNone && !cache.rotation_) cache.rotation_.emplace(shape.head_dim);
+  }
   const int row_values = shape.n_head_kv * shape.head_dim;
   for (size_t l = 0; l < cache.types_.size(); ++l) {
     const KvTypes& t = cache.types_[l];

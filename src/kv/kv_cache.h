@@ -13,6 +13,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <optional>
 #include <vector>
 
 #include "hwy/aligned_allocator.h"
@@ -72,7 +73,7 @@ class KvCache {
   KvCache& operator=(KvCache&&) = default;
 
   // k, v: [n_tokens, n_head_kv * head_dim] f32 rows for positions pos .. pos + n_tokens - 1 (k already
-  // rotated by RoPE). Quantizes on append; positions may be rewritten (e.g. after a rewind). A ring layer
+  // rotated by RoPE, and by rotation() where the layer's types say so: the model applies it, with the query). Quantizes on append; positions may be rewritten (e.g. after a rewind). A ring layer
   // takes at most shape().max_batch tokens per store. One store at a time: padded rows go through a
   // staging buffer of the cache.
   void store(int layer, int pos, int n_tokens, const float* k, const float* v);
@@ -88,6 +89,8 @@ class KvCache {
   const KvCacheShape& shape() const { return shape_; }
   const std::vector<KvTypes>& types() const { return types_; }
   KvLayerView layer(int layer) const;
+  // The transform of layers whose types rotate (kv/rotation.h); nullptr when no layer does.
+  const HeadRotation* rotation() const { return rotation_ ? &*rotation_ : nullptr; }
 
  private:
   KvCache() = default;
@@ -97,6 +100,7 @@ class KvCache {
   std::vector<hwy::AlignedFreeUniquePtr<uint8_t[]>> k_;  // per layer: [n_ctx, k row bytes]
   std::vector<hwy::AlignedFreeUniquePtr<uint8_t[]>> v_;  // per layer: [n_ctx, v row bytes]
   std::vector<float> pad_row_;                           // [padded row values] f32 staging for padded rows
+  std::optional<HeadRotation> rotation_;
 };
 
 }  // namespace kvq

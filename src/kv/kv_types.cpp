@@ -52,8 +52,18 @@ Result<GgmlType> parse_kv_type(std::string_view text) {
   return *type;
 }
 
+KvTypes resolve_rotation(KvTypes types) {
+  if (types.rotation == KvRotation::kAuto) {
+    const bool quantized = type_traits(types.k).quantized || type_traits(types.v).quantized;
+    types.rotation = quantized ? KvRotation::kKeysValues : KvRotation::kNone;
+  }
+  return types;
+}
+
 std::string kv_types_name(const KvTypes& types) {
-  return std::string(type_name(types.k)) + "/" + std::string(type_name(types.v));
+  std::string name = std::string(type_name(types.k)) + "/" + std::string(type_name(types.v));
+  if (types.rotation != KvRotation::kNone) name += "+r" + std::string(kv_rotation_name(types.rotation));
+  return name;
 }
 
 Result<std::vector<KvTypes>> parse_kv_layers(std::string_view spec, int n_layer, KvTypes defaults) {
@@ -87,9 +97,22 @@ Result<std::vector<KvTypes>> parse_kv_layers(std::string_view spec, int n_layer,
     }
     const Result<GgmlType> k = parse_kv_type(item.substr(colon + 1, slash - colon - 1));
     if (!k) return make_error("in KV layer spec '{}': {}", spec, k.error().message);
-    const Result<GgmlType> v = parse_kv_type(item.substr(slash + 1));
+    std::string_view v_text = item.substr(slash + 1);
+    KvRotation rotation = defaults.rotation;
+    if (const size_t plus = v_text.find('+'); plus != v_text.npos) {
+      const std::string_view suffix = trim(v_text.substr(plus + 1));
+      v_text = v_text.substr(0, plus);
+      if (suffix == "r0") {
+        rotation = KvRotation::kNone;
+      } else if (suffix == "rk" || suffix == "rkv") {
+        rotation = suffix == "rk" ? KvRotation::kKeys : KvRotation::kKeysValues;
+      } else {
+        return make_error("in KV layer spec '{}': invalid rotation '+{}' (valid: +rk, +rkv, +r0)", spec, suffix);
+      }
+    }
+    const Result<GgmlType> v = parse_kv_type(v_text);
     if (!v) return make_error("in KV layer spec '{}': {}", spec, v.error().message);
-    for (int layer = first; layer <= last; ++layer) layers[size_t(layer)] = KvTypes{*k, *v};
+    for (int layer = first; layer <= last; ++layer) layers[size_t(layer)] = KvTypes{*k, *v, rotation};
   }
   return layers;
 }

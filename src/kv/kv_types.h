@@ -4,6 +4,7 @@
 #include <string_view>
 #include <vector>
 
+#include "kv/rotation.h"
 #include "quant/blocks.h"
 #include "util/result.h"
 
@@ -13,6 +14,7 @@ namespace kvq {
 struct KvTypes {
   GgmlType k = GgmlType::F16;
   GgmlType v = GgmlType::F16;
+  KvRotation rotation = KvRotation::kNone;  // kv/rotation.h
   bool operator==(const KvTypes&) const = default;
 };
 
@@ -28,11 +30,17 @@ bool is_kv_type(GgmlType type);
 Result<GgmlType> parse_kv_type(std::string_view text);
 
 // A per-layer spec "0-1:f16/f16,2-21:q8_0/q4_0" (ranges inclusive; "5:q8_0/q4_0" for one layer; types as
-// parse_kv_type) applied over `defaults`, which fills every layer the spec does not name. Later items win.
-// Errors: bad syntax, a layer outside 0 .. n_layer - 1, a bad type.
+// parse_kv_type; "+rk" / "+rkv" after the value type rotates that range's keys / keys and values, "+r0"
+// turns a default rotation off) applied over `defaults`, which fills every layer the spec does not name.
+// Later items win. Errors: bad syntax, a layer outside 0 .. n_layer - 1, a bad type.
 Result<std::vector<KvTypes>> parse_kv_layers(std::string_view spec, int n_layer, KvTypes defaults);
 
-// "q8_0/q4_0"
+// kAuto made concrete: keys and values rotated when either is quantized (stories15M, `kvq sweep -c 256
+// --chunks 60`: mean KLD of q8_0/q4_0 0.58x, q4_0/q4_0 0.47x unrotated; docs/results.md), none for float
+// caches, where rotation changes nothing but rounding. Other rotations are returned as they are.
+KvTypes resolve_rotation(KvTypes types);
+
+// "q8_0/q4_0", with "+rk" or "+rkv" when rotated
 std::string kv_types_name(const KvTypes& types);
 
 }  // namespace kvq

@@ -144,8 +144,20 @@ void Model::attention_block(int l, int n_rows, std::span<const Segment> segments
     rope_k.n_head = c.n_head_kv;
     rope(q, seg.n, seg.pos, rope_q);
     rope(k, seg.n, seg.pos, rope_k);
-    seg.cache->store(l, seg.pos, seg.n, k, v_.data() + size_t(seg.row0) * c.kv_dim());  // quantized on write
-    attention(ap, *seg.cache, l, q, seg.n, seg.pos, attn_.data() + size_t(seg.row0) * c.q_dim());
+    float* v = v_.data() + size_t(seg.row0) * c.kv_dim();
+    float* out = attn_.data() + size_t(seg.row0) * c.q_dim();
+    // Rotated layers (kv/rotation.h): q and k by the same orthogonal R per head, so scores are unchanged;
+    // v too when asked, the output then turned back below.
+    const KvRotation rotation = seg.cache->types()[size_t(l)].rotation;
+    const HeadRotation* rot = seg.cache->rotation();
+    if (rotation != KvRotation::kNone) {
+      rot->forward(q, int64_t(seg.n) * c.n_head);
+      rot->forward(k, int64_t(seg.n) * c.n_head_kv);
+      if (rotation == KvRotation::kKeysValues) rot->forward(v, int64_t(seg.n) * c.n_head_kv);
+    }
+    seg.cache->store(l, seg.pos, seg.n, k, v);  // quantized on write
+    attention(ap, *seg.cache, l, q, seg.n, seg.pos, out);
+    if (rotation == KvRotation::kKeysValues) rot->inverse(out, int64_t(seg.n) * c.n_head);
   }
   matmul(L.wo, attn_.data(), xn_.data(), n_rows);
   if (L.post_attn_norm) rms_norm(xn_.data(), L.post_attn_norm.data, xn_.data(), n_rows, c.n_embd, c.rms_eps);

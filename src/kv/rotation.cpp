@@ -1,0 +1,129 @@
+#include "kv/rotation.h"
+
+#include <cmath>
+#include <random>
+
+namespace kvq {
+namespace {
+
+bool is_power_of_two(int n) { return n > 0 && (n & (n - 1)) == 0; }
+
+// In-place unnormalised Walsh–Hadamard transform of x[0 .. n), n a power of two.
+void walsh_hadamard(float* x, int n) {
+  for (int half = 1; half < n; half *= 2) {
+    for (int i = 0; i < n; i += 2 * half) {
+      for (int j = i; j < i + half; ++j) {
+        const float a = x[j], b = x[j + half];
+        x[j] = a + b;
+        x[j + half] = a - b;
+      }
+    }
+  }
+}
+
+}  // namespace
+
+Result<KvRotation> parse_kv_rotation(std::string_view text) {
+  if (text == "none") return KvRotation::kNone;
+  if (text == "k") return KvRotation::kKeys;
+  if (text == "kv") return KvRotation::kKeysValues;
+  if (text == "auto") return KvRotation::kAuto;
+  return make_error("invalid KV rotation '{}' (valid: none, k, kv, auto)", text);
+}
+
+std::string_view kv_rotation_name(KvRotation rotation) {
+  switch (rotation) {
+    case KvRotation::kKeys: return "k";
+    case KvRotation::kKeysValues: return "kv";
+    case KvRotation::kAuto: return "auto";
+    case KvRotation::kNone: break;
+  }
+  return "none";
+}
+
+HeadRotation::HeadRotation(int head_dim, uint64_t seed) : head_dim_(head_dim) {
+  KVQ_CHECK(head_dim > 0);
+  std::mt19937_64 rng(seed + uint64_t(head_dim));
+  const size_t d = size_t(head_dim);
+  if (is_power_of_two(head_dim)) {
+    signs_.resize(d);
+    const float scale = 1.0f / std::sqrt(float(head_dim));
+    for (float& s : signs_) s = (rng() & 1) ? scale : -scale;
+    return;
+  }
+  // Gram–Schmidt (twice, for orthogonality to float precision) of a Gaussian matrix, in double.
+  std::normal_distribution<double> normal;
+  std::vector<double> m(d * d);  // [d, d] row-major; rows become the orthonormal basis
+  for (double& v : m) v = normal(rng);
+  for (size_t i = 0; i < d; ++i) {
+    double* row = m.data() + i * d;
+    for (int pass = 0; pass < 2; ++pass) {
+      for (size_t j = 0; j < i; ++j) {
+        const double* prev = m.data() + j * d;
+        double dot = 0;
+        for (size_t c = 0; c < d; ++c) dot += row[c] * prev[c];
+        for (size_t c = 0; c < d; ++c) row[c] -= dot * prev[c];
+      }
+    }
+    double norm = 0;
+    for (size_t c = 0; c < d; ++c) norm += row[c] * row[c];
+    norm = std::sqrt(norm);
+    for (size_t c = 0; c < d; ++c) row[c] /= norm;
+  }
+  matrix_.assign(m.begin(), m.end());
+}
+
+void HeadRotation::forward(float* x, int64_t n_vectors) const {
+  const int d = head_dim_;
+  std::vector<float> tmp(matrix_.empty() ? 0 : size_t(d));  // [head_dim]
+  for (int64_t i = 0; i < n_vectors; ++i) {
+    float* v = x + i * d;
+    if (matrix_.empty()) {
+      for (int c = 0; c < d; ++c) v[c] *= signs_[size_t(c)];
+      walsh_hadamard(v, d);
+      continue;
+    }
+    for (int r = 0; r < d; ++r) {
+      const float* row = matrix_.data() + size_t(r) * size_t(d);
+      float sum = 0.0f;
+      for (int c = 0; c < d; ++c) sum += row[c] * v[c];
+      tmp[size_t(r)] = sum;
+    }
+    std::copy(tmp.begin(), tmp.end(), v);
+  }
+}
+
+void HeadRotation::inverse(float* x, int64_t n_vectors) const {
+  const int d = head_dim_;
+  std::vector<float> tmp(matrix_.empty() ? 0 : size_t(d));  // [head_dim]
+  for (int64_t i = 0; i < n_vectors; ++i) {
+    float* v = x + i * d;
+    if (matrix_.empty()) {  // (H diag(s))ᵀ = diag(s) H: H is symmetric
+      walsh_hadamard(v, d);
+      for (int c = 0; c < d; ++c) v[c] *= signs_[size_t(c)];
+      continue;
+    }
+    std::fill(tmp.begin(), tmp.end(), 0.0f);
+    for (int r = 0; r < d; ++r) {
+      const float* row = matrix_.data() + size_t(r) * size_t(d);
+      for (int c = 0; c < d; ++c) tmp[size_t(c)] += row[c] * v[r];
+    }
+    std::copy(tmp.begin(), tmp.end(), v);
+  }
+}
+
+std::vector<float> HeadRotation::dense() const {
+  const size_t d = size_t(head_dim_);
+  if (!matrix_.empty()) return matrix_;
+  std::vector<float> out(d * d);  // [d, d]: column c is R e_c
+  std::vector<float> e(d);
+  for (size_t c = 0; c < d; ++c) {
+    std::fill(e.begin(), e.end(), 0.0f);
+    e[c] = 1.0f;
+    forward(e.data(), 1);
+    for (size_t r = 0; r < d; ++r) out[r * d + c] = e[r];
+  }
+  return out;
+}
+
+}  // namespace kvq

@@ -1,0 +1,55 @@
+// Rotation of the cached keys (and optionally values) by a fixed orthogonal transform R per KV head.
+//
+// Keys are stored as R k and queries multiplied by R before attention, so every score q·k = (Rq)·(Rk) is
+// unchanged while the vectors the quantizer sees have their outlier channels spread over the whole head
+// (QuaRot, SpinQuant; llama.cpp rotates when head_dim % 64 == 0). With values rotated too the attention
+// output comes out as R o and is turned back with Rᵀ once per token and head. The cache never needs
+// un-rotating: the cost is per token and head, never per cached position.
+//
+// R: a Walsh–Hadamard transform with seeded random signs, H·diag(s)/√d, when head_dim is a power of two
+// (d log d adds, in place); otherwise a seeded random orthogonal matrix (Gram–Schmidt of a Gaussian one,
+// d² per vector), so every head size works (stories15M: 48, stories260K: 8).
+#pragma once
+
+#include <cstdint>
+#include <string_view>
+#include <vector>
+
+#include "util/result.h"
+
+namespace kvq {
+
+enum class KvRotation : uint8_t {
+  kNone,        // keys and values stored as they are
+  kKeys,        // keys (and queries) rotated
+  kKeysValues,  // keys and values rotated; the attention output is rotated back
+  kAuto,        // what measures best for the layer's types (resolve_rotation in kv_types.h); never in a cache
+};
+
+// "none", "k", "kv", "auto"; the error lists them.
+Result<KvRotation> parse_kv_rotation(std::string_view text);
+std::string_view kv_rotation_name(KvRotation rotation);
+
+class HeadRotation {
+ public:
+  static constexpr uint64_t kDefaultSeed = 0x6b7671726f74ULL;  // "kvqrot": one fixed transform per head size
+
+  // Builds the transform for vectors of head_dim values (head_dim > 0).
+  explicit HeadRotation(int head_dim, uint64_t seed = kDefaultSeed);
+
+  // x: [n_vectors, head_dim], transformed in place: x <- R x (forward) or x <- Rᵀ x (inverse).
+  void forward(float* x, int64_t n_vectors) const;
+  void inverse(float* x, int64_t n_vectors) const;
+
+  int head_dim() const { return head_dim_; }
+  bool is_hadamard() const { return matrix_.empty(); }
+  // Returns R as a dense [head_dim, head_dim] row-major matrix (tests; the oracle of forward()).
+  std::vector<float> dense() const;
+
+ private:
+  int head_dim_;
+  std::vector<float> signs_;   // [head_dim] ±1/√d (Hadamard) before the transform
+  std::vector<float> matrix_;  // [head_dim, head_dim] row-major R when head_dim is not a power of two
+};
+
+}  // namespace kvq
