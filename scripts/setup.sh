@@ -37,10 +37,11 @@ cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=Release -DKVQ_WERROR=ON >&2
 cmake --build build -j"$(nproc)" >&2
 
 [ "${1:-}" = "--no-run" ] && exit 0
-# The main job: the shipped real model, then what each K/V precision costs it in quality and memory
-# (perplexity and KL-divergence against the f16 cache at 3 context lengths; a few minutes on 2 cores).
-# Table on stdout; CSV, JSON and charts in build/sweep/.
-model=../shared/data/models/stories260K/stories260K.gguf
-./build/kvq info "$model" --kv-types f16,q8_0,q5_0,q4_0
+# The main job: the shipped real model with realistic heads (stories15M: 6 heads of 48), then what each
+# K/V precision costs it in quality and memory, unrotated and rotated (perplexity and KL-divergence against
+# the f16 cache at 2 context lengths; a few minutes on 2 cores). Table on stdout; CSV, JSON and charts in
+# build/sweep/.
+model=../shared/data/models/stories15M/stories15M.gguf
+./build/kvq info "$model" --kv-types f16,q8_0,q4_0
 ./build/kvq sweep -m "$model" -f ../shared/data/text/tinystories_val.txt \
-  --keys f16,q8_0,q5_0,q4_0 --vals f16,q8_0,q5_0,q4_0 -c 128,256,512 --chunks 100 -o build/sweep
+  --keys f16,q8_0,q4_0 --vals f16,q8_0,q4_0 --rot none,kv -c 256,512 --chunks 30 -o build/sweep

@@ -73,6 +73,22 @@ TEST(HeadRotation, ForwardIsTheMatrixAndInverseUndoesIt) {
   }
 }
 
+// Prompts take the matmul path (kMatmulVectors vectors and more): the same transform as one vector at a time.
+TEST(HeadRotation, MatmulPathEqualsScalarPath) {
+  for (int d : {48, 64}) {
+    SCOPED_TRACE(d);
+    const HeadRotation rot(d);
+    const int64_t n = HeadRotation::kMatmulVectors;
+    const std::vector<float> x = gaussian(size_t(n * d), 7);  // [n, d]
+    std::vector<float> batched = x, one_by_one = x;
+    rot.forward(batched.data(), n);
+    for (int64_t v = 0; v < n; ++v) rot.forward(one_by_one.data() + v * d, 1);
+    for (size_t i = 0; i < x.size(); ++i) EXPECT_NEAR(batched[i], one_by_one[i], 1e-5);
+    rot.inverse(batched.data(), n);
+    for (size_t i = 0; i < x.size(); ++i) EXPECT_NEAR(batched[i], x[i], 1e-5);
+  }
+}
+
 TEST(KvRotation, ParsedFromFlagsAndLayerSpecs) {
   EXPECT_EQ(*parse_kv_rotation("kv"), KvRotation::kKeysValues);
   EXPECT_FALSE(parse_kv_rotation("yes").ok());

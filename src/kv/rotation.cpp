@@ -3,6 +3,8 @@
 #include <cmath>
 #include <random>
 
+#include "kernels/matmul.h"
+
 namespace kvq {
 namespace {
 
@@ -49,8 +51,18 @@ HeadRotation::HeadRotation(int head_dim, uint64_t seed) : head_dim_(head_dim) {
     signs_.resize(d);
     const float scale = 1.0f / std::sqrt(float(head_dim));
     for (float& s : signs_) s = (rng() & 1) ? scale : -scale;
-    return;
+  } else {
+    build_random_orthogonal(rng);
   }
+  forward_ = dense();
+  backward_.resize(forward_.size());
+  for (size_t r = 0; r < d; ++r) {
+    for (size_t c = 0; c < d; ++c) backward_[c * d + r] = forward_[r * d + c];
+  }
+}
+
+void HeadRotation::build_random_orthogonal(std::mt19937_64& rng) {
+  const size_t d = size_t(head_dim_);
   // Gram–Schmidt (twice, for orthogonality to float precision) of a Gaussian matrix, in double.
   std::normal_distribution<double> normal;
   std::vector<double> m(d * d);  // [d, d] row-major; rows become the orthonormal basis
@@ -74,42 +86,51 @@ HeadRotation::HeadRotation(int head_dim, uint64_t seed) : head_dim_(head_dim) {
 }
 
 void HeadRotation::forward(float* x, int64_t n_vectors) const {
-  const int d = head_dim_;
-  std::vector<float> tmp(matrix_.empty() ? 0 : size_t(d));  // [head_dim]
-  for (int64_t i = 0; i < n_vectors; ++i) {
-    float* v = x + i * d;
-    if (matrix_.empty()) {
-      for (int c = 0; c < d; ++c) v[c] *= signs_[size_t(c)];
-      walsh_hadamard(v, d);
-      continue;
-    }
-    for (int r = 0; r < d; ++r) {
-      const float* row = matrix_.data() + size_t(r) * size_t(d);
-      float sum = 0.0f;
-      for (int c = 0; c < d; ++c) sum += row[c] * v[c];
-      tmp[size_t(r)] = sum;
-    }
-    std::copy(tmp.begin(), tmp.end(), v);
-  }
+  if (n_vectors >= kMatmulVectors) return apply_matmul(x, n_vectors, forward_);
+  apply_scalar(x, n_vectors, false);
 }
 
 void HeadRotation::inverse(float* x, int64_t n_vectors) const {
+  if (n_vectors >= kMatmulVectors) return apply_matmul(x, n_vectors, backward_);
+  apply_scalar(x, n_vectors, true);
+}
+
+void HeadRotation::apply_scalar(float* x, int64_t n_vectors, bool inverse) const {
   const int d = head_dim_;
   std::vector<float> tmp(matrix_.empty() ? 0 : size_t(d));  // [head_dim]
   for (int64_t i = 0; i < n_vectors; ++i) {
     float* v = x + i * d;
-    if (matrix_.empty()) {  // (H diag(s))ᵀ = diag(s) H: H is symmetric
+    if (matrix_.empty()) {  // R = H diag(s); Rᵀ = diag(s) H, H being symmetric
+      if (!inverse) {
+        for (int c = 0; c < d; ++c) v[c] *= signs_[size_t(c)];
+      }
       walsh_hadamard(v, d);
-      for (int c = 0; c < d; ++c) v[c] *= signs_[size_t(c)];
+      if (inverse) {
+        for (int c = 0; c < d; ++c) v[c] *= signs_[size_t(c)];
+      }
       continue;
     }
     std::fill(tmp.begin(), tmp.end(), 0.0f);
     for (int r = 0; r < d; ++r) {
       const float* row = matrix_.data() + size_t(r) * size_t(d);
-      for (int c = 0; c < d; ++c) tmp[size_t(c)] += row[c] * v[r];
+      if (inverse) {
+        for (int c = 0; c < d; ++c) tmp[size_t(c)] += row[c] * v[r];
+      } else {
+        float sum = 0.0f;
+        for (int c = 0; c < d; ++c) sum += row[c] * v[c];
+        tmp[size_t(r)] = sum;
+      }
     }
     std::copy(tmp.begin(), tmp.end(), v);
   }
+}
+
+void HeadRotation::apply_matmul(float* x, int64_t n_vectors, const std::vector<float>& matrix) const {
+  thread_local std::vector<float> out;  // [n_vectors, head_dim]
+  out.resize(size_t(n_vectors * head_dim_));
+  const WeightMatrix w{GgmlType::F32, reinterpret_cast<const uint8_t*>(matrix.data()), head_dim_, head_dim_};
+  matmul(w, x, out.data(), n_vectors);
+  std::copy(out.begin(), out.end(), x);
 }
 
 std::vector<float> HeadRotation::dense() const {
