@@ -7,6 +7,8 @@
 #include <string>
 #include <vector>
 
+#include "hwy/targets.h"
+#include "kernels/ops.h"
 #include "kv/kv_types.h"
 #include "kv/rotation.h"
 #include "model/model.h"
@@ -18,6 +20,7 @@ namespace {
 
 constexpr double kMaxOrthogonalityError = 2e-6;  // max-abs of R Rᵀ - I, float
 constexpr double kMaxRoundTripError = 2e-6;      // max-abs of Rᵀ R x - x for |x| ~ 1
+constexpr double kMaxNmseHadamard = 1e-12;       // SIMD vs scalar butterflies: the same sums in another order
 // With an f16 cache the rotated model differs only by rounding (f16 of rotated vectors, summation order).
 constexpr double kMaxKldRotatedF16 = 1e-5;
 
@@ -71,6 +74,30 @@ TEST(HeadRotation, ForwardIsTheMatrixAndInverseUndoesIt) {
     rot.inverse(y.data(), n);
     for (size_t i = 0; i < x.size(); ++i) EXPECT_NEAR(y[i], x[i], kMaxRoundTripError);
   }
+}
+
+// The vectorised Walsh–Hadamard kernel against its scalar reference on every compiled SIMD target.
+TEST(HadamardKernel, MatchesReferenceOnEveryTarget) {
+  for (int64_t target : hwy::SupportedAndGeneratedTargets()) {
+    hwy::SetSupportedTargetsForTest(target);
+    for (int d : {2, 8, 16, 32, 64, 128, 256}) {
+      for (bool inverse : {false, true}) {
+        SCOPED_TRACE(testing::Message() << hwy::TargetName(target) << " d " << d << " inverse " << inverse);
+        const int64_t n = 300;  // above the threading threshold
+        const std::vector<float> signs = gaussian(size_t(d), 3);
+        std::vector<float> got = gaussian(size_t(n * d), uint32_t(d)), want = got;  // [n, d]
+        hadamard_rows(got.data(), n, d, signs.data(), inverse);
+        hadamard_rows_ref(want.data(), n, d, signs.data(), inverse);
+        double err = 0, ref = 0;
+        for (size_t i = 0; i < got.size(); ++i) {
+          err += (got[i] - want[i]) * double(got[i] - want[i]);
+          ref += double(want[i]) * want[i];
+        }
+        EXPECT_LE(err / ref, kMaxNmseHadamard);
+      }
+    }
+  }
+  hwy::SetSupportedTargetsForTest(0);
 }
 
 // Prompts take the matmul path (kMatmulVectors vectors and more): the same transform as one vector at a time.

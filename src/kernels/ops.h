@@ -51,6 +51,12 @@ void geglu(const float* gate, const float* up, float* out, int64_t n);
 void swiglu_ref(const float* gate, const float* up, float* out, int64_t n);
 void geglu_ref(const float* gate, const float* up, float* out, int64_t n);
 
+// Walsh–Hadamard transform with signs of each row (kv/rotation.h): x_i <- H (s ⊙ x_i), or s ⊙ (H x_i) when
+// `inverse`. x: [n_vectors, dim], dim a power of two; signs: [dim]. H unnormalised (fold 1/√dim into s).
+// Vectorised (kernels/hadamard.cpp), threaded from 256 rows; the scalar form is the reference.
+void hadamard_rows(float* x, int64_t n_vectors, int dim, const float* signs, bool inverse);
+void hadamard_rows_ref(float* x, int64_t n_vectors, int dim, const float* signs, bool inverse);
+
 // x = cap * tanh(x / cap) (Gemma 2's logit softcapping).   [n]
 void softcap_inplace(float* x, int64_t n, float cap);
 

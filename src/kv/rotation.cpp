@@ -4,24 +4,12 @@
 #include <random>
 
 #include "kernels/matmul.h"
+#include "kernels/ops.h"
 
 namespace kvq {
 namespace {
 
 bool is_power_of_two(int n) { return n > 0 && (n & (n - 1)) == 0; }
-
-// In-place unnormalised Walsh–Hadamard transform of x[0 .. n), n a power of two.
-void walsh_hadamard(float* x, int n) {
-  for (int half = 1; half < n; half *= 2) {
-    for (int i = 0; i < n; i += 2 * half) {
-      for (int j = i; j < i + half; ++j) {
-        const float a = x[j], b = x[j + half];
-        x[j] = a + b;
-        x[j + half] = a - b;
-      }
-    }
-  }
-}
 
 }  // namespace
 
@@ -54,11 +42,6 @@ HeadRotation::HeadRotation(int head_dim, uint64_t seed) : head_dim_(head_dim) {
   } else {
     build_random_orthogonal(rng);
   }
-  forward_ = dense();
-  backward_.resize(forward_.size());
-  for (size_t r = 0; r < d; ++r) {
-    for (size_t c = 0; c < d; ++c) backward_[c * d + r] = forward_[r * d + c];
-  }
 }
 
 void HeadRotation::build_random_orthogonal(std::mt19937_64& rng) {
@@ -83,43 +66,28 @@ void HeadRotation::build_random_orthogonal(std::mt19937_64& rng) {
     for (size_t c = 0; c < d; ++c) row[c] /= norm;
   }
   matrix_.assign(m.begin(), m.end());
+  transposed_.resize(d * d);
+  for (size_t r = 0; r < d; ++r) {
+    for (size_t c = 0; c < d; ++c) transposed_[c * d + r] = matrix_[r * d + c];
+  }
 }
 
-void HeadRotation::forward(float* x, int64_t n_vectors) const {
-  if (n_vectors >= kMatmulVectors) return apply_matmul(x, n_vectors, forward_);
-  apply_scalar(x, n_vectors, false);
-}
+void HeadRotation::forward(float* x, int64_t n_vectors) const { apply(x, n_vectors, false); }
 
-void HeadRotation::inverse(float* x, int64_t n_vectors) const {
-  if (n_vectors >= kMatmulVectors) return apply_matmul(x, n_vectors, backward_);
-  apply_scalar(x, n_vectors, true);
-}
+void HeadRotation::inverse(float* x, int64_t n_vectors) const { apply(x, n_vectors, true); }
 
-void HeadRotation::apply_scalar(float* x, int64_t n_vectors, bool inverse) const {
+void HeadRotation::apply(float* x, int64_t n_vectors, bool inverse) const {
+  if (matrix_.empty()) return hadamard_rows(x, n_vectors, head_dim_, signs_.data(), inverse);
+  if (n_vectors >= kMatmulVectors) return apply_matmul(x, n_vectors, inverse ? transposed_ : matrix_);
   const int d = head_dim_;
-  std::vector<float> tmp(matrix_.empty() ? 0 : size_t(d));  // [head_dim]
+  std::vector<float> tmp(static_cast<size_t>(d));  // [head_dim]
   for (int64_t i = 0; i < n_vectors; ++i) {
     float* v = x + i * d;
-    if (matrix_.empty()) {  // R = H diag(s); Rᵀ = diag(s) H, H being symmetric
-      if (!inverse) {
-        for (int c = 0; c < d; ++c) v[c] *= signs_[size_t(c)];
-      }
-      walsh_hadamard(v, d);
-      if (inverse) {
-        for (int c = 0; c < d; ++c) v[c] *= signs_[size_t(c)];
-      }
-      continue;
-    }
-    std::fill(tmp.begin(), tmp.end(), 0.0f);
     for (int r = 0; r < d; ++r) {
-      const float* row = matrix_.data() + size_t(r) * size_t(d);
-      if (inverse) {
-        for (int c = 0; c < d; ++c) tmp[size_t(c)] += row[c] * v[r];
-      } else {
-        float sum = 0.0f;
-        for (int c = 0; c < d; ++c) sum += row[c] * v[c];
-        tmp[size_t(r)] = sum;
-      }
+      const float* row = (inverse ? transposed_ : matrix_).data() + size_t(r) * size_t(d);
+      float sum = 0.0f;
+      for (int c = 0; c < d; ++c) sum += row[c] * v[c];
+      tmp[size_t(r)] = sum;
     }
     std::copy(tmp.begin(), tmp.end(), v);
   }

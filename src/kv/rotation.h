@@ -47,21 +47,20 @@ class HeadRotation {
   // Returns R as a dense [head_dim, head_dim] row-major matrix (tests; the oracle of forward()).
   std::vector<float> dense() const;
 
-  // From this many vectors on (a prompt's q of all heads) forward/inverse run as one f32 matmul, SIMD and
-  // threaded: the scalar transform was 5 % of TinyLlama's prefill; fewer (decode) stay scalar, where a
-  // parallel region per call would cost more than the transform.
+  // From this many vectors on (a prompt's q of all heads) a dense R runs as one f32 matmul, SIMD and
+  // threaded; fewer (decode) stay scalar, where a parallel region per call would cost more than the
+  // transform. The Hadamard form is vectorised at every size (kernels/hadamard.cpp).
   static constexpr int64_t kMatmulVectors = 256;
 
  private:
   void build_random_orthogonal(std::mt19937_64& rng);
-  void apply_scalar(float* x, int64_t n_vectors, bool inverse) const;
+  void apply(float* x, int64_t n_vectors, bool inverse) const;
   void apply_matmul(float* x, int64_t n_vectors, const std::vector<float>& matrix) const;
 
   int head_dim_;
-  std::vector<float> signs_;     // [head_dim] ±1/√d (Hadamard) before the transform
-  std::vector<float> matrix_;    // [head_dim, head_dim] row-major R when head_dim is not a power of two
-  std::vector<float> forward_;   // [head_dim, head_dim] R, for the matmul path
-  std::vector<float> backward_;  // [head_dim, head_dim] Rᵀ, for the matmul path
+  std::vector<float> signs_;       // [head_dim] ±1/√d before the Hadamard transform (power-of-two head_dim)
+  std::vector<float> matrix_;      // [head_dim, head_dim] row-major R otherwise
+  std::vector<float> transposed_;  // [head_dim, head_dim] Rᵀ, with matrix_
 };
 
 }  // namespace kvq
