@@ -6,9 +6,10 @@
 // output comes out as R o and is turned back with Rᵀ once per token and head. The cache never needs
 // un-rotating: the cost is per token and head, never per cached position.
 //
-// R: a Walsh–Hadamard transform with seeded random signs, H·diag(s)/√d, when head_dim is a power of two
-// (d log d adds, in place); otherwise a seeded random orthogonal matrix (Gram–Schmidt of a Gaussian one,
-// d² per vector), so every head size works (stories15M: 48, stories260K: 8).
+// R = H·diag(s)/√d with seeded random signs s and H a Hadamard matrix: Walsh–Hadamard when head_dim is a
+// power of two (d log d adds, in place), Paley's construction (times powers of two) for 12, 20, 24, 48, 72,
+// 80, 96, ... (dense, d² per vector); otherwise a seeded random orthogonal matrix (Gram–Schmidt of a
+// Gaussian one), so every head size works (stories15M: 48, stories260K: 8).
 #pragma once
 
 #include <cstdint>
@@ -43,7 +44,8 @@ class HeadRotation {
   void inverse(float* x, int64_t n_vectors) const;
 
   int head_dim() const { return head_dim_; }
-  bool is_hadamard() const { return matrix_.empty(); }
+  // Whether R is a Walsh–Hadamard transform (power-of-two head_dim, applied in place).
+  bool is_walsh_hadamard() const { return matrix_.empty(); }
   // Returns R as a dense [head_dim, head_dim] row-major matrix (tests; the oracle of forward()).
   std::vector<float> dense() const;
 
@@ -54,6 +56,7 @@ class HeadRotation {
 
  private:
   void build_random_orthogonal(std::mt19937_64& rng);
+  void set_matrix(std::vector<float> matrix);  // R, and Rᵀ beside it
   void apply(float* x, int64_t n_vectors, bool inverse) const;
   void apply_matmul(float* x, int64_t n_vectors, const std::vector<float>& matrix) const;
 
