@@ -19,11 +19,12 @@ namespace hn = hwy::HWY_NAMESPACE;
 
 constexpr size_t kMaxLanes = HWY_MAX_BYTES / sizeof(float);
 
-void HadamardRows(float* x, int64_t n_vectors, int dim, const float* signs, bool inverse) {
+// Rows [begin, end) of x. No OpenMP in here: clang outlines a parallel region into a function without the
+// target's attributes, where SIMD instructions cannot be selected; the caller splits the rows.
+void HadamardRows(float* x, int64_t begin, int64_t end, int dim, const float* signs, bool inverse) {
   const hn::ScalableTag<float> d;
-  const hn::RebindToSigned<decltype(d)> di;
   const int lanes = int(hn::Lanes(d));
-  if (dim < lanes || dim % lanes != 0) return hadamard_rows_ref(x, n_vectors, dim, signs, inverse);
+  if (dim < lanes || dim % lanes != 0) return hadamard_rows_ref(x + begin * dim, end - begin, dim, signs, inverse);
   // Stage `half` < lanes: lane i's partner is lane i ^ half; lanes with that bit set take partner - x.
   HWY_ALIGN int32_t partner[8 * sizeof(size_t)][kMaxLanes];
   HWY_ALIGN float sign[8 * sizeof(size_t)][kMaxLanes];
@@ -34,8 +35,7 @@ void HadamardRows(float* x, int64_t n_vectors, int dim, const float* signs, bool
       sign[n_inner][i] = (i & half) ? -1.0f : 1.0f;
     }
   }
-#pragma omp parallel for schedule(static) if (n_vectors >= 256)
-  for (int64_t row = 0; row < n_vectors; ++row) {
+  for (int64_t row = begin; row < end; ++row) {
     float* v = x + row * dim;
     if (!inverse) {
       for (int c = 0; c < dim; c += lanes) hn::StoreU(hn::Mul(hn::LoadU(d, v + c), hn::LoadU(d, signs + c)), d, v + c);
@@ -61,7 +61,6 @@ void HadamardRows(float* x, int64_t n_vectors, int dim, const float* signs, bool
       for (int c = 0; c < dim; c += lanes) hn::StoreU(hn::Mul(hn::LoadU(d, v + c), hn::LoadU(d, signs + c)), d, v + c);
     }
   }
-  (void)di;
 }
 
 // NOLINTNEXTLINE(google-readability-namespace-comments)
@@ -74,7 +73,13 @@ namespace kvq {
 HWY_EXPORT(HadamardRows);
 
 void hadamard_rows(float* x, int64_t n_vectors, int dim, const float* signs, bool inverse) {
-  HWY_DYNAMIC_DISPATCH(HadamardRows)(x, n_vectors, dim, signs, inverse);
+  constexpr int64_t kRowsPerTask = 128;  // a decode step's few rows are not worth a fork
+  const int64_t tasks = (n_vectors + kRowsPerTask - 1) / kRowsPerTask;
+#pragma omp parallel for schedule(static) if (tasks > 1)
+  for (int64_t t = 0; t < tasks; ++t) {
+    HWY_DYNAMIC_DISPATCH(HadamardRows)
+    (x, t * kRowsPerTask, std::min(n_vectors, (t + 1) * kRowsPerTask), dim, signs, inverse);
+  }
 }
 
 void hadamard_rows_ref(float* x, int64_t n_vectors, int dim, const float* signs, bool inverse) {
