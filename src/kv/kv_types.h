@@ -36,7 +36,7 @@ Result<GgmlType> parse_kv_type(std::string_view text);
 Result<std::vector<KvTypes>> parse_kv_layers(std::string_view spec, int n_layer, KvTypes defaults);
 
 // kAuto made concrete: keys and values rotated when either is quantized (stories15M, `kvq sweep -c 256
-// --chunks 60`: mean KLD of q8_0/q4_0 0.58x, q4_0/q4_0 0.47x unrotated; docs/results.md), none for float
+// --chunks 60`: mean KLD of q8_0/q4_0 0.65x, q4_0/q4_0 0.46x unrotated; docs/results.md), none for float
 // caches, where rotation changes nothing but rounding. Other rotations are returned as they are.
 KvTypes resolve_rotation(KvTypes types);
 
