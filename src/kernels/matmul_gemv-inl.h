@@ -1,5 +1,5 @@
-// Fused decode kernels (1 token, or up to kMaxGemvTokens of batched decode): q4_0, q8_0 and q4_K weights on x86 AVX2 / AVX-512 targets, q6_K
-// on AVX-512 VNNI (q4_K / q6_K: matmul_gemv_k-inl.h). Each block is unpacked in registers and dotted with
+// Fused decode kernels (1 token, or up to kMaxGemvTokens of batched decode): q4_0, q8_0, q4_K and q6_K
+// weights on x86 AVX2 / AVX-512 targets (q4_K / q6_K: matmul_gemv_k-inl.h). Each block is unpacked in registers and dotted with
 // the 8-bit activations at once, with no panel round trip. Decode streams every weight once, so the cost
 // per block must stay below the time memory takes to deliver it, with room to spare: a core that computes
 // for most of that time no longer keeps enough reads in flight. 256-bit kernel: ~12 ops per 32 weights,
@@ -284,12 +284,10 @@ inline bool FusedGemv(const WeightMatrix& w, const matmul_detail::QuantizedActs&
     GemvAllRowsK<GgmlType::Q4_K>(w, a, r0, r1, y);
     return true;
   }
-#if HWY_TARGET == HWY_AVX3_DL
   if (w.type == GgmlType::Q6_K) {
     GemvAllRowsK<GgmlType::Q6_K>(w, a, r0, r1, y);
     return true;
   }
-#endif
   return false;
 }
 
