@@ -190,9 +190,10 @@ TEST_P(TinyArch, InconsistentShapesAreNamed) {
   // A damaged block count must be refused before per-layer tables are sized by it (a fuzzer's OOM).
   expect_refused(write_tiny_model(arch, "huge-block-count-" + arch, {.int_keys = {{"block_count", 400000000}}}),
                  "block_count = 400000000");
-  expect_refused(write_tiny_model(arch, "huge-heads-" + arch,
-                                  {.int_keys = {{"attention.key_length", 1 << 29}, {"attention.value_length", 1 << 29}}}),
-                 "beyond any model");
+  expect_refused(
+      write_tiny_model(arch, "huge-heads-" + arch,
+                       {.int_keys = {{"attention.key_length", 1 << 29}, {"attention.value_length", 1 << 29}}}),
+      "beyond any model");
 }
 
 INSTANTIATE_TEST_SUITE_P(Supported, TinyArch, ::testing::ValuesIn(kArchs));

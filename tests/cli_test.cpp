@@ -112,8 +112,8 @@ TEST(Chat, InterruptStopsTheAnswerNotTheProgram) {
     dup2(from_child[1], STDOUT_FILENO);
     dup2(from_child[1], STDERR_FILENO);
     for (int fd : {to_child[0], to_child[1], from_child[0], from_child[1]}) close(fd);
-    execl(kvq.c_str(), "kvq", "chat", "-m", model.c_str(), "--chat-template", tmpl.c_str(), "--temp", "0", "-c",
-          "1024", "-n", "300", "-t", "1", static_cast<char*>(nullptr));
+    execl(kvq.c_str(), "kvq", "chat", "-m", model.c_str(), "--chat-template", tmpl.c_str(), "--temp", "0", "-c", "1024",
+          "-n", "300", "-t", "1", static_cast<char*>(nullptr));
     _exit(127);
   }
   close(to_child[0]);
@@ -153,7 +153,7 @@ TEST(Chat, InterruptStopsTheAnswerNotTheProgram) {
   const size_t stopped = out.find("kvq chat: stopped; ");
   ASSERT_NE(stopped, std::string::npos) << out;
   const std::string stats = out.substr(stopped, out.find('\n', stopped) - stopped);
-  EXPECT_EQ(stats.find("300 generated"), std::string::npos) << out;  // the first answer was cut short
+  EXPECT_EQ(stats.find("300 generated"), std::string::npos) << out;           // the first answer was cut short
   EXPECT_NE(out.find(" generated", stopped + 20), std::string::npos) << out;  // and "Hello" was answered
 }
 

@@ -149,7 +149,7 @@ TEST(Sweep, RotationAxisResolvesAutoAndRunsEachPairOnce) {
   ASSERT_TRUE(r.ok()) << r.error().message;
   std::vector<std::string> names;
   for (const SweepRow& row : r->rows) names.push_back(kv_types_name(row.kv));
-  const std::vector<std::string> expected = {"f16/f16",   "f16/f16+rkv",  "f16/q8_0",   "f16/q8_0+rkv",
+  const std::vector<std::string> expected = {"f16/f16",  "f16/f16+rkv",  "f16/q8_0",  "f16/q8_0+rkv",
                                              "q4_0/f16", "q4_0/f16+rkv", "q4_0/q8_0", "q4_0/q8_0+rkv"};
   EXPECT_EQ(names, expected);
 }

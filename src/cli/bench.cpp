@@ -182,18 +182,23 @@ int run_bench(const BenchArgs& args) {
       auto record = [&](const std::string& test, int n_tokens, const std::vector<double>& tps,
                         double bytes_per_token_step) {
         const Stats s = stats_of(tps);
-        nlohmann::json row = {{"model", args.model},      {"key", type_name(k)},
-                              {"value", value_label(pair)}, {"rotation", kv_rotation_name(pair.rotation)},
+        nlohmann::json row = {{"model", args.model},
+                              {"key", type_name(k)},
+                              {"value", value_label(pair)},
+                              {"rotation", kv_rotation_name(pair.rotation)},
                               {"test", test},
-                              {"n_tokens", n_tokens},     {"depth", depth},
-                              {"threads", threads},       {"repetitions", args.repetitions},
-                              {"tok_s_median", s.median}, {"tok_s_mean", s.mean},
+                              {"n_tokens", n_tokens},
+                              {"depth", depth},
+                              {"threads", threads},
+                              {"repetitions", args.repetitions},
+                              {"tok_s_median", s.median},
+                              {"tok_s_mean", s.mean},
                               {"tok_s_stdev", s.stdev}};
         if (bytes_per_token_step > 0) {
           row["gbs"] = s.median * bytes_per_token_step / 1e9;
         }
-        std::fprintf(stderr, "kvq bench: %s %s @ %d: %.2f ± %.2f tok/s\n", kv_types_name(pair).c_str(),
-                     test.c_str(), depth, s.median, s.stdev);
+        std::fprintf(stderr, "kvq bench: %s %s @ %d: %.2f ± %.2f tok/s\n", kv_types_name(pair).c_str(), test.c_str(),
+                     depth, s.median, s.stdev);
         rows.push_back(row);
       };
       for (int p : *prompts) {

@@ -73,7 +73,7 @@ int run_sweep_command(const SweepArgs& args) {
     }
     largest = std::max(largest, backend.cache_bytes(spec.base, n_ctx));
     for (GgmlType k : spec.keys) {
-      for (GgmlType v : spec.vals) largest = std::max(largest, backend.cache_bytes({k, v}, n_ctx));  // rotation: no bytes
+      for (GgmlType v : spec.vals) largest = std::max(largest, backend.cache_bytes({k, v}, n_ctx));
     }
   }
   const uint64_t weights = (*model)->weights().total_bytes;
@@ -88,8 +88,7 @@ int run_sweep_command(const SweepArgs& args) {
                "kvq: %s: %zu tokens; %zu K x %zu V types x %zu rotations x %zu contexts, %.0f tokens to "
                "evaluate; %d threads; results in %s/\n",
                args.text.c_str(), tokens.tokens.size(), spec.keys.size(), spec.vals.size(), spec.rotations.size(),
-               spec.contexts.size(),
-               *total, threads, args.out_dir.c_str());
+               spec.contexts.size(), *total, threads, args.out_dir.c_str());
 
   eval::SweepMeta meta;
   meta.model = args.model;
@@ -153,7 +152,8 @@ void register_sweep(CLI::App& app) {
   cmd->add_option("-f,--file", args->text, "text file")->required();
   cmd->add_option("--keys", args->keys, "key cache types, comma-separated")->delimiter(',')->capture_default_str();
   cmd->add_option("--vals", args->vals, "value cache types, comma-separated")->delimiter(',')->capture_default_str();
-  cmd->add_option("--rot", args->rotations, "rotations, comma-separated: none, k (keys), kv (keys and values), auto (kv when K or V is "
+  cmd->add_option("--rot", args->rotations,
+                  "rotations, comma-separated: none, k (keys), kv (keys and values), auto (kv when K or V is "
                   "quantized)")
       ->delimiter(',')
       ->capture_default_str();

@@ -122,11 +122,11 @@ std::string per_context_chart(const std::vector<SweepRow>& rows, const std::stri
 }  // namespace
 
 const std::vector<std::string> kCsvColumns = {
-    "type_k",    "type_v",           "rotation",       "bits_per_value", "n_ctx",      "n_chunks",   "n_scored",
-    "kv_bytes",  "kv_mib",           "kv_saved_pct",   "ppl",           "ppl_stderr", "base_ppl",
-    "dppl_pct",  "kld_mean",         "kld_stderr",     "kld_median",    "kld_p99",    "kld_max",
-    "ppl_ratio", "ppl_ratio_stderr", "rms_dp",         "rms_dp_stderr", "top1_pct",   "top1_pct_stderr",
-    "seconds",   "tokens_per_second"};
+    "type_k",          "type_v",    "rotation",         "bits_per_value", "n_ctx",         "n_chunks",
+    "n_scored",        "kv_bytes",  "kv_mib",           "kv_saved_pct",   "ppl",           "ppl_stderr",
+    "base_ppl",        "dppl_pct",  "kld_mean",         "kld_stderr",     "kld_median",    "kld_p99",
+    "kld_max",         "ppl_ratio", "ppl_ratio_stderr", "rms_dp",         "rms_dp_stderr", "top1_pct",
+    "top1_pct_stderr", "seconds",   "tokens_per_second"};
 
 static nlohmann::json row_json(const SweepRow& r) {
   return nlohmann::json{{"type_k", type_str(r.kv.k)},
@@ -166,8 +166,8 @@ std::string sweep_markdown(const std::vector<SweepRow>& rows) {
     s += fmt::format(
         "| {} | {} | {} | {:.2f} | {} | {:.3f} | {:.1f}% | {:.4f} ± {:.4f} | {:+.2f}% | "
         "{:.2e} | {:.2f}% |\n",
-        type_str(r.kv.k), type_str(r.kv.v), kv_rotation_name(r.kv.rotation), r.bits_per_value, r.n_ctx, double(r.kv_bytes) / kMiB, r.saved_pct, r.ppl,
-        r.ppl_stderr, r.dppl_pct, r.kld.kld_mean, r.kld.top1_pct);
+        type_str(r.kv.k), type_str(r.kv.v), kv_rotation_name(r.kv.rotation), r.bits_per_value, r.n_ctx,
+        double(r.kv_bytes) / kMiB, r.saved_pct, r.ppl, r.ppl_stderr, r.dppl_pct, r.kld.kld_mean, r.kld.top1_pct);
   }
   return s;
 }

@@ -175,7 +175,7 @@ void matmul_with_path(std::span<const Projection> outs, const float* x, int64_t 
     uint8_t* extra = base + q_bytes + scale_bytes + sum16_bytes;
     if (triples) acts.q4_triples = reinterpret_cast<Q4Triple*>(extra);
     if (q4k_pairs) {
-      acts.q4k_pairs = reinterpret_cast<int8_t*>(extra + triple_bytes);                  // [n_tokens, n_in]
+      acts.q4k_pairs = reinterpret_cast<int8_t*>(extra + triple_bytes);                // [n_tokens, n_in]
       acts.q4k_dx_sums = reinterpret_cast<float*>(extra + triple_bytes + pair_bytes);  // [n_tokens, n_in / 16]
     }
   }

@@ -1,7 +1,7 @@
 // Fused decode kernels (1 token, or up to kMaxGemvTokens of batched decode): q4_0, q8_0, q4_K and q6_K
-// weights on x86 AVX2 / AVX-512 targets (q4_K / q6_K: matmul_gemv_k-inl.h). Each block is unpacked in registers and dotted with
-// the 8-bit activations at once, with no panel round trip. Decode streams every weight once, so the cost
-// per block must stay below the time memory takes to deliver it, with room to spare: a core that computes
+// weights on x86 AVX2 / AVX-512 targets (q4_K / q6_K: matmul_gemv_k-inl.h). Each block is unpacked in
+// registers and dotted with the 8-bit activations at once, with no panel round trip. Decode streams every weight once,
+// so the cost per block must stay below the time memory takes to deliver it, with room to spare: a core that computes
 // for most of that time no longer keeps enough reads in flight. 256-bit kernel: ~12 ops per 32 weights,
 // against ~25 for decode-to-panel + panel kernel. q4_0 on AVX-512 VNNI + GFNI: ~8.5 ops per 96 weights
 // (Q4TripleStep). Measured with `OMP_NUM_THREADS=1 matmul_bench --benchmark_filter=gemv_warm/q4_0/512x2048`
@@ -294,8 +294,8 @@ inline bool FusedGemv(const WeightMatrix& w, const matmul_detail::QuantizedActs&
 // n_tokens in [1, kMaxGemvTokens] (batched decode); false when the type has no fused kernel. q4_K and q6_K
 // on AVX-512 VNNI unpack each block once for all tokens; the other types run the one-token kernel per
 // token on the same rows, which the first token has brought into cache.
-inline bool FusedGemvTokens(const WeightMatrix& w, const matmul_detail::QuantizedActs& a, int64_t n_tokens,
-                            int64_t r0, int64_t r1, float* y) {
+inline bool FusedGemvTokens(const WeightMatrix& w, const matmul_detail::QuantizedActs& a, int64_t n_tokens, int64_t r0,
+                            int64_t r1, float* y) {
   if (n_tokens == 1) return FusedGemv(w, a, r0, r1, y);
 #if HWY_TARGET == HWY_AVX3_DL
   if (w.type == GgmlType::Q4_K && a.q4k_pairs != nullptr) {

@@ -75,8 +75,8 @@ KVQ_GEMV_TARGET void GemvRowsQ4_K(const uint8_t* const (&rows)[8], const matmul_
       PrefetchAhead<3>(block);
       const auto* blk = reinterpret_cast<const BlockQ4_K*>(block);
       const __m128i head = _mm_loadu_si128(reinterpret_cast<const __m128i*>(block));
-      const __m512 d_dmin = _mm512_maskz_permutexvar_ps(kAll16, c.d_then_dmin,
-                                                        _mm512_castps128_ps512(_mm_cvtph_ps(head)));
+      const __m512 d_dmin =
+          _mm512_maskz_permutexvar_ps(kAll16, c.d_then_dmin, _mm512_castps128_ps512(_mm_cvtph_ps(head)));
       const __m512 scales_mins =
           _mm512_maskz_cvtepi32_ps(kAll16, _mm512_maskz_cvtepu8_epi32(kAll16, Q4KScalesMins(head, c)));
       // Lanes 0-7: d x scale_k x dx_k; lanes 8-15: dmin x min_k x dx_k x sum of codes_k.
@@ -105,8 +105,7 @@ KVQ_GEMV_TARGET void GemvRowsQ4_K(const uint8_t* const (&rows)[8], const matmul_
 // (dx x sum of codes). Each int32 lane (4 values) is scaled by its group's scale (vpermps from the 16)
 // times its activation scale, which the activations already store per 4 values.
 template <int R>
-KVQ_GEMV_TARGET void GemvRowsQ6_K(const uint8_t* const (&rows)[8], const matmul_detail::QuantizedActs& a,
-                                  float* out) {
+KVQ_GEMV_TARGET void GemvRowsQ6_K(const uint8_t* const (&rows)[8], const matmul_detail::QuantizedActs& a, float* out) {
   const int64_t nb = a.n_in / kQK_K;
   const __m512i low4 = _mm512_set1_epi8(0x0F), bits45 = _mm512_set1_epi8(0x30);
   // Per 16-bit word: first 32 bytes move qh's bit pair 0 (vector 2h) or 4 (2h + 1) to bits 4-5; next 32
@@ -164,17 +163,15 @@ KVQ_GEMV_TARGET void GemvRowsQ4_KTokens(const uint8_t* const (&rows)[8], int64_t
                                         int64_t out_stride) {
   const __m512i low4 = _mm512_set1_epi8(0x0F);
   __m512 acc[R][T];
-  KVQ_UNROLL for (int r = 0; r < R; ++r) {
-    KVQ_UNROLL for (int t = 0; t < T; ++t) acc[r][t] = _mm512_setzero_ps();
-  }
+  KVQ_UNROLL for (int r = 0; r < R; ++r) { KVQ_UNROLL for (int t = 0; t < T; ++t) acc[r][t] = _mm512_setzero_ps(); }
   for (int64_t b = 0; b < nb; ++b) {
     KVQ_UNROLL for (int r = 0; r < R; ++r) {
       const uint8_t* block = rows[r] + sizeof(BlockQ4_K) * size_t(b);
       PrefetchAhead<3>(block);
       const auto* blk = reinterpret_cast<const BlockQ4_K*>(block);
       const __m128i head = _mm_loadu_si128(reinterpret_cast<const __m128i*>(block));
-      const __m512 d_dmin = _mm512_maskz_permutexvar_ps(kAll16, c.d_then_dmin,
-                                                        _mm512_castps128_ps512(_mm_cvtph_ps(head)));
+      const __m512 d_dmin =
+          _mm512_maskz_permutexvar_ps(kAll16, c.d_then_dmin, _mm512_castps128_ps512(_mm_cvtph_ps(head)));
       const __m512 scales_mins =
           _mm512_maskz_cvtepi32_ps(kAll16, _mm512_maskz_cvtepu8_epi32(kAll16, Q4KScalesMins(head, c)));
       __m512i codes[4];  // low nibbles of bytes 0-63, high ones, then the same of bytes 64-127
@@ -213,9 +210,7 @@ KVQ_GEMV_TARGET void GemvRowsQ6_KTokens(const uint8_t* const (&rows)[8], const m
     for (int l = 0; l < 16; ++l) group_idx[k][l] = 4 * k + l / 4;
   }
   __m512 acc[R][T];
-  KVQ_UNROLL for (int r = 0; r < R; ++r) {
-    KVQ_UNROLL for (int t = 0; t < T; ++t) acc[r][t] = _mm512_setzero_ps();
-  }
+  KVQ_UNROLL for (int r = 0; r < R; ++r) { KVQ_UNROLL for (int t = 0; t < T; ++t) acc[r][t] = _mm512_setzero_ps(); }
   for (int64_t b = 0; b < nb; ++b) {
     KVQ_UNROLL for (int r = 0; r < R; ++r) {
       const uint8_t* block = rows[r] + sizeof(BlockQ6_K) * size_t(b);
@@ -293,10 +288,10 @@ KVQ_GEMV_TARGET void GemvRowsQ4_K(const uint8_t* const (&rows)[8], const matmul_
         const __m256i x_hi = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(q + 64 * g + 32));
         const __m256i dot_lo = DotU8S8(_mm256_and_si256(v, low4), x_lo);
         const __m256i dot_hi = DotU8S8(_mm256_and_si256(_mm256_srli_epi16(v, 4), low4), x_hi);
-        acc[r] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(dot_lo), _mm256_permutevar8x32_ps(f8, _mm256_set1_epi32(2 * g)),
+        acc[r] =
+            _mm256_fmadd_ps(_mm256_cvtepi32_ps(dot_lo), _mm256_permutevar8x32_ps(f8, _mm256_set1_epi32(2 * g)), acc[r]);
+        acc[r] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(dot_hi), _mm256_permutevar8x32_ps(f8, _mm256_set1_epi32(2 * g + 1)),
                                  acc[r]);
-        acc[r] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(dot_hi),
-                                 _mm256_permutevar8x32_ps(f8, _mm256_set1_epi32(2 * g + 1)), acc[r]);
       }
     }
   }
@@ -311,8 +306,7 @@ KVQ_GEMV_TARGET void GemvRowsQ4_K(const uint8_t* const (&rows)[8], const matmul_
 // --benchmark_filter=tinyllama_projections/tg1/q6_K`, 2 threads): 17.7 GB/s, against 11.4 through the
 // panel path before (q4_K's kernel above: 27.8).
 template <int R>
-KVQ_GEMV_TARGET void GemvRowsQ6_K(const uint8_t* const (&rows)[8], const matmul_detail::QuantizedActs& a,
-                                  float* out) {
+KVQ_GEMV_TARGET void GemvRowsQ6_K(const uint8_t* const (&rows)[8], const matmul_detail::QuantizedActs& a, float* out) {
   const int64_t nb = a.n_in / kQK_K;
   const __m256i low4 = _mm256_set1_epi8(0x0F), pair = _mm256_set1_epi8(0x03);
   __m256 acc[R];
@@ -396,7 +390,6 @@ void GemvAllRowsK(const WeightMatrix& w, const matmul_detail::QuantizedActs& a, 
   for (; r < r1; ++r) run(std::integral_constant<int, 1>(), r);
 }
 
-
 #if HWY_TARGET == HWY_AVX3_DL
 // Rows [r0, r1) of a q4_K or q6_K matrix for 2-8 tokens: 2 rows per pass (2 x 4 token accumulators), the
 // tokens in groups of up to 4 over the same rows (the second group finds them in L1).
@@ -428,10 +421,14 @@ void GemvAllRowsKTokens(const WeightMatrix& w, const matmul_detail::QuantizedAct
     int64_t t0 = 0;
     for (; t0 + 4 <= n_tokens; t0 += 4) run(n_rows, std::integral_constant<int, 4>(), at, t0);
     switch (n_tokens - t0) {
-      case 3: return run(n_rows, std::integral_constant<int, 3>(), at, t0);
-      case 2: return run(n_rows, std::integral_constant<int, 2>(), at, t0);
-      case 1: return run(n_rows, std::integral_constant<int, 1>(), at, t0);
-      default: return;
+      case 3:
+        return run(n_rows, std::integral_constant<int, 3>(), at, t0);
+      case 2:
+        return run(n_rows, std::integral_constant<int, 2>(), at, t0);
+      case 1:
+        return run(n_rows, std::integral_constant<int, 1>(), at, t0);
+      default:
+        return;
     }
   };
   int64_t r = r0;

@@ -73,9 +73,9 @@ class KvCache {
   KvCache& operator=(KvCache&&) = default;
 
   // k, v: [n_tokens, n_head_kv * head_dim] f32 rows for positions pos .. pos + n_tokens - 1 (k already
-  // rotated by RoPE, and by rotation() where the layer's types say so: the model applies it, with the query). Quantizes on append; positions may be rewritten (e.g. after a rewind). A ring layer
-  // takes at most shape().max_batch tokens per store. One store at a time: padded rows go through a
-  // staging buffer of the cache.
+  // rotated by RoPE, and by rotation() where the layer's types say so: the model applies it, with the query). Quantizes
+  // on append; positions may be rewritten (e.g. after a rewind). A ring layer takes at most shape().max_batch tokens
+  // per store. One store at a time: padded rows go through a staging buffer of the cache.
   void store(int layer, int pos, int n_tokens, const float* k, const float* v);
 
   // Copies every row of `other`, a cache of the same shape and types (benchmarks start many sequences

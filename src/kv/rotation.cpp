@@ -66,10 +66,14 @@ Result<KvRotation> parse_kv_rotation(std::string_view text) {
 
 std::string_view kv_rotation_name(KvRotation rotation) {
   switch (rotation) {
-    case KvRotation::kKeys: return "k";
-    case KvRotation::kKeysValues: return "kv";
-    case KvRotation::kAuto: return "auto";
-    case KvRotation::kNone: break;
+    case KvRotation::kKeys:
+      return "k";
+    case KvRotation::kKeysValues:
+      return "kv";
+    case KvRotation::kAuto:
+      return "auto";
+    case KvRotation::kNone:
+      break;
   }
   return "none";
 }
