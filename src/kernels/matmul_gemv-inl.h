@@ -291,17 +291,17 @@ inline bool FusedGemv(const WeightMatrix& w, const matmul_detail::QuantizedActs&
   return false;
 }
 
-// n_tokens in [1, kMaxGemvTokens] (batched decode); false when the type has no fused kernel. q4_K and q6_K
-// on AVX-512 VNNI unpack each block once for all tokens; the other types run the one-token kernel per
-// token on the same rows, which the first token has brought into cache.
+// n_tokens in [1, kMaxGemvTokens] (batched decode); false when the type has no fused kernel. q4_K (and
+// q6_K on AVX-512 VNNI) unpack each block once for all tokens; the other types run the one-token kernel
+// per token on the same rows, which the first token has brought into cache.
 inline bool FusedGemvTokens(const WeightMatrix& w, const matmul_detail::QuantizedActs& a, int64_t n_tokens, int64_t r0,
                             int64_t r1, float* y) {
   if (n_tokens == 1) return FusedGemv(w, a, r0, r1, y);
-#if HWY_TARGET == HWY_AVX3_DL
-  if (w.type == GgmlType::Q4_K && a.q4k_pairs != nullptr) {
+  if (w.type == GgmlType::Q4_K && a.q4k_dx_sums != nullptr) {
     GemvAllRowsKTokens<GgmlType::Q4_K>(w, a, n_tokens, r0, r1, y);
     return true;
   }
+#if HWY_TARGET == HWY_AVX3_DL
   if (w.type == GgmlType::Q6_K) {
     GemvAllRowsKTokens<GgmlType::Q6_K>(w, a, n_tokens, r0, r1, y);
     return true;

@@ -298,6 +298,51 @@ KVQ_GEMV_TARGET void GemvRowsQ4_K(const uint8_t* const (&rows)[8], const matmul_
   KVQ_UNROLL for (int r = 0; r < R; ++r) out[r] = HorizontalSum(acc[r]);
 }
 
+// Batched decode of q4_K on AVX2 / AVX-512 without VNNI: the kernel above for T tokens of one row, each
+// block's scales and nibbles unpacked once; per token the operations of the one-token kernel in its order,
+// so results are bit-identical to decoding each token alone. q[t], dx_sums[t]: token t's codes in their
+// natural order and its GemvAllRowsK-style scales. out: [T][out_stride].
+template <int R, int T>
+KVQ_GEMV_TARGET void GemvRowsQ4_KTokens(const uint8_t* const (&rows)[8], int64_t nb, const int8_t* const (&q)[T],
+                                        const float* const (&dx_sums)[T], const Q4KConsts& c, float* out,
+                                        int64_t out_stride) {
+  static_assert(R == 1, "one row per pass: 16 vector registers hold T accumulators and T scale vectors");
+  const __m256i low4 = _mm256_set1_epi8(0x0F);
+  __m256 acc[T];
+  KVQ_UNROLL for (int t = 0; t < T; ++t) acc[t] = _mm256_setzero_ps();
+  for (int64_t b = 0; b < nb; ++b) {
+    const uint8_t* block = rows[0] + sizeof(BlockQ4_K) * size_t(b);
+    PrefetchAhead<3>(block);
+    const __m128i head = _mm_loadu_si128(reinterpret_cast<const __m128i*>(block));
+    const __m128 d_dmin = _mm_cvtph_ps(head);
+    const __m128i scales_mins = Q4KScalesMins(head, c);
+    const __m256 scales = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(scales_mins));
+    const __m256 mins = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_srli_si128(scales_mins, 8)));
+    const __m256 d = _mm256_broadcastss_ps(d_dmin), dmin = _mm256_broadcastss_ps(_mm_movehdup_ps(d_dmin));
+    __m256 f8[T];
+    KVQ_UNROLL for (int t = 0; t < T; ++t) {
+      f8[t] = _mm256_mul_ps(scales, _mm256_mul_ps(d, _mm256_loadu_ps(dx_sums[t] + 16 * b)));
+      const __m256 min8 = _mm256_mul_ps(mins, _mm256_mul_ps(dmin, _mm256_loadu_ps(dx_sums[t] + 16 * b + 8)));
+      acc[t] = _mm256_sub_ps(acc[t], min8);
+    }
+    const uint8_t* qs = reinterpret_cast<const BlockQ4_K*>(block)->qs;
+    KVQ_UNROLL for (int g = 0; g < 4; ++g) {
+      const __m256i v = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(qs + 32 * g));
+      const __m256i lo = _mm256_and_si256(v, low4), hi = _mm256_and_si256(_mm256_srli_epi16(v, 4), low4);
+      KVQ_UNROLL for (int t = 0; t < T; ++t) {
+        const int8_t* x = q[t] + kQK_K * b + 64 * g;
+        const __m256i dot_lo = DotU8S8(lo, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x)));
+        const __m256i dot_hi = DotU8S8(hi, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x + 32)));
+        acc[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(dot_lo), _mm256_permutevar8x32_ps(f8[t], _mm256_set1_epi32(2 * g)),
+                                 acc[t]);
+        acc[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(dot_hi),
+                                 _mm256_permutevar8x32_ps(f8[t], _mm256_set1_epi32(2 * g + 1)), acc[t]);
+      }
+    }
+  }
+  KVQ_UNROLL for (int t = 0; t < T; ++t) out[t * out_stride] = HorizontalSum(acc[t]);
+}
+
 // q6_K on AVX2 / AVX-512 without VNNI: each half block (128 values) is 32 bytes of ql twice and 32 of qh;
 // codes of values 32j .. 32j + 31 are a nibble of ql | a bit pair of qh << 4 (0..63, unsigned for maddubs:
 // pairs of 63 x 127 fit int16), dotted with their 32 activation codes. Lane scale: the 16-value group's
@@ -390,9 +435,9 @@ void GemvAllRowsK(const WeightMatrix& w, const matmul_detail::QuantizedActs& a, 
   for (; r < r1; ++r) run(std::integral_constant<int, 1>(), r);
 }
 
-#if HWY_TARGET == HWY_AVX3_DL
-// Rows [r0, r1) of a q4_K or q6_K matrix for 2-8 tokens: 2 rows per pass (2 x 4 token accumulators), the
-// tokens in groups of up to 4 over the same rows (the second group finds them in L1).
+// Rows [r0, r1) of a q4_K or q6_K (AVX-512 VNNI only) matrix for 2-8 tokens: 2 rows per pass on AVX-512
+// VNNI (2 x 4 token accumulators), 1 on AVX2; the tokens in groups of up to 4 over the same rows (the
+// second group finds them in L1). q4_K reads matmul_detail::make_q4k_pairs' layout.
 template <GgmlType kType>
 void GemvAllRowsKTokens(const WeightMatrix& w, const matmul_detail::QuantizedActs& a, int64_t n_tokens, int64_t r0,
                         int64_t r1, float* y) {
@@ -409,12 +454,18 @@ void GemvAllRowsKTokens(const WeightMatrix& w, const matmul_detail::QuantizedAct
       const int8_t* token_pairs[kTokens];
       const float* token_dx[kTokens];
       for (int t = 0; t < kTokens; ++t) {
+#if HWY_TARGET == HWY_AVX3_DL
         token_pairs[t] = a.q4k_pairs + (t0 + t) * n_in;
+#else
+        token_pairs[t] = a.q + (t0 + t) * n_in;  // the 256-bit kernel reads codes in their own order
+#endif
         token_dx[t] = a.q4k_dx_sums + (t0 + t) * n_in / 16;
       }
       GemvRowsQ4_KTokens<kRows, kTokens>(rows, nb, token_pairs, token_dx, consts, out, w.n_out);
     } else {
+#if HWY_TARGET == HWY_AVX3_DL
       GemvRowsQ6_KTokens<kRows, kTokens>(rows, a, t0, out, w.n_out);
+#endif
     }
   };
   const auto all_tokens = [&](auto n_rows, int64_t at) {
@@ -432,7 +483,8 @@ void GemvAllRowsKTokens(const WeightMatrix& w, const matmul_detail::QuantizedAct
     }
   };
   int64_t r = r0;
+#if HWY_TARGET == HWY_AVX3_DL
   for (; r + 2 <= r1; r += 2) all_tokens(std::integral_constant<int, 2>(), r);
+#endif
   for (; r < r1; ++r) all_tokens(std::integral_constant<int, 1>(), r);
 }
-#endif

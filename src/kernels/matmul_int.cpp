@@ -356,7 +356,7 @@ bool GemvUsesQ4Triples() {
 #endif
 }
 
-bool GemvUsesQ4KPairs() { return HWY_TARGET == HWY_AVX3_DL; }
+bool GemvUsesQ4KPairs() { return HWY_ARCH_X86 && HWY_TARGET <= HWY_AVX2; }  // the targets with q4_K kernels
 
 }  // namespace
 // NOLINTNEXTLINE(google-readability-namespace-comments)

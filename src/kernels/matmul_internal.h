@@ -65,9 +65,10 @@ inline constexpr int64_t kTripleValues = 3 * 32;
 // Lays out one token (n_in a multiple of 32) as ceil(n_in / 96) triples.
 void make_q4_triples(const int8_t* q, const float* scale, int64_t n_in, Q4Triple* out);
 
-// Batched decode of q4_K on AVX-512 VNNI (GemvRowsQ4_KTokens): each token's codes of a 256-value block as
-// the kernel's four 64-byte vectors [sub-block k | sub-block k + 2] for k = 0, 1, 4, 5, and per block the
-// activation scale of each 32 values then scale x their code sum (16 floats). Laid out once per call.
+// Batched decode of q4_K (GemvRowsQ4_KTokens): each token's codes of a 256-value block as the AVX-512 VNNI
+// kernel's four 64-byte vectors [sub-block k | sub-block k + 2] for k = 0, 1, 4, 5, and per block the
+// activation scale of each 32 values then scale x their code sum (16 floats, which the AVX2 kernel reads
+// too). Laid out once per call.
 void make_q4k_pairs(const int8_t* q, const float* scale, const float* sum16, int64_t n_in, int8_t* pairs,
                     float* dx_sums);
 
@@ -80,7 +81,7 @@ struct QuantizedActs {
   const float* sum16;  // [n_tokens, n_in / 16] scale * (sum of the 16 codes): multiplies the weight mins
   int64_t n_in;
   const Q4Triple* q4_triples = nullptr;  // [n_tokens][ceil(n_in / 96)] decode of q4_0 on AVX-512 only
-  const int8_t* q4k_pairs = nullptr;     // [n_tokens, n_in] batched decode of q4_K on AVX-512 only
+  const int8_t* q4k_pairs = nullptr;     // [n_tokens, n_in] batched decode of q4_K (x86 from AVX2)
   const float* q4k_dx_sums = nullptr;    // [n_tokens, n_in / 256, 16] with q4k_pairs
 };
 
@@ -117,7 +118,8 @@ void matmul_with_path(std::span<const Projection> outs, const float* x, int64_t 
 void quantize_activations(const float* x, int64_t n_in, int8_t* q, float* scale, float* sum16);  // 1 token
 // Whether this CPU's q4_0 decode kernel reads Q4Triple activations (AVX-512 VNNI and GFNI).
 bool gemv_uses_q4_triples();
-// Whether this CPU's batched q4_K decode kernel reads make_q4k_pairs() activations (AVX-512 VNNI).
+// Whether this CPU's batched q4_K decode kernel reads make_q4k_pairs() activations (x86 from AVX2; the
+// 256-bit kernel uses only its scales).
 bool gemv_uses_q4k_pairs();
 void matmul_int8_rows(const WeightMatrix& w, const QuantizedActs& a, int64_t n_tokens, int64_t r0, int64_t r1, float* y,
                       const PanelScratch& scratch);
