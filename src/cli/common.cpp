@@ -27,10 +27,12 @@ void add_kv_options(CLI::App* command, KvOptions& options) {
                       std::string("key cache type (also -ctk), env KVQ_KEY; ") + type_help + " (default f16)");
   command->add_option("--kvq-val,--cache-type-v", options.val,
                       std::string("value cache type (also -ctv), env KVQ_VAL; ") + type_help + " (default f16)");
-  command->add_option("--kvq-layers", options.layers, "per-layer overrides, e.g. \"0-1:f16/f16,2-21:q8_0/q4_0\"");
+  command->add_option("--kvq-layers", options.layers,
+                      "per-layer overrides, e.g. \"0-1:f16/f16,2-21:q8_0/q4_0\", or @FILE: a spec written by kvq tune");
 }
 
-Result<std::vector<KvTypes>> resolve_kv_types(const KvOptions& options, int n_layer) {
+Result<std::vector<KvTypes>> resolve_kv_types(const KvOptions& options, const ModelIdentity& model) {
+  const int n_layer = model.n_layer;
   KvTypes defaults;
   auto pick = [](const std::string& flag, const char* env, const char* name, GgmlType& out) -> Status {
     std::string text = flag;
@@ -46,6 +48,17 @@ Result<std::vector<KvTypes>> resolve_kv_types(const KvOptions& options, int n_la
   KVQ_RETURN_IF_ERROR(pick(options.key, "KVQ_KEY", "--kvq-key", defaults.k));
   KVQ_RETURN_IF_ERROR(pick(options.val, "KVQ_VAL", "--kvq-val", defaults.v));
   if (options.layers.empty()) return std::vector<KvTypes>(size_t(n_layer), defaults);
+  if (options.layers.front() == '@') {
+    const std::string path = options.layers.substr(1);
+    auto text = read_text_file(path);
+    if (!text) return make_error("--kvq-layers: {}", text.error().message);
+    auto spec = parse_kv_spec_file(*text);
+    if (!spec) return make_error("--kvq-layers {}: {}", options.layers, spec.error().message);
+    if (Status st = check_kv_spec_model(*spec, model); !st) {
+      return make_error("--kvq-layers {}: {}", options.layers, st.message());
+    }
+    return spec->layers;
+  }
   auto layers = parse_kv_layers(options.layers, n_layer, defaults);
   if (!layers) return make_error("--kvq-layers: {}", layers.error().message);
   return layers;
