@@ -88,24 +88,34 @@ Result<ParsedTarget> parse_target(const TuneArgs& args, const Model& model) {
   return p;
 }
 
-Result<std::vector<GgmlType>> candidate_types(const TuneArgs& args) {
-  std::vector<GgmlType> types(std::begin(eval::kTuneCandidates), std::end(eval::kTuneCandidates));
-  if (args.types.empty()) return types;
+// The candidates, f16 first: it is always the reference the others are measured against, and a
+// choice only when --types names it (or is not given).
+struct Candidates {
+  std::vector<GgmlType> types;
+  bool baseline_is_choice = true;
+};
+
+Result<Candidates> candidate_types(const TuneArgs& args) {
+  Candidates c{std::vector<GgmlType>(std::begin(eval::kTuneCandidates), std::end(eval::kTuneCandidates)), true};
+  if (args.types.empty()) return c;
   auto parsed = parse_kv_type_list(args.types, "--types");
   if (!parsed) return parsed.error();
-  types = {GgmlType::F16};  // the baseline is always a choice: its sensitivity is zero by definition
+  c.types = {GgmlType::F16};
+  c.baseline_is_choice = false;
   for (GgmlType t : *parsed) {
-    if (t != GgmlType::F16) types.push_back(t);
+    if (t == GgmlType::F16) c.baseline_is_choice = true;
+    else c.types.push_back(t);
   }
-  return types;
+  return c;
 }
 
 int run_tune(const TuneArgs& args) {
   const std::atomic<bool>& stop = eval::install_interrupt_handler();
   const auto start = std::chrono::steady_clock::now();
   const int threads = set_threads(args.threads);
-  auto types = candidate_types(args);
-  if (!types) return report_error(types.error()), 1;
+  auto candidates = candidate_types(args);
+  if (!candidates) return report_error(candidates.error()), 1;
+  const std::vector<GgmlType>* types = &candidates->types;
   auto model = Model::load(args.model);
   if (!model) return report_error(model.error()), 1;
   Model& m = **model;
@@ -115,7 +125,11 @@ int run_tune(const TuneArgs& args) {
   if (target->target.kind == eval::TuneTarget::Kind::kBudget) {
     // An impossible budget is refused before any measuring: the smallest type on every slot.
     uint64_t least = UINT64_MAX;
-    for (GgmlType t : *types) least = std::min(least, KvCache::bytes(target->shape, std::vector<KvTypes>(c.n_layer, {t, t})));
+    for (size_t t = 0; t < types->size(); ++t) {
+      if (t == 0 && !candidates->baseline_is_choice) continue;
+      const GgmlType type = (*types)[t];
+      least = std::min(least, KvCache::bytes(target->shape, std::vector<KvTypes>(c.n_layer, {type, type})));
+    }
     const uint64_t f16 = KvCache::bytes(target->shape, std::vector<KvTypes>(size_t(c.n_layer)));
     if (target->target.budget_bytes < least) {
       return report_error(make_error("--budget {}: {} bytes ({:.3f} bits/value) is below the smallest assignment, "
@@ -156,7 +170,7 @@ int run_tune(const TuneArgs& args) {
     });
   };
 
-  eval::SensitivityTable table(c.n_layer, *types);
+  eval::SensitivityTable table(c.n_layer, *types, candidates->baseline_is_choice);
   const eval::TuneCacheKey cache_key{backend.identity, c.n_layer, args.n_ctx, args.calib_chunks};
   if (!args.resume.empty() && std::filesystem::exists(args.resume)) {
     auto saved = read_text_file(args.resume);

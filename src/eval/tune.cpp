@@ -32,7 +32,8 @@ std::vector<SlotOptions> slot_options(const SensitivityTable& table, const KvCac
       for (int t = 0; t < int(table.types().size()); ++t) {
         const SlotMeasurement& m = table.at(l, side, t);
         s.bytes.push_back(KvCache::side_bytes(shape, l, table.types()[size_t(t)]));
-        s.cost.push_back(!m.measured ? kInfinity : by_dppl ? std::max(m.ln_ppl_ratio, 0.0) : m.kld);
+        const bool usable = m.measured && table.is_choice(t);
+        s.cost.push_back(!usable ? kInfinity : by_dppl ? std::max(m.ln_ppl_ratio, 0.0) : m.kld);
       }
       slots.push_back(std::move(s));
     }
@@ -98,6 +99,14 @@ std::vector<KvTypes> backtrack(const Knapsack& k, const std::vector<SlotOptions>
   return layers;
 }
 
+std::vector<GgmlType> choice_types(const SensitivityTable& table) {
+  std::vector<GgmlType> out;
+  for (int t = 0; t < int(table.types().size()); ++t) {
+    if (table.is_choice(t)) out.push_back(table.types()[size_t(t)]);
+  }
+  return out;
+}
+
 uint64_t smallest_bytes(const std::vector<SlotOptions>& slots) {
   uint64_t total = 0;
   for (const SlotOptions& s : slots) {
@@ -114,8 +123,11 @@ uint64_t smallest_bytes(const std::vector<SlotOptions>& slots) {
 
 const char* side_name(KvSide side) { return side == KvSide::kKey ? "k" : "v"; }
 
-SensitivityTable::SensitivityTable(int n_layer, std::vector<GgmlType> types)
-    : n_layer_(n_layer), types_(std::move(types)), slots_(size_t(n_layer) * 2 * types_.size()) {
+SensitivityTable::SensitivityTable(int n_layer, std::vector<GgmlType> types, bool baseline_is_choice)
+    : n_layer_(n_layer),
+      types_(std::move(types)),
+      slots_(size_t(n_layer) * 2 * types_.size()),
+      baseline_is_choice_(baseline_is_choice) {
   KVQ_CHECK(n_layer > 0 && !types_.empty());
   for (int l = 0; l < n_layer; ++l) {
     for (KvSide side : {KvSide::kKey, KvSide::kValue}) at(l, side, 0) = SlotMeasurement{0.0, 0.0, true};
@@ -225,8 +237,9 @@ Result<TuneChoice> search_assignment(const SensitivityTable& table, const KvCach
 
 std::vector<TuneChoice> uniform_choices(const SensitivityTable& table, const KvCacheShape& shape, uint64_t budget) {
   std::vector<TuneChoice> fitting;
-  for (GgmlType k : table.types()) {
-    for (GgmlType v : table.types()) {
+  const std::vector<GgmlType> choices = choice_types(table);
+  for (GgmlType k : choices) {
+    for (GgmlType v : choices) {
       std::vector<KvTypes> layers(size_t(table.n_layer()), KvTypes{k, v});
       if (KvCache::bytes(shape, layers) <= budget) fitting.push_back(describe_choice(table, shape, std::move(layers)));
     }
@@ -241,10 +254,11 @@ Result<TuneChoice> first_last_choice(const SensitivityTable& table, const KvCach
   if (n < 3) return make_error("the first/last heuristic needs at least 3 layers; the model has {}", n);
   auto side_cost = [&](GgmlType t) { return KvCache::side_bytes(shape, 0, t); };
   std::optional<TuneChoice> best;
-  for (GgmlType hk : table.types()) {
-    for (GgmlType hv : table.types()) {
-      for (GgmlType lk : table.types()) {
-        for (GgmlType lv : table.types()) {
+  const std::vector<GgmlType> choices = choice_types(table);
+  for (GgmlType hk : choices) {
+    for (GgmlType hv : choices) {
+      for (GgmlType lk : choices) {
+        for (GgmlType lv : choices) {
           // Edges strictly more precise (in bytes) on one side at least, and less on neither.
           if (side_cost(hk) < side_cost(lk) || side_cost(hv) < side_cost(lv)) continue;
           if (side_cost(hk) == side_cost(lk) && side_cost(hv) == side_cost(lv)) continue;

@@ -39,8 +39,9 @@ struct SlotMeasurement {
 class SensitivityTable {
  public:
   SensitivityTable() = default;
-  // types[0] is the baseline type: its slots are measured (zero) from the start.
-  SensitivityTable(int n_layer, std::vector<GgmlType> types);
+  // types[0] is the baseline type: its slots are measured (zero) from the start. When baseline_is_choice
+  // is false it is only the reference (`kvq tune --types q8_0,q4_0`): no search picks it.
+  SensitivityTable(int n_layer, std::vector<GgmlType> types, bool baseline_is_choice = true);
 
   int n_layer() const { return n_layer_; }
   const std::vector<GgmlType>& types() const { return types_; }
@@ -48,11 +49,14 @@ class SensitivityTable {
   SlotMeasurement& at(int layer, KvSide side, int type_index);
   const SlotMeasurement& at(int layer, KvSide side, int type_index) const;
   int unmeasured() const;
+  // Whether a search may assign types()[type_index].
+  bool is_choice(int type_index) const { return type_index > 0 || baseline_is_choice_; }
 
  private:
   int n_layer_ = 0;
   std::vector<GgmlType> types_;
   std::vector<SlotMeasurement> slots_;  // [n_layer, 2 sides, n_types]
+  bool baseline_is_choice_ = true;
 };
 
 // Sums of the slot measurements; every type of the assignment must be a measured candidate.
