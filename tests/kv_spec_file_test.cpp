@@ -134,7 +134,7 @@ TEST(TuneCache, RoundTripAndRefusalOfAnotherRun) {
 const std::string kModel = test::shared_path("data/models/stories260K/stories260K.gguf");
 const std::string kText = test::shared_path("data/text/tinystories_val.txt");
 const std::string kSmallTune = "tune -m " + kModel + " -f " + kText +
-                               " -c 64 --calib-chunks 2 --eval-chunks 2 --types f16,q8_0,q4_0 --uniform-measured 1";
+                               " -t 1 -c 64 --calib-chunks 2 --eval-chunks 2 --types f16,q8_0,q4_0 --uniform-measured 1";
 
 struct TunedSpec {
   std::string path;
@@ -145,7 +145,7 @@ const TunedSpec& tuned_spec() {
   static const TunedSpec spec = [] {
     TunedSpec s;
     s.path = test::temp_dir() + "/tuned-260k.json";
-    const CommandResult r = run_kvq(kSmallTune + " --budget 300000B@2048 --json -o " + s.path);
+    const CommandResult r = run_kvq(kSmallTune + " --budget 600000B@2048 --json -o " + s.path);
     EXPECT_EQ(r.exit_code, 0) << r.out;
     s.result = nlohmann::json::parse(r.out, nullptr, false);
     return s;
@@ -156,7 +156,7 @@ const TunedSpec& tuned_spec() {
 TEST(TuneCli, BudgetInBytesAtAContextIsMetByTheAllocation) {
   const TunedSpec& s = tuned_spec();
   ASSERT_FALSE(s.result.is_discarded());
-  EXPECT_EQ(s.result["budget_bytes"], 300000);
+  EXPECT_EQ(s.result["budget_bytes"], 600000);
   auto text = test::read_text_file(s.path);
   auto spec = parse_kv_spec_file(text);
   ASSERT_TRUE(spec.ok()) << spec.error().message;
@@ -165,7 +165,7 @@ TEST(TuneCli, BudgetInBytesAtAContextIsMetByTheAllocation) {
   auto cache = (*model)->make_cache(2048, spec->layers);
   ASSERT_TRUE(cache.ok());
   const uint64_t allocated = cache->k_bytes() + cache->v_bytes();
-  EXPECT_LE(allocated, 300000u);
+  EXPECT_LE(allocated, 600000u);
   EXPECT_EQ(s.result["compared"][0]["bytes"], allocated);
   EXPECT_EQ(s.result["compared"][0]["label"], "tuned");
   EXPECT_EQ(s.result["layers"].size(), 5u);
@@ -174,12 +174,12 @@ TEST(TuneCli, BudgetInBytesAtAContextIsMetByTheAllocation) {
 TEST(TuneCli, SpecFileRunsLikeItsLayerString) {
   const TunedSpec& s = tuned_spec();
   const std::string layers = s.result["kvq_layers"].get<std::string>();
-  const std::string run = "run -m " + kModel + " -p \"Once upon a time\" -n 24 --temp 0 --kvq-layers ";
+  const std::string run = "run -m " + kModel + " -t 1 -p \"Once upon a time\" -n 24 --temp 0 --kvq-layers ";
   const CommandResult by_file = run_kvq(run + "@" + s.path);
   const CommandResult by_string = run_kvq(run + "\"" + layers + "\"");
   ASSERT_EQ(by_file.exit_code, 0);
   EXPECT_EQ(by_file.out, by_string.out);
-  const std::string ppl = "perplexity -m " + kModel + " -f " + kText + " -c 64 --chunks 4 --json --kvq-layers ";
+  const std::string ppl = "perplexity -m " + kModel + " -f " + kText + " -t 1 -c 64 --chunks 4 --json --kvq-layers ";
   const auto a = nlohmann::json::parse(run_kvq(ppl + "@" + s.path).out, nullptr, false);
   const auto b = nlohmann::json::parse(run_kvq(ppl + "\"" + layers + "\"").out, nullptr, false);
   ASSERT_FALSE(a.is_discarded());
@@ -208,7 +208,7 @@ TEST(TuneCli, RefusalsGiveTheFigures) {
   EXPECT_NE(low.out.find("4.500 bits/value"), std::string::npos) << low.out;
 
   const CommandResult unmet = run_kvq("tune -m " + kModel + " -f " + kText +
-                                          " -c 64 --calib-chunks 2 --eval-chunks 2 --types q8_0 --max-kld 1e-12",
+                                          " -t 1 -c 64 --calib-chunks 2 --eval-chunks 2 --types q8_0 --max-kld 1e-12",
                                       true);
   EXPECT_EQ(unmet.exit_code, 1);
   EXPECT_NE(unmet.out.find("no assignment of the candidate types meets KLD <= 1e-12: the best predicts"),

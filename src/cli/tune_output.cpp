@@ -22,6 +22,7 @@ nlohmann::json candidate_json(const TuneCandidate& c, const KvCacheShape& shape)
   if (c.held_out) {
     j["held_out"] = {{"ppl", c.held_out->ppl},
                      {"dppl_pct", c.held_out->dppl_pct},
+                     {"dppl_pct_stderr", c.held_out->dppl_pct_stderr},
                      {"kld_mean", c.held_out->kld.kld_mean},
                      {"kld_stderr", c.held_out->kld.kld_stderr},
                      {"top1_pct", c.held_out->kld.top1_pct}};
@@ -46,11 +47,12 @@ std::string tune_layer_table(const eval::SensitivityTable& table, const KvCacheS
 
 std::string tune_comparison_table(const TuneReport& report, const KvCacheShape& shape) {
   std::string out =
-      "| config     | bits/value |    bytes | predicted KLD | measured KLD |  ΔPPL % | top-1 % | --kvq-layers |\n"
-      "|------------|------------|----------|---------------|--------------|---------|---------|--------------|\n";
+      "| config     | bits/value |    bytes | predicted KLD | measured KLD |        ΔPPL % | top-1 % | --kvq-layers |\n"
+      "|------------|------------|----------|---------------|--------------|---------------|---------|--------------|\n";
   for (const TuneCandidate& c : report.compared) {
     const std::string measured = c.held_out ? fmt::format("{:12.3e}", c.held_out->kld.kld_mean) : "           -";
-    const std::string dppl = c.held_out ? fmt::format("{:+7.3f}", c.held_out->dppl_pct) : "      -";
+    const std::string dppl = c.held_out ? fmt::format("{:+6.3f} ± {:.3f}", c.held_out->dppl_pct, c.held_out->dppl_pct_stderr)
+                                        : "            -";
     const std::string top1 = c.held_out ? fmt::format("{:7.2f}", c.held_out->kld.top1_pct) : "      -";
     out += fmt::format("| {:<10} | {:10.3f} | {:8} | {:13.3e} | {} | {} | {} | {} |\n", c.label,
                        eval::assignment_bits_per_value(shape, c.choice.layers), c.choice.bytes,

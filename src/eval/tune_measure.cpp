@@ -131,6 +131,7 @@ Result<HeldOutResult> HeldOutEvaluation::evaluate(const std::vector<KvTypes>& la
   r.ppl = run->ppl.ppl();
   r.dppl_pct = 100.0 * (r.ppl / base_ppl_ - 1.0);
   r.kld = *run->kld;
+  r.dppl_pct_stderr = 100.0 * r.kld.ppl_ratio_stderr;
   return r;
 }
 

@@ -56,7 +56,8 @@ Result<bool> measure_sensitivities(const TuneBackend& backend, const TuneSplit& 
 // One assignment on the held-out chunks against their baseline.
 struct HeldOutResult {
   double ppl = 0;
-  double dppl_pct = 0;  // 100 * (ppl / base ppl - 1)
+  double dppl_pct = 0;         // 100 * (ppl / base ppl - 1)
+  double dppl_pct_stderr = 0;  // of the paired per-token differences (KldStats::ppl_ratio_stderr)
   KldStats kld;
 };
 
