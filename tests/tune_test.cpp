@@ -206,30 +206,42 @@ struct MeasuredAssignments {
   std::vector<double> measured;  // [10] mean KLD of each assignment
 };
 
-const MeasuredAssignments& stories260k_assignments() {
-  static const MeasuredAssignments data = [] {
-    MeasuredAssignments d;
-    auto model = Model::load(test::shared_path("data/models/stories260K/stories260K.gguf"));
-    EXPECT_TRUE(model.ok()) << model.error().message;
+// stories260K bound as a TuneBackend on the first 40 KB of the text (one thread: a tiny model, and
+// ctest runs tests side by side).
+const TuneBackend& stories260k_backend() {
+  static const TuneBackend backend = [] {
+    omp_set_num_threads(1);
+    static std::unique_ptr<Model> model = [] {
+      auto m = Model::load(test::shared_path("data/models/stories260K/stories260K.gguf"));
+      EXPECT_TRUE(m.ok()) << m.error().message;
+      return std::move(*m);
+    }();
     const Tokenizer& tokenizer = test::load_tokenizer("data/models/stories260K/stories260K.gguf");
     static const std::string text =
         test::read_text_file(test::shared_path("data/text/tinystories_val.txt")).substr(0, 40000);
     static const EvalText tokens = tokenize_eval_text(tokenizer, text);
-    static std::unique_ptr<Model> keep = std::move(*model);
-    static TuneBackend backend;
-    backend.tokens = tokens.tokens;
-    backend.n_vocab = keep->config().n_vocab;
-    backend.bos = tokens.bos;
-    backend.n_layer = keep->config().n_layer;
-    backend.make_evaluator = [](const std::vector<KvTypes>& layers, int n_ctx) -> Result<ChunkEvaluator> {
-      auto cache = keep->make_cache(n_ctx, layers);
+    TuneBackend b;
+    b.tokens = tokens.tokens;
+    b.n_vocab = model->config().n_vocab;
+    b.bos = tokens.bos;
+    b.n_layer = model->config().n_layer;
+    b.make_evaluator = [](const std::vector<KvTypes>& layers, int n_ctx) -> Result<ChunkEvaluator> {
+      auto cache = model->make_cache(n_ctx, layers);
       if (!cache) return cache.error();
       auto owned = std::make_shared<KvCache>(std::move(*cache));
       return ChunkEvaluator([owned](std::span<const int32_t> chunk, float* logits) {
-        return keep->forward(chunk, 0, *owned, logits, true);
+        return model->forward(chunk, 0, *owned, logits, true);
       });
     };
-    omp_set_num_threads(1);  // a tiny model: one thread is fastest, and ctest runs tests side by side
+    return b;
+  }();
+  return backend;
+}
+
+const MeasuredAssignments& stories260k_assignments() {
+  static const MeasuredAssignments data = [] {
+    MeasuredAssignments d;
+    const TuneBackend& backend = stories260k_backend();
     const int chunks = 4;
     const TuneSplit split{128, chunks, chunks};
     d.table = SensitivityTable(backend.n_layer, kTypes);
@@ -298,6 +310,43 @@ TEST(TunePrediction, MixedUpMeasurementsMissTheTolerance) {
   for (const SensitivityTable* t : {&shifted, &reversed, &swapped}) {
     const auto [worst, mean] = prediction_errors(*t, d);
     EXPECT_TRUE(worst > kMaxAdditiveKldLogRatio || mean > kMaxAdditiveKldMeanLogRatio) << worst << " " << mean;
+  }
+}
+
+// Ctrl-C between measurements keeps the finished ones, and a second run measures only the rest.
+TEST(TuneMeasure, StoppedRunKeepsItsMeasurementsAndResumes) {
+  const TuneBackend& backend = stories260k_backend();
+  const TuneSplit split{64, 2, 2};
+  SensitivityTable table(backend.n_layer, {GgmlType::F16, GgmlType::Q8_0, GgmlType::Q4_0});
+  std::atomic<bool> stop{false};
+  int calls = 0;
+  TuneCallbacks callbacks;
+  callbacks.stop = &stop;
+  callbacks.on_measurement = [&](int, KvSide, GgmlType, const SlotMeasurement& m) -> Status {
+    EXPECT_TRUE(m.measured);
+    if (++calls == 3) stop = true;  // what the SIGINT handler does
+    return Status::Ok();
+  };
+  auto first = measure_sensitivities(backend, split, table, callbacks);
+  ASSERT_TRUE(first.ok());
+  EXPECT_FALSE(*first);
+  EXPECT_EQ(calls, 3);
+  EXPECT_EQ(table.unmeasured(), 5 * 2 * 2 - 3);
+  const SlotMeasurement kept = table.at(0, KvSide::kKey, 1);
+  stop = false;
+  auto second = measure_sensitivities(backend, split, table, callbacks);
+  ASSERT_TRUE(second.ok());
+  EXPECT_TRUE(*second);
+  EXPECT_EQ(calls, 5 * 2 * 2);
+  EXPECT_EQ(table.unmeasured(), 0);
+  EXPECT_EQ(table.at(0, KvSide::kKey, 1).kld, kept.kld);
+  // The same measurement from scratch: the resumed table is the table a whole run makes.
+  SensitivityTable whole(backend.n_layer, {GgmlType::F16, GgmlType::Q8_0, GgmlType::Q4_0});
+  ASSERT_TRUE(measure_sensitivities(backend, split, whole, {}).ok());
+  for (int l = 0; l < backend.n_layer; ++l) {
+    for (KvSide side : {KvSide::kKey, KvSide::kValue}) {
+      for (int t = 0; t < 3; ++t) EXPECT_EQ(whole.at(l, side, t).kld, table.at(l, side, t).kld) << l << " " << t;
+    }
   }
 }
 

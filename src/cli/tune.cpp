@@ -65,7 +65,9 @@ Result<ParsedTarget> parse_target(const TuneArgs& args, const Model& model) {
   const double bits = std::strtod(b.c_str(), &end);
   if (at == std::string::npos && end && *end == '\0' && end != b.c_str()) {
     // A bare number: bits per value, averaged over every K and V value as `kvq info` counts them.
-    if (!(bits > 0 && bits <= 64)) return make_error("--budget {}: bits per value must be in (0, 64]", b);
+    if (!(bits > 0 && bits <= 64)) {
+      return make_error("--budget {}: a bare number is bits per value, in (0, 64]; bytes take a unit (2GiB, 1e9B)", b);
+    }
     const uint64_t f16 = KvCache::bytes(p.shape, std::vector<KvTypes>(size_t(p.shape.n_layer)));
     p.target.budget_bytes = uint64_t(std::floor(bits / 16.0 * double(f16)));
     p.text = fmt::format("{} bits/value = {} bytes at {} tokens", bits, p.target.budget_bytes, args.n_ctx);
