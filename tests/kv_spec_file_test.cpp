@@ -133,8 +133,9 @@ TEST(TuneCache, RoundTripAndRefusalOfAnotherRun) {
 // The command line: one small tune of stories260K shared by the end-to-end tests.
 const std::string kModel = test::shared_path("data/models/stories260K/stories260K.gguf");
 const std::string kText = test::shared_path("data/text/tinystories_val.txt");
-const std::string kSmallTune = "tune -m " + kModel + " -f " + kText +
-                               " -t 1 -c 64 --calib-chunks 2 --eval-chunks 2 --types f16,q8_0,q4_0 --uniform-measured 1";
+const std::string kSmallTune =
+    "tune -m " + kModel + " -f " + kText +
+    " -t 1 -c 64 --calib-chunks 2 --eval-chunks 2 --types f16,q8_0,q4_0 --uniform-measured 1";
 
 struct TunedSpec {
   std::string path;
@@ -197,7 +198,8 @@ TEST(TuneCli, RefusalsGiveTheFigures) {
 
   const std::string broken = test::temp_dir() + "/broken-spec.json";
   write_file(broken, test::read_text_file(s.path).substr(0, 40));
-  const CommandResult bad = run_kvq("perplexity -m " + kModel + " -f " + kText + " -c 64 --kvq-layers @" + broken, true);
+  const CommandResult bad =
+      run_kvq("perplexity -m " + kModel + " -f " + kText + " -c 64 --kvq-layers @" + broken, true);
   EXPECT_EQ(bad.exit_code, 1);
   EXPECT_NE(bad.out.find("not valid JSON"), std::string::npos) << bad.out;
   EXPECT_EQ(bad.out.find("internal error"), std::string::npos);
@@ -220,7 +222,8 @@ TEST(TuneCli, RefusalsGiveTheFigures) {
 TEST(TuneCli, ResumeReusesEveryMeasurement) {
   const std::string resume = test::temp_dir() + "/resume-260k.json";
   std::filesystem::remove(resume);
-  const std::string cmd = kSmallTune + " --budget 6.5 --no-eval --resume " + resume + " -o " + test::temp_dir() + "/r.json";
+  const std::string cmd =
+      kSmallTune + " --budget 6.5 --no-eval --resume " + resume + " -o " + test::temp_dir() + "/r.json";
   const CommandResult first = run_kvq(cmd, true);
   ASSERT_EQ(first.exit_code, 0) << first.out;
   const auto saved = nlohmann::json::parse(test::read_text_file(resume));

@@ -93,9 +93,8 @@ TEST(TuneSearch, QualityTargetFindsTheFewestBytes) {
   std::uniform_real_distribution<double> noise(0.5, 2.0);
   const int n_layer = 3;
   const KvCacheShape shape = small_shape(n_layer, 64);
-  const SensitivityTable table = synthetic_table(n_layer, kTypes, [&](int, KvSide, int t) {
-    return noise(rng) * std::pow(10.0, double(t) - 4.0);
-  });
+  const SensitivityTable table = synthetic_table(
+      n_layer, kTypes, [&](int, KvSide, int t) { return noise(rng) * std::pow(10.0, double(t) - 4.0); });
   const auto all = every_assignment(n_layer, kTypes);
   for (double max_kld : {1e-4, 1e-3, 3e-3, 1e-2, 0.1}) {
     uint64_t fewest = UINT64_MAX;
@@ -113,8 +112,8 @@ TEST(TuneSearch, QualityTargetFindsTheFewestBytes) {
 TEST(TuneSearch, BudgetIsExactByTheCacheArithmetic) {
   const int n_layer = 6;
   KvCacheShape shape{n_layer, 4096, 2, 64, {64, 64, 0, 64, 64, 0}, 512};
-  const SensitivityTable table =
-      synthetic_table(n_layer, kTypes, [](int l, KvSide side, int t) { return (1 + l) * (side == KvSide::kKey ? 3 : 1) * t * 1e-4; });
+  const SensitivityTable table = synthetic_table(
+      n_layer, kTypes, [](int l, KvSide side, int t) { return (1 + l) * (side == KvSide::kKey ? 3 : 1) * t * 1e-4; });
   const uint64_t f16 = KvCache::bytes(shape, std::vector<KvTypes>(n_layer));
   for (uint64_t budget = f16 / 3; budget <= f16; budget += f16 / 17) {
     auto r = search_assignment(table, shape, TuneTarget{TuneTarget::Kind::kBudget, budget, 0});
@@ -165,8 +164,10 @@ TEST(TuneSearch, ImpossibleBudgetAndUnmetTargetGiveTheFigures) {
 }
 
 TEST(TuneSearch, LayersStringParsesBack) {
-  const std::vector<KvTypes> layers = {{GgmlType::Q8_0, GgmlType::Q4_0}, {GgmlType::Q8_0, GgmlType::Q4_0},
-                                       {GgmlType::F16, GgmlType::IQ4_NL}, {GgmlType::Q8_0, GgmlType::Q4_0}};
+  const std::vector<KvTypes> layers = {{GgmlType::Q8_0, GgmlType::Q4_0},
+                                       {GgmlType::Q8_0, GgmlType::Q4_0},
+                                       {GgmlType::F16, GgmlType::IQ4_NL},
+                                       {GgmlType::Q8_0, GgmlType::Q4_0}};
   EXPECT_EQ(kv_layers_string(layers), "0-1:q8_0/q4_0,2:f16/iq4_nl,3:q8_0/q4_0");
   auto parsed = parse_kv_layers(kv_layers_string(layers), 4, KvTypes{});
   ASSERT_TRUE(parsed.ok());
@@ -177,7 +178,8 @@ TEST(TuneSearch, LayersStringParsesBack) {
 TEST(TuneSearch, ComparisonsFitTheBudget) {
   const int n_layer = 5;
   const KvCacheShape shape = small_shape(n_layer, 128);
-  const SensitivityTable table = synthetic_table(n_layer, kTypes, [](int l, KvSide, int t) { return (l == 0 ? 9 : 1) * t * 1e-3; });
+  const SensitivityTable table =
+      synthetic_table(n_layer, kTypes, [](int l, KvSide, int t) { return (l == 0 ? 9 : 1) * t * 1e-3; });
   const uint64_t budget = KvCache::bytes(shape, std::vector<KvTypes>(n_layer, {GgmlType::Q8_0, GgmlType::Q4_0}));
   const auto uniform = uniform_choices(table, shape, budget);
   ASSERT_FALSE(uniform.empty());
@@ -185,8 +187,9 @@ TEST(TuneSearch, ComparisonsFitTheBudget) {
     EXPECT_LE(c.bytes, budget);
     EXPECT_TRUE(std::all_of(c.layers.begin(), c.layers.end(), [&](const KvTypes& t) { return t == c.layers[0]; }));
   }
-  EXPECT_TRUE(std::is_sorted(uniform.begin(), uniform.end(),
-                             [](const TuneChoice& a, const TuneChoice& b) { return a.predicted_kld < b.predicted_kld; }));
+  EXPECT_TRUE(std::is_sorted(uniform.begin(), uniform.end(), [](const TuneChoice& a, const TuneChoice& b) {
+    return a.predicted_kld < b.predicted_kld;
+  }));
   auto edges = first_last_choice(table, shape, budget);
   ASSERT_TRUE(edges.ok()) << edges.error().message;
   EXPECT_LE(edges->bytes, budget);

@@ -26,9 +26,9 @@ struct TuneArgs {
   std::string model;
   std::string text;
   int n_ctx = 256;
-  std::string budget;      // "5.0" bits/value, "2GiB" bytes at -c, "2GiB@32768" bytes at a context
-  double max_kld = -1;     // < 0: not given
-  double max_dppl = -1;    // percent; < 0: not given
+  std::string budget;              // "5.0" bits/value, "2GiB" bytes at -c, "2GiB@32768" bytes at a context
+  double max_kld = -1;             // < 0: not given
+  double max_dppl = -1;            // percent; < 0: not given
   std::vector<std::string> types;  // empty: eval::kTuneCandidates
   int calib_chunks = 8;
   int eval_chunks = 64;
@@ -74,8 +74,9 @@ Result<ParsedTarget> parse_target(const TuneArgs& args, const Model& model) {
     return p;
   }
   auto bytes = parse_size(b.substr(0, at));
-  if (!bytes) return make_error("--budget: {} (or bits per value, e.g. 5.0; or bytes at a context, 2GiB@32768)",
-                                bytes.error().message);
+  if (!bytes)
+    return make_error("--budget: {} (or bits per value, e.g. 5.0; or bytes at a context, 2GiB@32768)",
+                      bytes.error().message);
   int ctx = args.n_ctx;
   if (at != std::string::npos) {
     const std::string ctx_text = b.substr(at + 1);
@@ -105,8 +106,10 @@ Result<Candidates> candidate_types(const TuneArgs& args) {
   c.types = {GgmlType::F16};
   c.baseline_is_choice = false;
   for (GgmlType t : *parsed) {
-    if (t == GgmlType::F16) c.baseline_is_choice = true;
-    else c.types.push_back(t);
+    if (t == GgmlType::F16)
+      c.baseline_is_choice = true;
+    else
+      c.types.push_back(t);
   }
   return c;
 }
@@ -206,9 +209,9 @@ int run_tune(const TuneArgs& args) {
   if (!*finished) {
     bar.finish();
     std::fprintf(stderr, "kvq: interrupted: %d slots still unmeasured%s\n", table.unmeasured(),
-                 args.resume.empty() ? " (give --resume FILE to keep measurements across runs)"
-                                     : fmt::format("; the others are in {}, rerun with the same --resume",
-                                                   args.resume).c_str());
+                 args.resume.empty()
+                     ? " (give --resume FILE to keep measurements across runs)"
+                     : fmt::format("; the others are in {}, rerun with the same --resume", args.resume).c_str());
     return eval::kInterruptedExitCode;
   }
 
@@ -269,12 +272,13 @@ int run_tune(const TuneArgs& args) {
   KvSpecFile spec;
   spec.model = identify_model(m.file(), c);
   spec.layers = tuned->layers;
-  spec.tuned_json = nlohmann::json{{"target", report.target},
-                                   {"n_ctx", args.n_ctx},
-                                   {"bytes", tuned->bytes},
-                                   {"predicted_kld", tuned->predicted_kld},
-                                   {"text", args.text}}
-                        .dump();
+  spec.tuned_json = nlohmann::json{
+      {"target", report.target},
+      {"n_ctx", args.n_ctx},
+      {"bytes", tuned->bytes},
+      {"predicted_kld", tuned->predicted_kld},
+      {"text",
+       args.text}}.dump();
   report.spec_path = args.out;
   if (Status st = eval::write_file_atomic(args.out, kv_spec_file_text(spec)); !st) return report_error(st.error()), 1;
 

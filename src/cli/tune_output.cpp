@@ -34,8 +34,9 @@ nlohmann::json candidate_json(const TuneCandidate& c, const KvCacheShape& shape)
 
 std::string tune_layer_table(const eval::SensitivityTable& table, const KvCacheShape& shape,
                              const std::vector<KvTypes>& layers) {
-  std::string out = "| layer | K      | V      |    bytes |    K KLD |    V KLD |\n"
-                    "|-------|--------|--------|----------|----------|----------|\n";
+  std::string out =
+      "| layer | K      | V      |    bytes |    K KLD |    V KLD |\n"
+      "|-------|--------|--------|----------|----------|----------|\n";
   for (int l = 0; l < table.n_layer(); ++l) {
     const KvTypes& t = layers[size_t(l)];
     const uint64_t bytes = KvCache::side_bytes(shape, l, t.k) + KvCache::side_bytes(shape, l, t.v);
@@ -48,15 +49,17 @@ std::string tune_layer_table(const eval::SensitivityTable& table, const KvCacheS
 std::string tune_comparison_table(const TuneReport& report, const KvCacheShape& shape) {
   std::string out =
       "| config     | bits/value |    bytes | predicted KLD | measured KLD |        ΔPPL % | top-1 % | --kvq-layers |\n"
-      "|------------|------------|----------|---------------|--------------|---------------|---------|--------------|\n";
+      "|------------|------------|----------|---------------|--------------|---------------|---------|--------------|"
+      "\n";
   for (const TuneCandidate& c : report.compared) {
     const std::string measured = c.held_out ? fmt::format("{:12.3e}", c.held_out->kld.kld_mean) : "           -";
-    const std::string dppl = c.held_out ? fmt::format("{:+6.3f} ± {:.3f}", c.held_out->dppl_pct, c.held_out->dppl_pct_stderr)
-                                        : "            -";
+    const std::string dppl = c.held_out
+                                 ? fmt::format("{:+6.3f} ± {:.3f}", c.held_out->dppl_pct, c.held_out->dppl_pct_stderr)
+                                 : "            -";
     const std::string top1 = c.held_out ? fmt::format("{:7.2f}", c.held_out->kld.top1_pct) : "      -";
     out += fmt::format("| {:<10} | {:10.3f} | {:8} | {:13.3e} | {} | {} | {} | {} |\n", c.label,
-                       eval::assignment_bits_per_value(shape, c.choice.layers), c.choice.bytes,
-                       c.choice.predicted_kld, measured, dppl, top1, eval::kv_layers_string(c.choice.layers));
+                       eval::assignment_bits_per_value(shape, c.choice.layers), c.choice.bytes, c.choice.predicted_kld,
+                       measured, dppl, top1, eval::kv_layers_string(c.choice.layers));
   }
   return out;
 }

@@ -38,7 +38,6 @@ std::string tune_layer_table(const eval::SensitivityTable& table, const KvCacheS
 // Markdown: | config | bits/value | bytes | predicted KLD | measured KLD | ΔPPL % | top-1 % | layers |
 std::string tune_comparison_table(const TuneReport& report, const KvCacheShape& shape);
 
-nlohmann::json tune_json(const TuneReport& report, const eval::SensitivityTable& table,
-                         const KvCacheShape& shape);
+nlohmann::json tune_json(const TuneReport& report, const eval::SensitivityTable& table, const KvCacheShape& shape);
 
 }  // namespace kvq::cli

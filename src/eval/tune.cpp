@@ -44,9 +44,9 @@ std::vector<SlotOptions> slot_options(const SensitivityTable& table, const KvCac
 // The exact knapsack: for every capacity c (in units), the lowest total cost of slots with bytes <= c.
 struct Knapsack {
   uint64_t unit = 1;
-  std::vector<double> best;      // [capacity + 1] lowest cost within c units, all slots chosen
-  std::vector<uint8_t> choice;   // [n_slots, capacity + 1] type index chosen for slot s at capacity c
-  std::vector<uint64_t> units;   // [n_slots, n_types] slot bytes in units, rounded up
+  std::vector<double> best;     // [capacity + 1] lowest cost within c units, all slots chosen
+  std::vector<uint8_t> choice;  // [n_slots, capacity + 1] type index chosen for slot s at capacity c
+  std::vector<uint64_t> units;  // [n_slots, n_types] slot bytes in units, rounded up
 };
 
 Knapsack solve_knapsack(const std::vector<SlotOptions>& slots, uint64_t max_bytes) {
@@ -86,8 +86,8 @@ Knapsack solve_knapsack(const std::vector<SlotOptions>& slots, uint64_t max_byte
   return k;
 }
 
-std::vector<KvTypes> backtrack(const Knapsack& k, const std::vector<SlotOptions>& slots,
-                               const SensitivityTable& table, size_t c) {
+std::vector<KvTypes> backtrack(const Knapsack& k, const std::vector<SlotOptions>& slots, const SensitivityTable& table,
+                               size_t c) {
   const size_t n_types = table.types().size(), stride = k.best.size();
   std::vector<KvTypes> layers(size_t(table.n_layer()));  // [n_layer]
   for (size_t s = slots.size(); s-- > 0;) {
@@ -158,8 +158,8 @@ double sum_slots(const SensitivityTable& table, const std::vector<KvTypes>& assi
   KVQ_CHECK(int(assignment.size()) == table.n_layer());
   double sum = 0;
   for (int l = 0; l < table.n_layer(); ++l) {
-    for (auto [side, type] : {std::pair{KvSide::kKey, assignment[size_t(l)].k},
-                              std::pair{KvSide::kValue, assignment[size_t(l)].v}}) {
+    for (auto [side, type] :
+         {std::pair{KvSide::kKey, assignment[size_t(l)].k}, std::pair{KvSide::kValue, assignment[size_t(l)].v}}) {
       const int t = table.type_index(type);
       KVQ_CHECK(t >= 0 && table.at(l, side, t).measured);
       sum += field(table.at(l, side, t));
@@ -173,7 +173,8 @@ double predict_kld(const SensitivityTable& table, const std::vector<KvTypes>& as
 }
 
 double predict_dppl_pct(const SensitivityTable& table, const std::vector<KvTypes>& assignment) {
-  const double ln = sum_slots(table, assignment, [](const SlotMeasurement& m) { return std::max(m.ln_ppl_ratio, 0.0); });
+  const double ln =
+      sum_slots(table, assignment, [](const SlotMeasurement& m) { return std::max(m.ln_ppl_ratio, 0.0); });
   return 100.0 * std::expm1(ln);
 }
 
@@ -200,7 +201,8 @@ Result<TuneChoice> search_assignment(const SensitivityTable& table, const KvCach
   uint64_t most = 0;  // every slot in its largest measured type
   for (const SlotOptions& s : slots) {
     uint64_t largest = 0;
-    for (size_t t = 0; t < s.bytes.size(); ++t) largest = std::isfinite(s.cost[t]) ? std::max(largest, s.bytes[t]) : largest;
+    for (size_t t = 0; t < s.bytes.size(); ++t)
+      largest = std::isfinite(s.cost[t]) ? std::max(largest, s.bytes[t]) : largest;
     most += largest;
   }
   if (target.kind == TuneTarget::Kind::kBudget) {
@@ -208,7 +210,9 @@ Result<TuneChoice> search_assignment(const SensitivityTable& table, const KvCach
       return make_error(
           "the budget of {} bytes ({:.3f} bits/value) is below the smallest assignment: {} bytes "
           "({:.3f} bits/value, the smallest candidate type on every layer)",
-          target.budget_bytes, 16.0 * double(target.budget_bytes) / double(KvCache::bytes(shape, std::vector<KvTypes>(size_t(shape.n_layer)))),
+          target.budget_bytes,
+          16.0 * double(target.budget_bytes) /
+              double(KvCache::bytes(shape, std::vector<KvTypes>(size_t(shape.n_layer)))),
           least, 16.0 * double(least) / double(KvCache::bytes(shape, std::vector<KvTypes>(size_t(shape.n_layer)))));
     }
     const Knapsack k = solve_knapsack(slots, std::min(target.budget_bytes, most));
@@ -228,9 +232,10 @@ Result<TuneChoice> search_assignment(const SensitivityTable& table, const KvCach
     if (k.best[c] <= limit) return describe_choice(table, shape, backtrack(k, slots, table, c));
   }
   const TuneChoice best = describe_choice(table, shape, backtrack(k, slots, table, k.best.size() - 1));
-  return by_dppl ? make_error("no assignment of the candidate types meets ΔPPL <= {}%: the best predicts {:.4f}% "
-                              "({})",
-                              target.max_value, best.predicted_dppl_pct, kv_layers_string(best.layers))
+  return by_dppl ? make_error(
+                       "no assignment of the candidate types meets ΔPPL <= {}%: the best predicts {:.4f}% "
+                       "({})",
+                       target.max_value, best.predicted_dppl_pct, kv_layers_string(best.layers))
                  : make_error("no assignment of the candidate types meets KLD <= {}: the best predicts {:.3e} ({})",
                               target.max_value, best.predicted_kld, kv_layers_string(best.layers));
 }

@@ -66,15 +66,19 @@ Result<int> load_tune_cache(std::string_view text, const TuneCacheKey& key, Sens
   if (j.is_discarded() || !j.is_object()) return make_error("tune measurements: not a JSON object");
   auto version = get_u64(j, "kvq_tune_measurements", false);
   if (!version) return version.error();
-  if (*version != kVersion) return make_error("tune measurements: version {} is not supported (expected {})", *version, kVersion);
+  if (*version != kVersion)
+    return make_error("tune measurements: version {} is not supported (expected {})", *version, kVersion);
   // Every field of the key, each with both values in the message.
   const struct {
     const char* name;
     bool hex;
     uint64_t expected;
-  } fields[] = {{"model_bytes", false, key.identity.model_bytes}, {"model_hash", true, key.identity.model_hash},
-                {"text_bytes", false, key.identity.text_bytes},   {"text_hash", true, key.identity.text_hash},
-                {"n_ctx", false, uint64_t(key.n_ctx)},            {"calib_chunks", false, uint64_t(key.calib_chunks)},
+  } fields[] = {{"model_bytes", false, key.identity.model_bytes},
+                {"model_hash", true, key.identity.model_hash},
+                {"text_bytes", false, key.identity.text_bytes},
+                {"text_hash", true, key.identity.text_hash},
+                {"n_ctx", false, uint64_t(key.n_ctx)},
+                {"calib_chunks", false, uint64_t(key.calib_chunks)},
                 {"n_layer", false, uint64_t(key.n_layer)}};
   for (const auto& f : fields) {
     auto value = get_u64(j, f.name, f.hex);
@@ -83,7 +87,8 @@ Result<int> load_tune_cache(std::string_view text, const TuneCacheKey& key, Sens
       return make_error(
           "the measurements were taken with {} = {}; this run has {} (another model, text, -c or "
           "--calib-chunks: use another --resume file)",
-          f.name, f.hex ? hex64(*value) : std::to_string(*value), f.hex ? hex64(f.expected) : std::to_string(f.expected));
+          f.name, f.hex ? hex64(*value) : std::to_string(*value),
+          f.hex ? hex64(f.expected) : std::to_string(f.expected));
     }
   }
   const auto measurements = j.find("measurements");
@@ -95,9 +100,8 @@ Result<int> load_tune_cache(std::string_view text, const TuneCacheKey& key, Sens
     if (!m.is_object()) return make_error("tune measurements: every measurement must be an object");
     const auto layer = m.find("layer"), side = m.find("side"), type = m.find("type");
     const auto kld = m.find("kld"), ln_ppl = m.find("ln_ppl_ratio");
-    if (layer == m.end() || !layer->is_number_unsigned() || side == m.end() || !side->is_string() ||
-        type == m.end() || !type->is_string() || kld == m.end() || !kld->is_number() || ln_ppl == m.end() ||
-        !ln_ppl->is_number()) {
+    if (layer == m.end() || !layer->is_number_unsigned() || side == m.end() || !side->is_string() || type == m.end() ||
+        !type->is_string() || kld == m.end() || !kld->is_number() || ln_ppl == m.end() || !ln_ppl->is_number()) {
       return make_error("tune measurements: a measurement needs layer, side, type, kld and ln_ppl_ratio");
     }
     const uint64_t l = layer->get<uint64_t>();

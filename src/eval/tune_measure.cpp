@@ -96,8 +96,8 @@ Result<bool> measure_sensitivities(const TuneBackend& backend, const TuneSplit& 
         std::vector<KvTypes> layers = base_layers;  // [n_layer] the baseline but for one slot
         (side == KvSide::kKey ? layers[size_t(l)].k : layers[size_t(l)].v) = type;
         const std::string status = fmt::format("layer {} {} {}", l, side_name(side), type_name(type));
-        auto run = run_range(backend, split.n_ctx, 0, split.calib_chunks, layers, nullptr, &base, callbacks, done,
-                             status);
+        auto run =
+            run_range(backend, split.n_ctx, 0, split.calib_chunks, layers, nullptr, &base, callbacks, done, status);
         if (!run) return make_error("{}: {}", status, run.error().message);
         if (run->ppl.interrupted) return false;
         done += split.calib_chunks;

@@ -1,6 +1,5 @@
 #include "model/identity.h"
 
-
 namespace kvq {
 namespace {
 
