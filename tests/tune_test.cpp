@@ -21,7 +21,7 @@ namespace {
 // what is left is their interaction, large on stories260K, whose 4- and 5-bit keys (head_dim 8, one
 // block per row) push the KLD to 0.1-0.8 nat where the first order no longer holds: within a factor 1.6
 // for every assignment, and a geometric-mean error within 22% over the ten. (On stories15M, whose KLDs
-// are ten times smaller, held-out measurements land within 12% of the prediction: docs/results.md.)
+// are ten times smaller, held-out measurements land within 12-26% of the prediction: docs/results.md.)
 constexpr double kMaxAdditiveKldLogRatio = 0.47;
 constexpr double kMaxAdditiveKldMeanLogRatio = 0.20;
 
