@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Builds the libFuzzer targets with clang (ASan + UBSan) and fuzzes every parser: GGUF files (and the model
-# binder behind them), tokenizer input, KV-type flags, chat templates, server request bodies. GGUF gets a
-# third of the time, the others a sixth each.
+# binder behind them), tokenizer input, KV-type flags, chat templates, server request bodies, the JSON files of
+# kvq tune (spec and measurements). GGUF gets a third of the time, the others a sixth each (7/6 in all).
 # Usage: scripts/fuzz.sh [seconds=60] [extra libFuzzer flags...]
 # Seeds: every .gguf under ../shared, cut to its first 64 KiB (headers are what matter; the vocabularies
 # are megabytes), and the tiny models the test suite writes. Exit status is non-zero when the fuzzer finds
@@ -19,7 +19,8 @@ max_len=65536
 
 CC=clang CXX=clang++ cmake -S "$root" -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo \
   -DKVQ_FUZZ=ON -DKVQ_BUILD_TESTS=OFF -DKVQ_BUILD_BENCH=OFF >/dev/null
-cmake --build "$build" --target gguf_fuzz tokenizer_fuzz kv_spec_fuzz chat_template_fuzz request_fuzz -j"${KVQ_FUZZ_JOBS:-2}"
+cmake --build "$build" --target gguf_fuzz tokenizer_fuzz kv_spec_fuzz chat_template_fuzz request_fuzz \
+  kv_spec_file_fuzz -j"${KVQ_FUZZ_JOBS:-2}"
 
 mkdir -p "$corpus" "$artifacts"
 while IFS= read -r -d '' file; do
@@ -93,4 +94,19 @@ for body in '{"model":"m","prompt":"Once upon a time","max_tokens":16,"temperatu
 done
 echo "fuzzing request_fuzz for $((seconds / 6))s"
 "$build/request_fuzz" "$request_corpus" -max_total_time="$((seconds / 6))" -max_len=4096 -rss_limit_mb=2048 \
+  -timeout=10 -print_final_stats=1 -artifact_prefix="$artifacts" "$@"
+
+# kvq tune's JSON files: seeds are a valid spec and a valid measurements file (the fuzz target's key) and
+# near-valid variants of both.
+spec_file_corpus="$root/fuzz-corpus/kv-spec-file"
+mkdir -p "$spec_file_corpus"
+i=0
+for body in '{"kvq_spec":1,"model":{"name":"m","n_layer":2,"fingerprint":"0123456789abcdef"},"layers":[{"layer":0,"k":"q8_0","v":"q4_0"},{"layer":1,"k":"f16","v":"iq4_nl"}],"tuned":{"bytes":1}}' \
+  '{"kvq_spec":1,"model":{"name":"","n_layer":1,"fingerprint":"ffffffffffffffff"},"layers":[{"layer":0,"k":"8","v":"4"}]}' \
+  '{"kvq_tune_measurements":1,"model_bytes":1000,"model_hash":"000000000000feed","text_bytes":77,"text_hash":"000000000000beef","n_ctx":64,"calib_chunks":3,"n_layer":2,"measurements":[{"layer":1,"side":"v","type":"q4_0","kld":0.25,"ln_ppl_ratio":0.125},{"layer":0,"side":"k","type":"q8_0","kld":1e-5,"ln_ppl_ratio":-2e-6}]}' \
+  '{"kvq_spec":1,"model":{"n_layer":-1}}' '{"layers":[{"layer":99999999999999999999}]}'; do
+  printf '%s' "$body" >"$spec_file_corpus/seed-$i"; i=$((i + 1))
+done
+echo "fuzzing kv_spec_file_fuzz for $((seconds / 6))s"
+"$build/kv_spec_file_fuzz" "$spec_file_corpus" -max_total_time="$((seconds / 6))" -max_len=4096 -rss_limit_mb=2048 \
   -timeout=10 -print_final_stats=1 -artifact_prefix="$artifacts" "$@"

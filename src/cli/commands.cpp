@@ -17,6 +17,7 @@ void register_commands(CLI::App& app) {
   register_sweep(app);
   register_serve(app);
   register_chat(app);
+  register_tune(app);
 }
 
 }  // namespace kvq::cli

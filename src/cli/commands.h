@@ -18,5 +18,6 @@ void register_perplexity(CLI::App& app);
 void register_sweep(CLI::App& app);
 void register_serve(CLI::App& app);
 void register_chat(CLI::App& app);
+void register_tune(CLI::App& app);
 
 }  // namespace kvq::cli

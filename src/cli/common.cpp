@@ -31,10 +31,12 @@ void add_kv_options(CLI::App* command, KvOptions& options) {
                       "rotate keys (k) or keys and values (kv) by an orthogonal transform per head before they are "
                       "quantized: none, k, kv, auto (default auto: kv when K or V is quantized)");
   command->add_option("--kvq-layers", options.layers,
-                      "per-layer overrides, e.g. \"0-1:f16/f16,2-21:q8_0/q4_0+rk\" (+rk / +rkv: rotated)");
+                      "per-layer overrides, e.g. \"0-1:f16/f16,2-21:q8_0/q4_0+rk\" (+rk / +rkv: rotated), or @FILE: "
+                      "a spec written by kvq tune");
 }
 
-Result<std::vector<KvTypes>> resolve_kv_types(const KvOptions& options, int n_layer) {
+Result<std::vector<KvTypes>> resolve_kv_types(const KvOptions& options, const ModelIdentity& model) {
+  const int n_layer = model.n_layer;
   KvTypes defaults;
   auto pick = [](const std::string& flag, const char* env, const char* name, GgmlType& out) -> Status {
     std::string text = flag;
@@ -56,7 +58,19 @@ Result<std::vector<KvTypes>> resolve_kv_types(const KvOptions& options, int n_la
     defaults.rotation = *rotation;
   }
   std::vector<KvTypes> layers(size_t(n_layer), defaults);
-  if (!options.layers.empty()) {
+  if (!options.layers.empty() && options.layers.front() == '@') {
+    const std::string path = options.layers.substr(1);
+    auto text = read_text_file(path);
+    if (!text) return make_error("--kvq-layers: {}", text.error().message);
+    auto spec = parse_kv_spec_file(*text);
+    if (!spec) return make_error("--kvq-layers {}: {}", options.layers, spec.error().message);
+    if (Status st = check_kv_spec_model(*spec, model); !st) {
+      return make_error("--kvq-layers {}: {}", options.layers, st.message());
+    }
+    layers = spec->layers;
+    // A spec names types; rotation follows --kvq-rot (auto by default, as kvq tune measured them).
+    for (KvTypes& t : layers) t.rotation = defaults.rotation;
+  } else if (!options.layers.empty()) {
     auto parsed = parse_kv_layers(options.layers, n_layer, defaults);
     if (!parsed) return make_error("--kvq-layers: {}", parsed.error().message);
     layers = std::move(*parsed);

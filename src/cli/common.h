@@ -6,6 +6,7 @@
 #include <string>
 #include <vector>
 
+#include "kv/kv_spec_file.h"
 #include "kv/kv_types.h"
 #include "sample/sampler.h"
 #include "util/result.h"
@@ -23,8 +24,9 @@ struct KvOptions {
 void add_kv_options(CLI::App* command, KvOptions& options);
 // --temp, --top-k, --top-p, --min-p with their defaults.
 void add_sampling_options(CLI::App* command, SamplerParams& params);
-// Per-layer K/V types for a model of n_layer layers (default f16/f16).
-Result<std::vector<KvTypes>> resolve_kv_types(const KvOptions& options, int n_layer);
+// Per-layer K/V types for `model` (default f16/f16). --kvq-layers @FILE reads a spec file written by
+// `kvq tune` (kv/kv_spec_file.h), refused when it was made for another model.
+Result<std::vector<KvTypes>> resolve_kv_types(const KvOptions& options, const ModelIdentity& model);
 // "q8_0/q4_0", or "mixed (n layers)" when layers differ.
 std::string describe_kv_types(const std::vector<KvTypes>& types);
 

@@ -9,6 +9,7 @@
 #include "cli/common.h"
 #include "kv/kv_cache.h"
 #include "model/config.h"
+#include "model/identity.h"
 #include "model/model.h"
 #include "model/weights.h"
 
@@ -34,7 +35,7 @@ int run_info(const InfoArgs& args) {
   auto weights = bind_model_weights(*file, *config);
   if (!weights) return report_error(weights.error()), 1;
   const ModelConfig& c = *config;
-  auto selected = resolve_kv_types(args.kv, c.n_layer);
+  auto selected = resolve_kv_types(args.kv, identify_model(*file, c));
   if (!selected) return report_error(selected.error()), 1;
 
   std::vector<GgmlType> kv_types;

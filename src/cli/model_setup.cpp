@@ -2,6 +2,7 @@
 
 #include <cstdio>
 
+#include "model/identity.h"
 #include "util/system.h"
 
 namespace kvq::cli {
@@ -9,7 +10,7 @@ namespace kvq::cli {
 Result<LoadedModel> load_model(const std::string& path, const KvOptions& kv) {
   auto model = Model::load(path);
   if (!model) return model.error();
-  auto types = resolve_kv_types(kv, (*model)->config().n_layer);
+  auto types = resolve_kv_types(kv, identify_model((*model)->file(), (*model)->config()));
   if (!types) return types.error();
   return LoadedModel{std::move(*model), std::move(*types)};
 }

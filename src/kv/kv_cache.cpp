@@ -52,11 +52,13 @@ uint64_t KvCache::bytes_per_token(const KvCacheShape& shape, const std::vector<K
   return bytes;
 }
 
+uint64_t KvCache::side_bytes(const KvCacheShape& shape, int layer, GgmlType type) {
+  return uint64_t(shape.rows(layer)) * row_bytes_of(type, shape.n_head_kv * shape.head_dim);
+}
+
 uint64_t KvCache::key_bytes(const KvCacheShape& shape, const std::vector<KvTypes>& per_layer) {
   uint64_t bytes = 0;
-  for (size_t l = 0; l < per_layer.size(); ++l) {
-    bytes += uint64_t(shape.rows(int(l))) * row_bytes_of(per_layer[l].k, shape.n_head_kv * shape.head_dim);
-  }
+  for (size_t l = 0; l < per_layer.size(); ++l) bytes += side_bytes(shape, int(l), per_layer[l].k);
   return bytes;
 }
 

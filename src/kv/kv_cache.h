@@ -61,6 +61,9 @@ class KvCache {
   static uint64_t bytes_per_token(const KvCacheShape& shape, const std::vector<KvTypes>& per_layer);
   // Returns the exact K + V bytes create() allocates for this shape (rings included).
   static uint64_t bytes(const KvCacheShape& shape, const std::vector<KvTypes>& per_layer);
+  // Returns the bytes one side (K or V) of one layer takes in `type`: its rows times the row of that type.
+  // key_bytes and value_bytes are sums of it, so a per-layer search can add these up exactly.
+  static uint64_t side_bytes(const KvCacheShape& shape, int layer, GgmlType type);
   // Returns the K (or V) bytes only.
   static uint64_t key_bytes(const KvCacheShape& shape, const std::vector<KvTypes>& per_layer);
   static uint64_t value_bytes(const KvCacheShape& shape, const std::vector<KvTypes>& per_layer);
