@@ -46,6 +46,18 @@ KVQ_GEMV_TARGET HWY_INLINE __m128i Q4KScalesMins(__m128i head, const Q4KConsts& 
 }
 
 #if HWY_TARGET == HWY_AVX3_DL
+// A q4_K block's first 16 bytes as the AVX-512 kernels use them: lanes 0-7 d and scale_k, lanes 8-15 dmin
+// and min_k (k = 0..7).
+struct Q4KHead {
+  __m512 d_dmin;
+  __m512 scales_mins;
+};
+KVQ_GEMV_TARGET HWY_INLINE Q4KHead LoadQ4KHead(const uint8_t* block, const Q4KConsts& c) {
+  const __m128i head = _mm_loadu_si128(reinterpret_cast<const __m128i*>(block));
+  return {_mm512_maskz_permutexvar_ps(kAll16, c.d_then_dmin, _mm512_castps128_ps512(_mm_cvtph_ps(head))),
+          _mm512_maskz_cvtepi32_ps(kAll16, _mm512_maskz_cvtepu8_epi32(kAll16, Q4KScalesMins(head, c)))};
+}
+
 // AVX-512 VNNI: a 64-byte load of the nibbles holds sub-blocks 2g (low nibbles of bytes 0-31), 2g + 2 (low,
 // bytes 32-63) and 2g + 1, 2g + 3 (high), so each vpdpbusd against activations [values of sub-block k |
 // values of sub-block k + 2] gives 8 int32 lanes per sub-block, scaled per lane by d x scale_k x dx_k
@@ -74,11 +86,7 @@ KVQ_GEMV_TARGET void GemvRowsQ4_K(const uint8_t* const (&rows)[8], const matmul_
       const uint8_t* block = rows[r] + sizeof(BlockQ4_K) * size_t(b);
       PrefetchAhead<3>(block);
       const auto* blk = reinterpret_cast<const BlockQ4_K*>(block);
-      const __m128i head = _mm_loadu_si128(reinterpret_cast<const __m128i*>(block));
-      const __m512 d_dmin =
-          _mm512_maskz_permutexvar_ps(kAll16, c.d_then_dmin, _mm512_castps128_ps512(_mm_cvtph_ps(head)));
-      const __m512 scales_mins =
-          _mm512_maskz_cvtepi32_ps(kAll16, _mm512_maskz_cvtepu8_epi32(kAll16, Q4KScalesMins(head, c)));
+      const auto [d_dmin, scales_mins] = LoadQ4KHead(block, c);
       // Lanes 0-7: d x scale_k x dx_k; lanes 8-15: dmin x min_k x dx_k x sum of codes_k.
       const __m512 f = _mm512_mul_ps(scales_mins, _mm512_mul_ps(d_dmin, act));
       acc[r] = _mm512_mask_sub_ps(acc[r], 0xFF00, acc[r], f);
@@ -98,6 +106,31 @@ KVQ_GEMV_TARGET void GemvRowsQ4_K(const uint8_t* const (&rows)[8], const matmul_
   KVQ_UNROLL for (int r = 0; r < R; ++r) out[r] = HorizontalSum(acc[r]);
 }
 
+// Constants of the AVX-512 q6_K kernels and the unpacking of one half block (128 values) into two vectors
+// of 64 consecutive codes 0..63: vector 0 the low nibbles of ql with qh's bit pairs 0 (first 32 bytes) and
+// 2 (next 32), vector 1 the high nibbles with bit pairs 4 and 6.
+struct Q6KConsts {
+  __m512i low4 = _mm512_set1_epi8(0x0F), bits45 = _mm512_set1_epi8(0x30);
+  // Per 16-bit word: first 32 bytes move qh's bit pair 0 (vector 0) or 4 (vector 1) to bits 4-5; next 32
+  // bytes pair 2 or 6.
+  __m512i shl_lo = _mm512_maskz_inserti64x4(0xFF, _mm512_set1_epi16(4), _mm256_set1_epi16(2), 1);
+  __m512i shr_hi = _mm512_maskz_inserti64x4(0xFF, _mm512_setzero_si512(), _mm256_set1_epi16(2), 1);
+  alignas(64) int32_t group_idx[4][16];  // vpermps: lane l of vector k takes scale 4k + l / 4
+  Q6KConsts() {
+    for (int k = 0; k < 4; ++k) {
+      for (int l = 0; l < 16; ++l) group_idx[k][l] = 4 * k + l / 4;
+    }
+  }
+};
+KVQ_GEMV_TARGET HWY_INLINE void UnpackQ6KHalf(const BlockQ6_K* blk, int h, const Q6KConsts& c, __m512i* codes) {
+  const __m512i ql = _mm512_loadu_si512(blk->ql + 64 * h);
+  const __m512i qh =
+      _mm512_maskz_broadcast_i64x4(0xFF, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(blk->qh + 32 * h)));
+  codes[0] = _mm512_or_si512(_mm512_and_si512(ql, c.low4), _mm512_and_si512(_mm512_sllv_epi16(qh, c.shl_lo), c.bits45));
+  codes[1] = _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi16(ql, 4), c.low4),
+                             _mm512_and_si512(_mm512_srlv_epi16(qh, c.shr_hi), c.bits45));
+}
+
 // q6_K on AVX-512 VNNI: 256 values (210 bytes) per row and step, as 4 vectors of 64 consecutive values:
 // vector 2h takes the low nibbles of ql[64h ..] with qh's bit pairs 0 (first 32 bytes) and 2 (next 32),
 // vector 2h + 1 the high nibbles with bit pairs 4 and 6, so the activations are plain loads. Codes 0..63
@@ -107,15 +140,7 @@ KVQ_GEMV_TARGET void GemvRowsQ4_K(const uint8_t* const (&rows)[8], const matmul_
 template <int R>
 KVQ_GEMV_TARGET void GemvRowsQ6_K(const uint8_t* const (&rows)[8], const matmul_detail::QuantizedActs& a, float* out) {
   const int64_t nb = a.n_in / kQK_K;
-  const __m512i low4 = _mm512_set1_epi8(0x0F), bits45 = _mm512_set1_epi8(0x30);
-  // Per 16-bit word: first 32 bytes move qh's bit pair 0 (vector 2h) or 4 (2h + 1) to bits 4-5; next 32
-  // bytes pair 2 or 6.
-  const __m512i shl_lo = _mm512_maskz_inserti64x4(0xFF, _mm512_set1_epi16(4), _mm256_set1_epi16(2), 1);
-  const __m512i shr_hi = _mm512_maskz_inserti64x4(0xFF, _mm512_setzero_si512(), _mm256_set1_epi16(2), 1);
-  alignas(64) int32_t group_idx[4][16];  // vpermps: lane l of vector k takes scale 4k + l / 4
-  for (int k = 0; k < 4; ++k) {
-    for (int l = 0; l < 16; ++l) group_idx[k][l] = 4 * k + l / 4;
-  }
+  const Q6KConsts c;
   __m512 acc[R];
   KVQ_UNROLL for (int r = 0; r < R; ++r) acc[r] = _mm512_setzero_ps();
   for (int64_t b = 0; b < nb; ++b) {
@@ -129,19 +154,14 @@ KVQ_GEMV_TARGET void GemvRowsQ6_K(const uint8_t* const (&rows)[8], const matmul_
           kAll16, _mm512_maskz_cvtepi8_epi32(kAll16, _mm_loadu_si128(reinterpret_cast<const __m128i*>(blk->scales))));
       __m512 sum = _mm512_mul_ps(scales, neg32_sums);  // this block's dot product / d
       KVQ_UNROLL for (int h = 0; h < 2; ++h) {
-        const __m512i ql = _mm512_loadu_si512(blk->ql + 64 * h);
-        const __m512i qh =
-            _mm512_maskz_broadcast_i64x4(0xFF, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(blk->qh + 32 * h)));
-        const __m512i high_lo = _mm512_and_si512(_mm512_sllv_epi16(qh, shl_lo), bits45);
-        const __m512i high_hi = _mm512_and_si512(_mm512_srlv_epi16(qh, shr_hi), bits45);
-        const __m512i codes[2] = {_mm512_or_si512(_mm512_and_si512(ql, low4), high_lo),
-                                  _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi16(ql, 4), low4), high_hi)};
+        __m512i codes[2];
+        UnpackQ6KHalf(blk, h, c, codes);
         KVQ_UNROLL for (int j = 0; j < 2; ++j) {
           const int k = 2 * h + j;
           const __m512i x = _mm512_loadu_si512(q + 64 * k);
           const __m512i dot = _mm512_dpbusd_epi32(_mm512_setzero_si512(), codes[j], x);
           const __m512 lane_scale =
-              _mm512_mul_ps(_mm512_maskz_permutexvar_ps(kAll16, _mm512_load_si512(group_idx[k]), scales),
+              _mm512_mul_ps(_mm512_maskz_permutexvar_ps(kAll16, _mm512_load_si512(c.group_idx[k]), scales),
                             _mm512_loadu_ps(a.scale + 64 * b + 16 * k));
           sum = _mm512_fmadd_ps(_mm512_maskz_cvtepi32_ps(kAll16, dot), lane_scale, sum);
         }
@@ -169,11 +189,7 @@ KVQ_GEMV_TARGET void GemvRowsQ4_KTokens(const uint8_t* const (&rows)[8], int64_t
       const uint8_t* block = rows[r] + sizeof(BlockQ4_K) * size_t(b);
       PrefetchAhead<3>(block);
       const auto* blk = reinterpret_cast<const BlockQ4_K*>(block);
-      const __m128i head = _mm_loadu_si128(reinterpret_cast<const __m128i*>(block));
-      const __m512 d_dmin =
-          _mm512_maskz_permutexvar_ps(kAll16, c.d_then_dmin, _mm512_castps128_ps512(_mm_cvtph_ps(head)));
-      const __m512 scales_mins =
-          _mm512_maskz_cvtepi32_ps(kAll16, _mm512_maskz_cvtepu8_epi32(kAll16, Q4KScalesMins(head, c)));
+      const auto [d_dmin, scales_mins] = LoadQ4KHead(block, c);
       __m512i codes[4];  // low nibbles of bytes 0-63, high ones, then the same of bytes 64-127
       KVQ_UNROLL for (int h = 0; h < 2; ++h) {
         const __m512i v = _mm512_loadu_si512(blk->qs + 64 * h);
@@ -202,13 +218,7 @@ template <int R, int T>
 KVQ_GEMV_TARGET void GemvRowsQ6_KTokens(const uint8_t* const (&rows)[8], const matmul_detail::QuantizedActs& a,
                                         int64_t t0, float* out, int64_t out_stride) {
   const int64_t n_in = a.n_in, nb = n_in / kQK_K;
-  const __m512i low4 = _mm512_set1_epi8(0x0F), bits45 = _mm512_set1_epi8(0x30);
-  const __m512i shl_lo = _mm512_maskz_inserti64x4(0xFF, _mm512_set1_epi16(4), _mm256_set1_epi16(2), 1);
-  const __m512i shr_hi = _mm512_maskz_inserti64x4(0xFF, _mm512_setzero_si512(), _mm256_set1_epi16(2), 1);
-  alignas(64) int32_t group_idx[4][16];  // vpermps: lane l of vector k takes scale 4k + l / 4
-  for (int k = 0; k < 4; ++k) {
-    for (int l = 0; l < 16; ++l) group_idx[k][l] = 4 * k + l / 4;
-  }
+  const Q6KConsts c;
   __m512 acc[R][T];
   KVQ_UNROLL for (int r = 0; r < R; ++r) { KVQ_UNROLL for (int t = 0; t < T; ++t) acc[r][t] = _mm512_setzero_ps(); }
   for (int64_t b = 0; b < nb; ++b) {
@@ -220,17 +230,9 @@ KVQ_GEMV_TARGET void GemvRowsQ6_KTokens(const uint8_t* const (&rows)[8], const m
           kAll16, _mm512_maskz_cvtepi8_epi32(kAll16, _mm_loadu_si128(reinterpret_cast<const __m128i*>(blk->scales))));
       __m512i codes[4];
       __m512 group_scale[4];
-      KVQ_UNROLL for (int h = 0; h < 2; ++h) {
-        const __m512i ql = _mm512_loadu_si512(blk->ql + 64 * h);
-        const __m512i qh =
-            _mm512_maskz_broadcast_i64x4(0xFF, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(blk->qh + 32 * h)));
-        const __m512i high_lo = _mm512_and_si512(_mm512_sllv_epi16(qh, shl_lo), bits45);
-        const __m512i high_hi = _mm512_and_si512(_mm512_srlv_epi16(qh, shr_hi), bits45);
-        codes[2 * h] = _mm512_or_si512(_mm512_and_si512(ql, low4), high_lo);
-        codes[2 * h + 1] = _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi16(ql, 4), low4), high_hi);
-      }
+      KVQ_UNROLL for (int h = 0; h < 2; ++h) UnpackQ6KHalf(blk, h, c, codes + 2 * h);
       KVQ_UNROLL for (int k = 0; k < 4; ++k) {
-        group_scale[k] = _mm512_maskz_permutexvar_ps(kAll16, _mm512_load_si512(group_idx[k]), scales);
+        group_scale[k] = _mm512_maskz_permutexvar_ps(kAll16, _mm512_load_si512(c.group_idx[k]), scales);
       }
       const __m512 d = _mm512_set1_ps(_cvtsh_ss(blk->d));
       KVQ_UNROLL for (int t = 0; t < T; ++t) {
