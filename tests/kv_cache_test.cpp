@@ -11,6 +11,7 @@
 #include "kv/kv_cache.h"
 #include "kv/kv_types.h"
 #include "quant/quant.h"
+#include "util/half.h"
 
 namespace kvq {
 namespace {
@@ -24,6 +25,11 @@ constexpr double kMaxNmseBF16 = 1.2e-5;
 constexpr double kMaxNmseQ8 = 1e-4;
 constexpr double kMaxNmseQ5 = 4e-3;
 constexpr double kMaxNmseQ4 = 1.6e-2;
+// nl*_h on Gaussian rows (what rotated heads look like): the MSE of the Lloyd-Max quantizer of a unit
+// Gaussian at 2, 3, 4, 5 bits, which the per-head scale search may beat a little (it adapts to each head) but
+// must not exceed by more than kNlSlack (int8 levels, f16 scale).
+constexpr double kLloydMaxMse[6] = {0, 0, 0.1175, 0.03455, 0.009497, 0.002499};
+constexpr double kNlSlack = 1.15, kNlAdaptive = 0.55;
 
 double max_quant_nmse(GgmlType type) {
   switch (type) {
@@ -34,6 +40,8 @@ double max_quant_nmse(GgmlType type) {
     case GgmlType::BF16:
       return kMaxNmseBF16;
     case GgmlType::Q8_0:
+      return kMaxNmseQ8;
+    case GgmlType::Q8_H:
       return kMaxNmseQ8;
     case GgmlType::Q5_0:
     case GgmlType::Q5_1:
@@ -150,8 +158,8 @@ TEST(KvCache, CreateRejectsBadArguments) {
 }
 
 // store() writes row t at position pos + t as quantize_row_ref would (iq4_nl: its no-search variant,
-// the cache's quantizer), whether rows need padding or not,
-// and whether they arrive one by one or together.
+// the cache's quantizer; "_h" types: quantize_head_row_ref), whether rows need padding or not,
+// and whether they arrive one by one or together. Centring is off by default: rows are stored as given.
 TEST(KvCache, StorePlacesQuantizedRows) {
   for (GgmlType type : kKvCacheTypes) {
     for (const KvCacheShape& shape :
@@ -159,6 +167,11 @@ TEST(KvCache, StorePlacesQuantizedRows) {
       const int row_values = shape.n_head_kv * shape.head_dim;
       const int padded = KvCache::padded_row_values(type, row_values);
       auto cache = KvCache::create(shape, std::vector<KvTypes>(2, KvTypes{type, GgmlType::F32}));
+      if (is_head_scaled(type) && shape.head_dim % kHeadGroup != 0) {  // refused, with the reason
+        ASSERT_FALSE(cache.ok());
+        EXPECT_NE(cache.error().message.find("multiple of 8"), std::string::npos) << cache.error().message;
+        continue;
+      }
       ASSERT_TRUE(cache.ok());
       const std::vector<float> k = random_rows(12, row_values, 1);
       const std::vector<float> v = random_rows(12, row_values, 2);
@@ -166,12 +179,15 @@ TEST(KvCache, StorePlacesQuantizedRows) {
       for (int t = 5; t < 12; ++t) cache->store(1, t, 1, &k[size_t(t) * row_values], &v[size_t(t) * row_values]);
 
       const KvLayerView view = cache->layer(1);
+      EXPECT_EQ(view.k_mean, nullptr);
       std::vector<float> staged(size_t(padded), 0.0f);  // [padded] the row as the cache should see it
       std::vector<uint8_t> expected(view.k_row_bytes);
       for (int t = 0; t < 12; ++t) {
         std::copy_n(&k[size_t(t) * row_values], row_values, staged.begin());
         if (type == GgmlType::IQ4_NL) {
           quantize_row_iq4_nl_nosearch_ref(staged.data(), reinterpret_cast<BlockIQ4_NL*>(expected.data()), padded);
+        } else if (is_head_scaled(type)) {
+          quantize_head_row_ref(type, staged.data(), expected.data(), shape.n_head_kv, shape.head_dim);
         } else {
           quantize_row_ref(type, staged.data(), expected.data(), padded);
         }
@@ -183,6 +199,38 @@ TEST(KvCache, StorePlacesQuantizedRows) {
   }
 }
 
+// Centring: the store of position 0 sets the mean of its rows; every row (then and later) is stored as
+// row - mean; a later store at position 0 replaces the mean. Float sides are never centred.
+TEST(KvCache, CentredRowsAreStoredMinusThePromptMean) {
+  KvCacheShape shape{1, 16, 2, 32};
+  shape.centre_keys = shape.centre_values = true;
+  const int row_values = 64;
+  auto cache = KvCache::create(shape, {KvTypes{GgmlType::Q8_0, GgmlType::F16}});
+  ASSERT_TRUE(cache.ok());
+  std::vector<float> k = random_rows(16, row_values, 5);
+  for (size_t i = 0; i < k.size(); ++i) k[i] += 3.0f;  // a common offset
+  const std::vector<float> v = random_rows(16, row_values, 6);
+  cache->store(0, 0, 8, k.data(), v.data());
+  cache->store(0, 8, 8, &k[8 * row_values], &v[8 * row_values]);
+  const KvLayerView view = cache->layer(0);
+  ASSERT_NE(view.k_mean, nullptr);
+  EXPECT_EQ(view.v_mean, nullptr);
+  std::vector<float> mean(size_t(row_values), 0.0f);
+  std::vector<float> row(static_cast<size_t>(row_values));
+  for (int t = 0; t < 8; ++t) {
+    for (int i = 0; i < row_values; ++i) mean[size_t(i)] += k[size_t(t) * row_values + i] / 8.0f;
+  }
+  for (int i = 0; i < row_values; ++i) EXPECT_EQ(view.k_mean[i], f32_to_fp16(mean[size_t(i)]));
+  std::vector<uint8_t> expected(view.k_row_bytes);
+  for (int t = 0; t < 16; ++t) {
+    for (int i = 0; i < row_values; ++i) row[size_t(i)] = k[size_t(t) * row_values + i] - fp16_to_f32(view.k_mean[i]);
+    quantize_row_ref(GgmlType::Q8_0, row.data(), expected.data(), row_values);
+    ASSERT_EQ(0, std::memcmp(expected.data(), view.k + size_t(t) * view.k_row_bytes, view.k_row_bytes)) << t;
+  }
+  cache->store(0, 0, 1, &k[5 * row_values], v.data());  // a new sequence: its first row is the mean
+  for (int i = 0; i < row_values; ++i) EXPECT_EQ(cache->layer(0).k_mean[i], f32_to_fp16(k[size_t(5) * row_values + i]));
+}
+
 // The separate half of the accuracy story: what each type loses against the f32 rows it was given
 // (attention_test.cpp measures the kernel against the same dequantized values).
 TEST(KvCache, QuantizationErrorPerType) {
@@ -190,6 +238,7 @@ TEST(KvCache, QuantizationErrorPerType) {
   const int row_values = 256;
   const std::vector<float> x = random_rows(shape.n_ctx, row_values, 7);
   for (GgmlType type : kKvCacheTypes) {
+    if (type_traits(type).type_size != 8 && is_head_scaled(type)) continue;  // nl*_h: Gaussian rows, below
     auto cache = KvCache::create(shape, {KvTypes{type, type}});
     ASSERT_TRUE(cache.ok());
     cache->store(0, 0, shape.n_ctx, x.data(), x.data());
@@ -197,8 +246,9 @@ TEST(KvCache, QuantizationErrorPerType) {
     std::vector<float> row(static_cast<size_t>(row_values));
     double err = 0.0, ref = 0.0;
     for (int t = 0; t < shape.n_ctx; ++t) {
-      dequantize_row_ref(type, view.k + size_t(t) * view.k_row_bytes, row.data(), row_values);
+      dequantize_kv_row_ref(type, view.k + size_t(t) * view.k_row_bytes, row.data(), shape.n_head_kv, shape.head_dim);
       for (int i = 0; i < row_values; ++i) {
+        if (view.k_mean != nullptr) row[size_t(i)] += fp16_to_f32(view.k_mean[i]);
         const double e = double(row[size_t(i)]) - double(x[size_t(t) * row_values + i]);
         err += e * e;
         ref += double(x[size_t(t) * row_values + i]) * x[size_t(t) * row_values + i];
@@ -213,29 +263,61 @@ TEST(KvCache, QuantizationErrorPerType) {
   }
 }
 
+// nl*_h on N(0, 1) rows: within [kNlAdaptive, kNlSlack] x the Lloyd-Max MSE of their bit width (a wrong
+// level table, scale or packing lands far outside), and every extra bit pays (NMSE falls ~4x per bit).
+TEST(KvCache, NonLinearHeadTypesReachTheGaussianBound) {
+  const KvCacheShape shape{1, 256, 4, 64};
+  const int row_values = 256;
+  std::mt19937 rng(9);
+  std::normal_distribution<float> normal(0.0f, 1.0f);
+  std::vector<float> x(size_t(shape.n_ctx) * row_values);  // [n_ctx, row_values]
+  for (float& value : x) value = normal(rng);
+  for (GgmlType type : {GgmlType::NL5_H, GgmlType::NL4_H, GgmlType::NL3_H, GgmlType::NL2_H}) {
+    std::vector<uint8_t> row(kv_row_bytes(type, shape.n_head_kv, shape.head_dim));
+    std::vector<float> back(static_cast<size_t>(row_values));
+    double err = 0.0, ref = 0.0;
+    for (int t = 0; t < shape.n_ctx; ++t) {
+      const float* xt = &x[size_t(t) * row_values];
+      quantize_head_row_ref(type, xt, row.data(), shape.n_head_kv, shape.head_dim);
+      dequantize_kv_row_ref(type, row.data(), back.data(), shape.n_head_kv, shape.head_dim);
+      for (int i = 0; i < row_values; ++i) {
+        err += (double(back[size_t(i)]) - xt[i]) * (double(back[size_t(i)]) - xt[i]);
+        ref += double(xt[i]) * xt[i];
+      }
+    }
+    const double bound = kLloydMaxMse[head_bits(type)];
+    EXPECT_LE(err / ref, kNlSlack * bound) << type_name(type);
+    EXPECT_GE(err / ref, kNlAdaptive * bound) << type_name(type);
+    RecordProperty(std::string("nmse_") + std::string(type_name(type)), std::to_string(err / ref));
+  }
+}
+
 // Gemma 3's pattern (5 windowed layers of every 6): windowed layers keep window + max_batch - 1 rows rounded
 // up to whole attention chunks, global layers every position; the figures are what create() allocates.
 TEST(KvCache, WindowedLayersKeepExactRings) {
   const int n_layer = 12, window = 1024, batch = 512, ctx = 32768;
   std::vector<int> windows(n_layer);
   for (int l = 0; l < n_layer; ++l) windows[size_t(l)] = l % 6 < 5 ? window : 0;
-  const KvCacheShape shape{n_layer, ctx, 4, 256, windows, batch};
+  KvCacheShape shape{n_layer, ctx, 4, 256, windows, batch};
+  shape.centre_keys = shape.centre_values = true;                                          // the means count too
   const int ring = (window + batch - 1 + kKvRingAlign - 1) / kKvRingAlign * kKvRingAlign;  // 1536
   EXPECT_EQ(ring, 1536);
   for (int l = 0; l < n_layer; ++l) EXPECT_EQ(shape.rows(l), windows[size_t(l)] ? ring : ctx) << l;
   const std::vector<KvTypes> k8v4(n_layer, {GgmlType::Q8_0, GgmlType::Q4_0});
   const uint64_t row_k = 4 * 256 / 32 * 34, row_v = 4 * 256 / 32 * 18;
-  const uint64_t expected = (10ull * ring + 2ull * ctx) * (row_k + row_v);
+  const uint64_t means = uint64_t(n_layer) * 2 * 4 * 256 * 2;  // centring: an f16 row per quantized side and layer
+  const uint64_t expected = (10ull * ring + 2ull * ctx) * (row_k + row_v) + means;
   EXPECT_EQ(KvCache::bytes(shape, k8v4), expected);
-  EXPECT_EQ(KvCache::key_bytes(shape, k8v4), (10ull * ring + 2ull * ctx) * row_k);
+  EXPECT_EQ(KvCache::key_bytes(shape, k8v4), (10ull * ring + 2ull * ctx) * row_k + means / 2);
   auto cache = KvCache::create(shape, k8v4);
   ASSERT_TRUE(cache.ok());
-  EXPECT_EQ(cache->k_bytes() + cache->v_bytes(), expected);
+  EXPECT_EQ(cache->bytes(), expected);
   // The naive n_ctx x bytes/token figure is ~4.9x this one.
   EXPECT_NEAR(double(KvCache::bytes_per_token(shape, k8v4) * ctx) / double(expected), 4.9, 0.1);
   // A short context needs no ring: every layer holds n_ctx rows.
-  const KvCacheShape short_shape{n_layer, 1000, 4, 256, windows, batch};
-  EXPECT_EQ(KvCache::bytes(short_shape, k8v4), KvCache::bytes_per_token(short_shape, k8v4) * 1000);
+  KvCacheShape short_shape{n_layer, 1000, 4, 256, windows, batch};
+  short_shape.centre_keys = short_shape.centre_values = true;
+  EXPECT_EQ(KvCache::bytes(short_shape, k8v4), KvCache::bytes_per_token(short_shape, k8v4) * 1000 + means);
   // A query reads at most its window on windowed layers.
   EXPECT_EQ(KvCache::bytes_attended(shape, k8v4, 8192), (10ull * window + 2ull * 8192) * (row_k + row_v));
 }

@@ -108,17 +108,17 @@ TEST(TuneCache, RoundTripAndRefusalOfAnotherRun) {
   key.n_ctx = 64;
   key.calib_chunks = 3;
   eval::SensitivityTable table(2, {GgmlType::F16, GgmlType::Q8_0, GgmlType::Q4_0});
-  table.at(1, eval::KvSide::kValue, 2) = eval::SlotMeasurement{0.25, 0.125, true};
-  table.at(0, eval::KvSide::kKey, 1) = eval::SlotMeasurement{1e-5, -2e-6, true};
+  table.at(1, KvSide::kValue, 2) = eval::SlotMeasurement{0.25, 0.125, true};
+  table.at(0, KvSide::kKey, 1) = eval::SlotMeasurement{1e-5, -2e-6, true};
   const std::string text = eval::tune_cache_text(key, table);
 
   eval::SensitivityTable loaded(2, {GgmlType::F16, GgmlType::Q4_0});  // q8_0 is not a candidate now
   auto taken = eval::load_tune_cache(text, key, loaded);
   ASSERT_TRUE(taken.ok()) << taken.error().message;
   EXPECT_EQ(*taken, 1);
-  EXPECT_TRUE(loaded.at(1, eval::KvSide::kValue, 1).measured);
-  EXPECT_EQ(loaded.at(1, eval::KvSide::kValue, 1).kld, 0.25);
-  EXPECT_EQ(loaded.at(1, eval::KvSide::kValue, 1).ln_ppl_ratio, 0.125);
+  EXPECT_TRUE(loaded.at(1, KvSide::kValue, 1).measured);
+  EXPECT_EQ(loaded.at(1, KvSide::kValue, 1).kld, 0.25);
+  EXPECT_EQ(loaded.at(1, KvSide::kValue, 1).ln_ppl_ratio, 0.125);
   EXPECT_EQ(loaded.unmeasured(), 3);
 
   eval::TuneCacheKey other = key;
@@ -165,7 +165,7 @@ TEST(TuneCli, BudgetInBytesAtAContextIsMetByTheAllocation) {
   ASSERT_TRUE(model.ok());
   auto cache = (*model)->make_cache(2048, spec->layers);
   ASSERT_TRUE(cache.ok());
-  const uint64_t allocated = cache->k_bytes() + cache->v_bytes();
+  const uint64_t allocated = cache->bytes();
   EXPECT_LE(allocated, 600000u);
   EXPECT_EQ(s.result["compared"][0]["bytes"], allocated);
   EXPECT_EQ(s.result["compared"][0]["label"], "tuned");

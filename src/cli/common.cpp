@@ -22,7 +22,9 @@ void add_sampling_options(CLI::App* command, SamplerParams& params) {
 }
 
 void add_kv_options(CLI::App* command, KvOptions& options) {
-  const char* type_help = "bits (16, 8, 5, 4) or type: f32 f16 bf16 q8_0 q5_1 q5_0 q4_1 q4_0 iq4_nl";
+  const char* type_help =
+      "bits (16, 8, 5, 4) or type: f32 f16 bf16 q8_0 q5_1 q5_0 q4_1 q4_0 iq4_nl, or a head-scaled type q8_h nl5_h "
+      "nl4_h nl3_h nl2_h";
   command->add_option("--kvq-key,--cache-type-k", options.key,
                       std::string("key cache type (also -ctk), env KVQ_KEY; ") + type_help + " (default f16)");
   command->add_option("--kvq-val,--cache-type-v", options.val,
@@ -30,6 +32,12 @@ void add_kv_options(CLI::App* command, KvOptions& options) {
   command->add_option("--kvq-rot", options.rotation,
                       "rotate keys (k) or keys and values (kv) by an orthogonal transform per head before they are "
                       "quantized: none, k, kv, auto (default auto: kv when K or V is quantized)");
+  command
+      ->add_option("--kvq-centre", options.centre,
+                   "store quantized keys and values minus their mean over the first stored batch (exact; helps "
+                   "after long prompts, hurts after short ones)")
+      ->check(CLI::IsMember({"on", "off"}))
+      ->capture_default_str();
   command->add_option("--kvq-layers", options.layers,
                       "per-layer overrides, e.g. \"0-1:f16/f16,2-21:q8_0/q4_0+rk\" (+rk / +rkv: rotated), or @FILE: "
                       "a spec written by kvq tune");

@@ -20,6 +20,7 @@ struct KvOptions {
   std::string val;
   std::string rotation;  // --kvq-rot: none, k, kv
   std::string layers;
+  std::string centre = "off";  // --kvq-centre: on, off (kv/kv_cache.h, Centring)
 };
 void add_kv_options(CLI::App* command, KvOptions& options);
 // --temp, --top-k, --top-p, --min-p with their defaults.

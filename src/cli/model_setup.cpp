@@ -12,6 +12,7 @@ Result<LoadedModel> load_model(const std::string& path, const KvOptions& kv) {
   if (!model) return model.error();
   auto types = resolve_kv_types(kv, identify_model((*model)->file(), (*model)->config()));
   if (!types) return types.error();
+  (*model)->set_kv_centring(kv.centre == "on");
   return LoadedModel{std::move(*model), std::move(*types)};
 }
 
@@ -37,7 +38,7 @@ Result<KvCache> make_checked_cache(const LoadedModel& loaded, int n_ctx) {
 std::string describe_cache_memory(const KvCache& cache) {
   const KvCacheShape& s = cache.shape();
   const uint64_t f16 = KvCache::bytes(s, std::vector<KvTypes>(size_t(s.n_layer)));
-  const uint64_t total = cache.k_bytes() + cache.v_bytes();
+  const uint64_t total = KvCache::bytes(s, cache.types());  // rows and centring means
   return fmt::format("{}: K {} + V {} = {} for {} tokens ({:.1f}% saved against f16)", describe_kv_types(cache.types()),
                      format_bytes(double(cache.k_bytes())), format_bytes(double(cache.v_bytes())),
                      format_bytes(double(total)), s.n_ctx, 100.0 * (1.0 - double(total) / double(f16)));

@@ -82,7 +82,7 @@ int run_generate(RunArgs args) {
 
   // Each generated token streams every weight once plus the cache up to its position.
   const double weight_bytes = double(model.weights().total_bytes);
-  const double kv_per_token = double(cache->k_bytes() + cache->v_bytes()) / n_ctx;
+  const double kv_per_token = double(cache->bytes()) / n_ctx;
   const double mean_depth = n_prompt + n_generated / 2.0;
   const double gen_tps = n_generated > 1 ? (n_generated - 1) / gen_seconds : 0.0;
   std::fprintf(stderr,

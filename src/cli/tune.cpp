@@ -201,7 +201,7 @@ int run_tune(const TuneArgs& args) {
   eval::TuneCallbacks callbacks;
   callbacks.stop = &stop;
   callbacks.progress = [&](double done, std::string_view status) { bar.update(chunks_done + done, status); };
-  callbacks.on_measurement = [&](int, eval::KvSide, GgmlType, const eval::SlotMeasurement&) -> Status {
+  callbacks.on_measurement = [&](int, KvSide, GgmlType, const eval::SlotMeasurement&) -> Status {
     if (args.resume.empty()) return Status::Ok();
     return eval::write_file_atomic(args.resume, eval::tune_cache_text(cache_key, table));
   };

@@ -38,8 +38,9 @@ SweepRow make_row(const SweepBackend& backend, KvTypes kv, KvTypes base, const C
   row.n_ctx = plan.n_ctx;
   row.n_chunks = run.n_chunks;
   row.n_scored = run.nll.count;
-  row.bits_per_value = (bits_per_value(kv.k) + bits_per_value(kv.v)) / 2.0;
   row.kv_bytes = backend.cache_bytes(kv, plan.n_ctx);
+  // Every byte at this context (scales, padding, centring means) against f16's 16 bits per value.
+  row.bits_per_value = 16.0 * double(row.kv_bytes) / double(backend.cache_bytes(KvTypes{}, plan.n_ctx));
   row.base_kv_bytes = backend.cache_bytes(base, plan.n_ctx);
   row.saved_pct = row.base_kv_bytes ? 100.0 * (1.0 - double(row.kv_bytes) / double(row.base_kv_bytes)) : 0.0;
   row.ppl = run.ppl();

@@ -33,7 +33,7 @@ struct SweepRow {
   int n_ctx = 0;
   int n_chunks = 0;
   int64_t n_scored = 0;
-  double bits_per_value = 0;   // mean of the K and V types' bits per value
+  double bits_per_value = 0;   // 16 x the cache bytes at n_ctx over those of f16 (scales, padding, means)
   uint64_t kv_bytes = 0;       // whole cache at n_ctx
   uint64_t base_kv_bytes = 0;  // the baseline's cache at n_ctx
   double saved_pct = 0;        // memory saved against the baseline

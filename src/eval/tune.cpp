@@ -31,7 +31,7 @@ std::vector<SlotOptions> slot_options(const SensitivityTable& table, const KvCac
       SlotOptions s{l, side, {}, {}};
       for (int t = 0; t < int(table.types().size()); ++t) {
         const SlotMeasurement& m = table.at(l, side, t);
-        s.bytes.push_back(KvCache::side_bytes(shape, l, table.types()[size_t(t)]));
+        s.bytes.push_back(KvCache::side_bytes(shape, l, table.types()[size_t(t)], side));
         const bool usable = m.measured && table.is_choice(t);
         s.cost.push_back(!usable ? kInfinity : by_dppl ? std::max(m.ln_ppl_ratio, 0.0) : m.kld);
       }
@@ -257,7 +257,7 @@ std::vector<TuneChoice> uniform_choices(const SensitivityTable& table, const KvC
 Result<TuneChoice> first_last_choice(const SensitivityTable& table, const KvCacheShape& shape, uint64_t budget) {
   const int n = table.n_layer();
   if (n < 3) return make_error("the first/last heuristic needs at least 3 layers; the model has {}", n);
-  auto side_cost = [&](GgmlType t) { return KvCache::side_bytes(shape, 0, t); };
+  auto side_cost = [&](GgmlType t) { return KvCache::side_bytes(shape, 0, t, KvSide::kKey); };
   std::optional<TuneChoice> best;
   const std::vector<GgmlType> choices = choice_types(table);
   for (GgmlType hk : choices) {

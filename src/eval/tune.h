@@ -26,7 +26,6 @@ inline constexpr GgmlType kTuneCandidates[] = {
     GgmlType::Q8_0, GgmlType::Q5_1, GgmlType::Q5_0, GgmlType::Q4_1, GgmlType::Q4_0, GgmlType::IQ4_NL,
 };
 
-enum class KvSide { kKey = 0, kValue = 1 };
 const char* side_name(KvSide side);  // "k" or "v"
 
 // What one slot costs in one type, measured on the calibration chunks.

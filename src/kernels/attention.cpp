@@ -2,6 +2,8 @@
 // OpenMP threads through the best SIMD target (attention-inl.h), and merges split softmax states.
 #include "kernels/attention.h"
 
+#include "util/half.h"
+
 #include <omp.h>
 
 #include <algorithm>
@@ -382,6 +384,15 @@ void attention(const AttentionParams& p, const KvCache& cache, int layer, const 
       merge_splits(part_acc.data() + base * p.head_dim, part_ml.data() + base * 2, n_splits, part_slots,
                    (std::min(n_tokens, t0 + tile) - t0) * p.n_head, p.head_dim,
                    out + size_t(t0) * p.n_head * p.head_dim);
+    }
+  }
+  if (kv.v_mean != nullptr) {  // centred values (kv_cache.h): the softmax weights sum to 1, so add the mean once
+    for (int t = 0; t < n_tokens; ++t) {
+      for (int h = 0; h < p.n_head; ++h) {
+        float* o = out + (size_t(t) * p.n_head + h) * p.head_dim;
+        const uint16_t* mean = kv.v_mean + size_t(h / group) * p.head_dim;
+        for (int d = 0; d < p.head_dim; ++d) o[d] += fp16_to_f32(mean[d]);
+      }
     }
   }
 }

@@ -28,6 +28,7 @@ struct HeadSlice {
 };
 
 inline HeadSlice head_slice(GgmlType type, int kv_head, int head_dim) {
+  if (is_head_scaled(type)) return HeadSlice{kv_head * head_dim, head_dim, 0};  // one record per head
   const int block = type_traits(type).block_size;
   const int begin = kv_head * head_dim;
   const int end = begin + head_dim;
@@ -44,9 +45,39 @@ alignas(64) inline constexpr uint32_t kBitOfValue[32] = {
     1u << 11, 1u << 12, 1u << 13, 1u << 14, 1u << 15, 1u << 16, 1u << 17, 1u << 18, 1u << 19, 1u << 20, 1u << 21,
     1u << 22, 1u << 23, 1u << 24, 1u << 25, 1u << 26, 1u << 27, 1u << 28, 1u << 29, 1u << 30, 1u << 31};
 
+// Code bits of a "_h" type, 0 for the others (a constant expression, for the decoders' templates).
+constexpr int head_code_bits(GgmlType type) {
+  switch (type) {
+    case GgmlType::Q8_H:
+      return 8;
+    case GgmlType::NL5_H:
+      return 5;
+    case GgmlType::NL4_H:
+      return 4;
+    case GgmlType::NL3_H:
+      return 3;
+    case GgmlType::NL2_H:
+      return 2;
+    default:
+      return 0;
+  }
+}
+
 // kIq4nlValues as floats, the table the iq4_nl decoder gathers from.
 alignas(64) inline constexpr float kIq4nlFloat[16] = {-127, -104, -83, -65, -49, -35, -22, -10,
                                                       1,    13,   25,  38,  53,  69,  89,  113};
+
+// The levels of an nl*_h type as floats, indexed by code (kNl*Levels of quant/blocks.h).
+template <int kBits>
+struct NlFloatLevels {
+  float level[1 << kBits];
+  constexpr NlFloatLevels() : level() {
+    const int8_t* src = kBits == 2 ? kNl2Levels : kBits == 3 ? kNl3Levels : kBits == 4 ? kNl4Levels : kNl5Levels;
+    for (int i = 0; i < (1 << kBits); ++i) level[i] = float(src[i]);
+  }
+};
+template <int kBits>
+inline constexpr NlFloatLevels<kBits> kNlFloat{};
 
 }  // namespace kvq::attention_detail
 
@@ -167,6 +198,38 @@ HWY_INLINE void DecodeHalfs(const T* HWY_RESTRICT src, int n, float* HWY_RESTRIC
   }
 }
 
+// Decodes one head record of an nl*_h type (kBits-bit codes) into dst [head_dim] f32: the codes of a group
+// of 8 through the level table, then one vector pass for the scale.
+template <int kBits>
+HWY_INLINE void DecodeNlHead(const uint8_t* HWY_RESTRICT record, int head_dim, float* HWY_RESTRICT dst) {
+  const float* levels = attention_detail::kNlFloat<kBits>.level;
+  const uint8_t* codes = record + 2;
+  for (int g = 0; g < head_dim / kHeadGroup; ++g, codes += kBits) {
+    uint64_t word = 0;
+    std::memcpy(&word, codes, kBits);  // little-endian hosts (x86, ARM)
+    float* out = dst + g * kHeadGroup;
+    for (int j = 0; j < kHeadGroup; ++j) out[j] = levels[(word >> (kBits * j)) & ((1u << kBits) - 1)];
+  }
+  const DFA df;
+  const auto d = hn::Set(df, ScaleF32(*reinterpret_cast<const fp16_bits*>(record)));
+  const int lanes = int(hn::Lanes(df));
+  int j = 0;
+  for (; j + lanes <= head_dim; j += lanes) hn::StoreU(hn::Mul(hn::LoadU(df, dst + j), d), df, dst + j);
+  for (; j < head_dim; ++j) dst[j] *= hn::GetLane(d);
+}
+
+// The same for q8_h: int8 codes times the scale.
+HWY_INLINE void DecodeQ8Head(const uint8_t* HWY_RESTRICT record, int head_dim, float* HWY_RESTRICT dst) {
+  const float d = ScaleF32(*reinterpret_cast<const fp16_bits*>(record));
+  const auto* codes = reinterpret_cast<const int8_t*>(record + 2);
+  const hn::CappedTag<float, 8> df;
+  const hn::Rebind<int32_t, decltype(df)> di;
+  const hn::Rebind<int8_t, decltype(df)> di8;
+  for (int j = 0; j < head_dim; j += int(hn::Lanes(df))) {  // head_dim is a multiple of 8
+    hn::StoreU(hn::Mul(hn::ConvertTo(df, hn::PromoteTo(di, hn::LoadU(di8, codes + j))), hn::Set(df, d)), df, dst + j);
+  }
+}
+
 template <GgmlType kType>
 HWY_INLINE void DecodeRowsOf(const uint8_t* rows, size_t row_bytes, int n_rows, const attention_detail::HeadSlice& s,
                              float* HWY_RESTRICT dst) {
@@ -179,6 +242,13 @@ HWY_INLINE void DecodeRowsOf(const uint8_t* rows, size_t row_bytes, int n_rows, 
       DecodeHalfs(reinterpret_cast<const hwy::float16_t*>(row) + s.first, s.cover, out);
     } else if constexpr (kType == GgmlType::BF16) {
       DecodeHalfs(reinterpret_cast<const hwy::bfloat16_t*>(row) + s.first, s.cover, out);
+    } else if constexpr (attention_detail::head_code_bits(kType) > 0) {  // "_h" types: s.cover = head_dim
+      const uint8_t* record = row + size_t(s.first / s.cover) * head_record_bytes(kType, s.cover);
+      if constexpr (kType == GgmlType::Q8_H) {
+        DecodeQ8Head(record, s.cover, out);
+      } else {
+        DecodeNlHead<attention_detail::head_code_bits(kType)>(record, s.cover, out);
+      }
     } else {
       DecodeBlocks<kType>(row, s.first / kQK, s.cover / kQK, out);
     }
@@ -220,6 +290,21 @@ HWY_INLINE attention_detail::F32RowsView DecodeHeadRows(GgmlType type, const uin
       break;
     case GgmlType::IQ4_NL:
       DecodeRowsOf<GgmlType::IQ4_NL>(rows, row_bytes, n_rows, s, scratch);
+      break;
+    case GgmlType::Q8_H:
+      DecodeRowsOf<GgmlType::Q8_H>(rows, row_bytes, n_rows, s, scratch);
+      break;
+    case GgmlType::NL5_H:
+      DecodeRowsOf<GgmlType::NL5_H>(rows, row_bytes, n_rows, s, scratch);
+      break;
+    case GgmlType::NL4_H:
+      DecodeRowsOf<GgmlType::NL4_H>(rows, row_bytes, n_rows, s, scratch);
+      break;
+    case GgmlType::NL3_H:
+      DecodeRowsOf<GgmlType::NL3_H>(rows, row_bytes, n_rows, s, scratch);
+      break;
+    case GgmlType::NL2_H:
+      DecodeRowsOf<GgmlType::NL2_H>(rows, row_bytes, n_rows, s, scratch);
       break;
     default:
       KVQ_CHECK(false && "attention: not a KV cache type");

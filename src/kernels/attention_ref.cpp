@@ -7,6 +7,7 @@
 
 #include "kernels/attention.h"
 #include "quant/quant.h"
+#include "util/half.h"
 #include "util/result.h"
 
 namespace kvq {
@@ -52,14 +53,18 @@ void naive_attention(const AttentionParams& p, const float* k, const float* v, i
   }
 }
 
-// Returns rows 0 .. n_rows - 1 of a cache buffer dequantized by the scalar reference.
-// [n_rows, padded row values] f32
-std::vector<float> dequantize_rows(GgmlType type, const uint8_t* rows, size_t row_bytes, int n_rows,
-                                   int padded_values) {
-  std::vector<float> out(size_t(n_rows) * size_t(padded_values));
+// Returns rows 0 .. n_rows - 1 of a cache buffer dequantized by the scalar reference, with the centring
+// mean added back. [n_rows, n_heads * head_dim] f32
+std::vector<float> dequantize_rows(GgmlType type, const uint8_t* rows, size_t row_bytes, int n_rows, int n_heads,
+                                   int head_dim, const uint16_t* mean) {
+  const size_t row_values = size_t(n_heads) * head_dim;
+  std::vector<float> out(size_t(n_rows) * row_values);
   for (int t = 0; t < n_rows; ++t) {
-    dequantize_row_ref(type, rows + size_t(t) * row_bytes, out.data() + size_t(t) * size_t(padded_values),
-                       padded_values);
+    float* row = out.data() + size_t(t) * row_values;
+    dequantize_kv_row_ref(type, rows + size_t(t) * row_bytes, row, n_heads, head_dim);
+    if (mean != nullptr) {
+      for (size_t i = 0; i < row_values; ++i) row[i] += fp16_to_f32(mean[i]);
+    }
   }
   return out;
 }
@@ -73,18 +78,18 @@ void attention_ref(const AttentionParams& p, const KvCache& cache, int layer, co
   const int n_kv = pos0 + n_tokens;
   KVQ_CHECK(n_kv <= view.n_ctx);
   const int row_values = view.n_head_kv * view.head_dim;
-  const int k_padded = KvCache::padded_row_values(view.k_type, row_values);
-  const int v_padded = KvCache::padded_row_values(view.v_type, row_values);
   const int n_rows = std::min(n_kv, view.n_rows);
-  const std::vector<float> k_rows = dequantize_rows(view.k_type, view.k, view.k_row_bytes, n_rows, k_padded);
-  const std::vector<float> v_rows = dequantize_rows(view.v_type, view.v, view.v_row_bytes, n_rows, v_padded);
+  const std::vector<float> k_rows =
+      dequantize_rows(view.k_type, view.k, view.k_row_bytes, n_rows, view.n_head_kv, view.head_dim, view.k_mean);
+  const std::vector<float> v_rows =
+      dequantize_rows(view.v_type, view.v, view.v_row_bytes, n_rows, view.n_head_kv, view.head_dim, view.v_mean);
   // Indexed by position, both to one stride. In a ring, positions older than the window read whichever
   // newer position took their row; naive_attention never looks at them.
   std::vector<float> k_plain(size_t(n_kv) * row_values), v_plain(size_t(n_kv) * row_values);
   for (int t = 0; t < n_kv; ++t) {
     const size_t row = size_t(t % view.n_rows);
-    std::memcpy(&k_plain[size_t(t) * row_values], &k_rows[row * k_padded], sizeof(float) * row_values);
-    std::memcpy(&v_plain[size_t(t) * row_values], &v_rows[row * v_padded], sizeof(float) * row_values);
+    std::memcpy(&k_plain[size_t(t) * row_values], &k_rows[row * row_values], sizeof(float) * row_values);
+    std::memcpy(&v_plain[size_t(t) * row_values], &v_rows[row * row_values], sizeof(float) * row_values);
   }
   naive_attention(p, k_plain.data(), v_plain.data(), row_values, n_kv, q, n_tokens, pos0, out);
 }

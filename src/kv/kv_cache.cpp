@@ -6,30 +6,16 @@
 #include <utility>
 
 #include "quant/quant.h"
+#include "util/half.h"
 
 namespace kvq {
 namespace {
 
-size_t row_bytes_of(GgmlType type, int row_values) {
-  return row_bytes(type, KvCache::padded_row_values(type, row_values));
+size_t row_bytes_of(GgmlType type, const KvCacheShape& shape) {
+  return kv_row_bytes(type, shape.n_head_kv, shape.head_dim);
 }
 
-// Quantizes n_rows rows of row_values f32 into dst rows of `type`, zero-padding each row to its block size.
-void store_rows(GgmlType type, const float* src, int n_rows, int row_values, uint8_t* dst,
-                std::vector<float>& staging) {
-  const int padded = KvCache::padded_row_values(type, row_values);
-  const size_t dst_row = row_bytes(type, padded);
-  if (padded == row_values) {
-    // Rows are contiguous on both sides: one call converts them all.
-    quantize_row_kv(type, src, dst, int64_t(n_rows) * row_values);
-    return;
-  }
-  staging.assign(size_t(padded), 0.0f);
-  for (int t = 0; t < n_rows; ++t) {
-    std::memcpy(staging.data(), src + size_t(t) * size_t(row_values), size_t(row_values) * sizeof(float));
-    quantize_row_kv(type, staging.data(), dst + size_t(t) * dst_row, padded);
-  }
-}
+bool quantized(GgmlType type) { return type_traits(type).quantized; }
 
 }  // namespace
 
@@ -46,35 +32,38 @@ int KvCacheShape::rows(int layer) const {
 }
 
 uint64_t KvCache::bytes_per_token(const KvCacheShape& shape, const std::vector<KvTypes>& per_layer) {
-  const int row_values = shape.n_head_kv * shape.head_dim;
   uint64_t bytes = 0;
-  for (const KvTypes& t : per_layer) bytes += row_bytes_of(t.k, row_values) + row_bytes_of(t.v, row_values);
+  for (const KvTypes& t : per_layer) bytes += row_bytes_of(t.k, shape) + row_bytes_of(t.v, shape);
   return bytes;
 }
 
-uint64_t KvCache::side_bytes(const KvCacheShape& shape, int layer, GgmlType type) {
-  return uint64_t(shape.rows(layer)) * row_bytes_of(type, shape.n_head_kv * shape.head_dim);
+bool KvCache::centred(const KvCacheShape& shape, KvSide side, GgmlType type) {
+  return quantized(type) && (side == KvSide::kKey ? shape.centre_keys : shape.centre_values);
+}
+
+uint64_t KvCache::side_bytes(const KvCacheShape& shape, int layer, GgmlType type, KvSide side) {
+  const uint64_t mean = centred(shape, side, type) ? uint64_t(shape.n_head_kv) * shape.head_dim * sizeof(fp16_bits) : 0;
+  return uint64_t(shape.rows(layer)) * row_bytes_of(type, shape) + mean;
 }
 
 uint64_t KvCache::key_bytes(const KvCacheShape& shape, const std::vector<KvTypes>& per_layer) {
   uint64_t bytes = 0;
-  for (size_t l = 0; l < per_layer.size(); ++l) bytes += side_bytes(shape, int(l), per_layer[l].k);
+  for (size_t l = 0; l < per_layer.size(); ++l) bytes += side_bytes(shape, int(l), per_layer[l].k, KvSide::kKey);
   return bytes;
 }
 
 uint64_t KvCache::value_bytes(const KvCacheShape& shape, const std::vector<KvTypes>& per_layer) {
-  std::vector<KvTypes> values_as_keys;  // [n_layer] each layer's value type in the key's place
-  for (const KvTypes& t : per_layer) values_as_keys.push_back({t.v, t.v});
-  return key_bytes(shape, values_as_keys);
+  uint64_t bytes = 0;
+  for (size_t l = 0; l < per_layer.size(); ++l) bytes += side_bytes(shape, int(l), per_layer[l].v, KvSide::kValue);
+  return bytes;
 }
 
 uint64_t KvCache::bytes_attended(const KvCacheShape& shape, const std::vector<KvTypes>& per_layer, int64_t n_keys) {
-  const int row_values = shape.n_head_kv * shape.head_dim;
   uint64_t bytes = 0;
   for (size_t l = 0; l < per_layer.size(); ++l) {
     const int w = shape.window.empty() ? 0 : shape.window[l];
     const int64_t keys = w > 0 ? std::min<int64_t>(n_keys, w) : n_keys;
-    bytes += uint64_t(keys) * (row_bytes_of(per_layer[l].k, row_values) + row_bytes_of(per_layer[l].v, row_values));
+    bytes += uint64_t(keys) * (row_bytes_of(per_layer[l].k, shape) + row_bytes_of(per_layer[l].v, shape));
   }
   return bytes;
 }
@@ -108,6 +97,10 @@ Result<KvCache> KvCache::create(const KvCacheShape& shape, std::vector<KvTypes> 
         return make_error("layer {}: type {} cannot be stored in the KV cache", l,
                           traits ? traits->name : std::string_view("(unknown)"));
       }
+      if (is_head_scaled(type) && shape.head_dim % kHeadGroup != 0) {
+        return make_error("layer {}: {} needs a head_dim that is a multiple of {}; this model's is {}", l,
+                          type_name(type), kHeadGroup, shape.head_dim);
+      }
     }
   }
   KvCache cache;
@@ -117,14 +110,18 @@ Result<KvCache> KvCache::create(const KvCacheShape& shape, std::vector<KvTypes> 
     if (t.rotation != KvRotation::kNone && !cache.rotation_) cache.rotation_.emplace(shape.head_dim);
   }
   const int row_values = shape.n_head_kv * shape.head_dim;
+  cache.k_mean_.resize(cache.types_.size());
+  cache.v_mean_.resize(cache.types_.size());
   for (size_t l = 0; l < cache.types_.size(); ++l) {
     const KvTypes& t = cache.types_[l];
-    const size_t k_size = size_t(shape.rows(int(l))) * row_bytes_of(t.k, row_values);
-    const size_t v_size = size_t(shape.rows(int(l))) * row_bytes_of(t.v, row_values);
+    const size_t k_size = size_t(shape.rows(int(l))) * row_bytes_of(t.k, shape);
+    const size_t v_size = size_t(shape.rows(int(l))) * row_bytes_of(t.v, shape);
+    if (centred(shape, KvSide::kKey, t.k)) cache.k_mean_[l].assign(size_t(row_values), 0);
+    if (centred(shape, KvSide::kValue, t.v)) cache.v_mean_[l].assign(size_t(row_values), 0);
     cache.k_.push_back(hwy::AllocateAligned<uint8_t>(k_size));
     cache.v_.push_back(hwy::AllocateAligned<uint8_t>(v_size));
     if (!cache.k_.back() || !cache.v_.back()) {
-      return make_error("cannot allocate {} bytes for the KV cache", cache.k_bytes() + cache.v_bytes());
+      return make_error("cannot allocate {} bytes for the KV cache", cache.bytes());
     }
   }
   return cache;
@@ -137,23 +134,49 @@ void KvCache::store(int layer, int pos, int n_tokens, const float* k, const floa
   const KvLayerView view = this->layer(layer);
   KVQ_CHECK(view.n_rows == view.n_ctx || n_tokens <= shape_.max_batch);
   const int row_values = shape_.n_head_kv * shape_.head_dim;
+  const size_t row_floats = size_t(row_values);
+  // Quantized sides store x - mean (see kv_cache.h): the mean is set by the store of position 0.
+  const auto centred = [&](const float* x, std::vector<uint16_t>& mean, std::vector<float>& out) {
+    if (mean.empty()) return x;
+    if (pos == 0) {
+      const int n_mean = n_tokens;
+      std::vector<double> sum(row_floats, 0.0);  // [row_values] f64
+      for (int t = 0; t < n_mean; ++t) {
+        for (size_t i = 0; i < row_floats; ++i) sum[i] += x[size_t(t) * row_floats + i];
+      }
+      for (size_t i = 0; i < row_floats; ++i) mean[i] = f32_to_fp16(float(sum[i] / n_mean));
+    }
+    std::vector<float> mean_f32(row_floats);  // [row_values] the stored mean, exactly
+    for (size_t i = 0; i < row_floats; ++i) mean_f32[i] = fp16_to_f32(mean[i]);
+    out.resize(size_t(n_tokens) * row_floats);  // [n_tokens, row_values] f32
+    for (int t = 0; t < n_tokens; ++t) {
+      for (size_t i = 0; i < row_floats; ++i) {
+        out[size_t(t) * row_floats + i] = x[size_t(t) * row_floats + i] - mean_f32[i];
+      }
+    }
+    return static_cast<const float*>(out.data());
+  };
+  const float* k_store = centred(k, k_mean_[size_t(layer)], centred_k_);
+  const float* v_store = centred(v, v_mean_[size_t(layer)], centred_v_);
   // A ring wraps at most once per store: rows pos % n_rows .. end, then from row 0.
   const int first_row = pos % view.n_rows;
   const int head = std::min(n_tokens, view.n_rows - first_row);
-  const size_t row_floats = size_t(row_values);
   for (const auto& [start, count, row] : {std::tuple{0, head, first_row}, std::tuple{head, n_tokens - head, 0}}) {
     if (count == 0) continue;
-    store_rows(view.k_type, k + size_t(start) * row_floats, count, row_values,
-               k_[size_t(layer)].get() + size_t(row) * view.k_row_bytes, pad_row_);
-    store_rows(view.v_type, v + size_t(start) * row_floats, count, row_values,
-               v_[size_t(layer)].get() + size_t(row) * view.v_row_bytes, pad_row_);
+    quantize_kv_rows(view.k_type, k_store + size_t(start) * row_floats,
+                     k_[size_t(layer)].get() + size_t(row) * view.k_row_bytes, count, shape_.n_head_kv, shape_.head_dim,
+                     pad_row_);
+    quantize_kv_rows(view.v_type, v_store + size_t(start) * row_floats,
+                     v_[size_t(layer)].get() + size_t(row) * view.v_row_bytes, count, shape_.n_head_kv, shape_.head_dim,
+                     pad_row_);
   }
 }
 
 bool KvCache::copy_from(const KvCache& other) {
   if (other.types_ != types_ || other.shape_.n_layer != shape_.n_layer || other.shape_.n_ctx != shape_.n_ctx ||
       other.shape_.window != shape_.window || other.shape_.max_batch != shape_.max_batch ||
-      other.shape_.n_head_kv != shape_.n_head_kv || other.shape_.head_dim != shape_.head_dim) {
+      other.shape_.n_head_kv != shape_.n_head_kv || other.shape_.head_dim != shape_.head_dim ||
+      other.shape_.centre_keys != shape_.centre_keys || other.shape_.centre_values != shape_.centre_values) {
     return false;
   }
   for (int l = 0; l < shape_.n_layer; ++l) {
@@ -161,6 +184,8 @@ bool KvCache::copy_from(const KvCache& other) {
     std::memcpy(k_[size_t(l)].get(), other.k_[size_t(l)].get(), size_t(view.n_rows) * view.k_row_bytes);
     std::memcpy(v_[size_t(l)].get(), other.v_[size_t(l)].get(), size_t(view.n_rows) * view.v_row_bytes);
   }
+  k_mean_ = other.k_mean_;
+  v_mean_ = other.v_mean_;
   return true;
 }
 
@@ -184,9 +209,10 @@ KvLayerView KvCache::layer(int layer) const {
   view.v_type = types_[size_t(layer)].v;
   view.k = k_[size_t(layer)].get();
   view.v = v_[size_t(layer)].get();
-  const int row_values = shape_.n_head_kv * shape_.head_dim;
-  view.k_row_bytes = row_bytes_of(view.k_type, row_values);
-  view.v_row_bytes = row_bytes_of(view.v_type, row_values);
+  view.k_row_bytes = row_bytes_of(view.k_type, shape_);
+  view.v_row_bytes = row_bytes_of(view.v_type, shape_);
+  view.k_mean = k_mean_[size_t(layer)].empty() ? nullptr : k_mean_[size_t(layer)].data();
+  view.v_mean = v_mean_[size_t(layer)].empty() ? nullptr : v_mean_[size_t(layer)].data();
   view.n_ctx = shape_.n_ctx;
   view.n_rows = shape_.rows(layer);
   view.window = shape_.window.empty() ? 0 : shape_.window[size_t(layer)];

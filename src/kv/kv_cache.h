@@ -6,6 +6,19 @@
 // multiple of 32 only when n_head_kv * head_dim is not one. Blocks may therefore span heads when
 // head_dim < 32; attention decodes whichever blocks cover a head.
 //
+// The "_h" types (quant/blocks.h) store a row as one record per head instead: a scale per head, never
+// shared by two heads (kv_row_bytes).
+//
+// Centring (opt-in, `--kvq-centre on`): a quantized side (K or V) of a layer stores x - mean, where mean
+// [n_head_kv * head_dim] f16 is the average row of the store that wrote position 0 (the prompt, usually),
+// fixed until position 0 is stored again. It is exact: a query's scores all shift by q·mean, which softmax
+// ignores, and the attention output of centred values is the true one minus mean (attention adds it back).
+// Soft-capped scores (Gemma 2) are not shift-invariant: such models never centre their keys. What it buys
+// depends on the prompt: stories15M, rotated nl4_h keys, 256-token chunks prefilled at once: mean KLD
+// 1.2e-2 -> 7.6e-3; with the mean of only the first 1 / 8 / 64 tokens: 1.6e-2 / 1.5e-2 / 1.15e-2 (worse or
+// no better than uncentred), and results then depend on how the prompt was split. Hence off by default.
+// The means are counted in bytes() (2 bytes per value per centred side and layer).
+//
 // Sliding-window layers (Gemma 2/3) keep a ring: position p lives in row p % rows, where rows covers the
 // window plus the tokens stored before one attention call (a batch slice may overwrite only positions
 // no query of that slice can see), rounded up to kKvRingAlign so that no attention chunk wraps.
@@ -25,6 +38,8 @@ namespace kvq {
 inline constexpr int kKvRingAlign = 64;         // ring rows are a multiple of this (attention's key chunk)
 inline constexpr int kKvDefaultMaxBatch = 512;  // tokens stored per step unless the shape says otherwise
 
+enum class KvSide { kKey = 0, kValue = 1 };
+
 struct KvCacheShape {
   int n_layer = 0;
   int n_ctx = 0;
@@ -32,6 +47,8 @@ struct KvCacheShape {
   int head_dim = 0;
   std::vector<int> window = {};        // [n_layer] sliding window of each layer (0 = global), or empty: all global
   int max_batch = kKvDefaultMaxBatch;  // most tokens stored between two attention calls of a layer
+  bool centre_keys = false;            // quantized keys store k - mean (below); never where scores are soft-capped
+  bool centre_values = false;          // quantized values store v - mean
 
   // Returns the token rows layer l keeps: n_ctx, or the ring of a windowed layer when that is smaller.
   int rows(int layer) const;
@@ -50,6 +67,8 @@ struct KvLayerView {
   int window = 0;  // sliding window (0 = global)
   int n_head_kv = 0;
   int head_dim = 0;
+  const uint16_t* k_mean = nullptr;  // [n_head_kv * head_dim] f16 bits subtracted from the stored keys, or null
+  const uint16_t* v_mean = nullptr;  // [n_head_kv * head_dim] f16 bits subtracted from the stored values, or null
 };
 
 class KvCache {
@@ -59,11 +78,14 @@ class KvCache {
   static Result<KvCache> create(const KvCacheShape& shape, std::vector<KvTypes> per_layer);
   // Returns the K + V bytes one token row takes in all layers (what a token costs without windows).
   static uint64_t bytes_per_token(const KvCacheShape& shape, const std::vector<KvTypes>& per_layer);
-  // Returns the exact K + V bytes create() allocates for this shape (rings included).
+  // Returns the exact K + V bytes create() allocates for this shape (rings and centring means included).
   static uint64_t bytes(const KvCacheShape& shape, const std::vector<KvTypes>& per_layer);
-  // Returns the bytes one side (K or V) of one layer takes in `type`: its rows times the row of that type.
-  // key_bytes and value_bytes are sums of it, so a per-layer search can add these up exactly.
-  static uint64_t side_bytes(const KvCacheShape& shape, int layer, GgmlType type);
+  // Returns the bytes one side (K or V) of one layer takes in `type`: its rows times the row of that type, plus
+  // its centring mean (2 bytes per value of a row) when centred. key_bytes and value_bytes are sums of it, so
+  // a per-layer search can add these up exactly.
+  static uint64_t side_bytes(const KvCacheShape& shape, int layer, GgmlType type, KvSide side);
+  // Whether that side stores rows minus a mean (Centring, above).
+  static bool centred(const KvCacheShape& shape, KvSide side, GgmlType type);
   // Returns the K (or V) bytes only.
   static uint64_t key_bytes(const KvCacheShape& shape, const std::vector<KvTypes>& per_layer);
   static uint64_t value_bytes(const KvCacheShape& shape, const std::vector<KvTypes>& per_layer);
@@ -85,7 +107,8 @@ class KvCache {
   // at one depth without filling each). Returns false, copying nothing, when they differ.
   bool copy_from(const KvCache& other);
 
-  uint64_t k_bytes() const;  // allocated, all layers
+  uint64_t bytes() const { return bytes(shape_, types_); }  // allocated: rows and centring means
+  uint64_t k_bytes() const;                                 // allocated key rows, all layers
   // Returns the bytes of the rows that positions 0 .. n_positions - 1 occupy (a ring reuses its rows).
   uint64_t bytes_holding(int n_positions) const;
   uint64_t v_bytes() const;
@@ -102,7 +125,9 @@ class KvCache {
   std::vector<KvTypes> types_;
   std::vector<hwy::AlignedFreeUniquePtr<uint8_t[]>> k_;  // per layer: [n_ctx, k row bytes]
   std::vector<hwy::AlignedFreeUniquePtr<uint8_t[]>> v_;  // per layer: [n_ctx, v row bytes]
+  std::vector<std::vector<uint16_t>> k_mean_, v_mean_;   // per layer: [row values] f16, empty when uncentred
   std::vector<float> pad_row_;                           // [padded row values] f32 staging for padded rows
+  std::vector<float> centred_k_, centred_v_;             // [n_tokens, row values] f32 staging of a store
   std::optional<HeadRotation> rotation_;
 };
 

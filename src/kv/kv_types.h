@@ -18,10 +18,12 @@ struct KvTypes {
   bool operator==(const KvTypes&) const = default;
 };
 
-// Every type the KV cache stores and the fused attention reads (DESIGN.md §2), most precise first.
-inline constexpr GgmlType kKvCacheTypes[] = {GgmlType::F32,  GgmlType::F16,  GgmlType::BF16,
-                                             GgmlType::Q8_0, GgmlType::Q5_1, GgmlType::Q5_0,
-                                             GgmlType::Q4_1, GgmlType::Q4_0, GgmlType::IQ4_NL};
+// Every type the KV cache stores and the fused attention reads (DESIGN.md §2), most precise first within
+// each family: ggml's block formats, then kvq's head-scaled ones (quant/blocks.h; head_dim % 8 == 0).
+inline constexpr GgmlType kKvCacheTypes[] = {GgmlType::F32,    GgmlType::F16,  GgmlType::BF16,  GgmlType::Q8_0,
+                                             GgmlType::Q5_1,   GgmlType::Q5_0, GgmlType::Q4_1,  GgmlType::Q4_0,
+                                             GgmlType::IQ4_NL, GgmlType::Q8_H, GgmlType::NL5_H, GgmlType::NL4_H,
+                                             GgmlType::NL3_H,  GgmlType::NL2_H};
 
 bool is_kv_type(GgmlType type);
 

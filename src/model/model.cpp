@@ -23,7 +23,10 @@ Model::Model(gguf::File file, ModelConfig config, ModelWeights weights)
     : file_(std::move(file)), config_(std::move(config)), weights_(std::move(weights)) {}
 
 KvCacheShape Model::cache_shape(int n_ctx, int max_batch) const {
-  return KvCacheShape{config_.n_layer, n_ctx, config_.n_head_kv, config_.head_dim, config_.layer_windows(), max_batch};
+  KvCacheShape shape{config_.n_layer, n_ctx, config_.n_head_kv, config_.head_dim, config_.layer_windows(), max_batch};
+  shape.centre_keys = kv_centring_ && config_.attn_softcap == 0.0f;  // capped scores are not shift-invariant
+  shape.centre_values = kv_centring_;
+  return shape;
 }
 
 Result<KvCache> Model::make_cache(int n_ctx, const std::vector<KvTypes>& per_layer, int max_batch) const {

@@ -34,8 +34,9 @@ class Model {
   const gguf::File& file() const { return file_; }
 
   // The shape of this model's cache of n_ctx tokens: its sliding-window layers keep rings sized for
-  // max_batch tokens per forward slice.
+  // max_batch tokens per forward slice; quantized sides centred (kv/kv_cache.h) when turned on here.
   KvCacheShape cache_shape(int n_ctx, int max_batch = kMaxBatch) const;
+  void set_kv_centring(bool on) { kv_centring_ = on; }
   // A cache shaped for this model; per_layer has n_layer entries.
   Result<KvCache> make_cache(int n_ctx, const std::vector<KvTypes>& per_layer, int max_batch = kMaxBatch) const;
 
@@ -52,6 +53,7 @@ class Model {
   static constexpr int kMaxBatch = kKvDefaultMaxBatch;
 
  private:
+  bool kv_centring_ = false;
   // Rows [row0, row0 + n) of a batch belong to one sequence at positions pos ...
   struct Segment {
     int row0 = 0, n = 0, pos = 0;

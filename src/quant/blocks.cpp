@@ -29,6 +29,11 @@ constexpr TypeTraits kTypes[] = {
     {GgmlType::I32, "i32", 1, 4, false, false},
     {GgmlType::I64, "i64", 1, 8, false, false},
     {GgmlType::F64, "f64", 1, 8, false, false},
+    {GgmlType::Q8_H, "q8_h", kHeadGroup, 8, true, false, true},
+    {GgmlType::NL5_H, "nl5_h", kHeadGroup, 5, true, false, true},
+    {GgmlType::NL4_H, "nl4_h", kHeadGroup, 4, true, false, true},
+    {GgmlType::NL3_H, "nl3_h", kHeadGroup, 3, true, false, true},
+    {GgmlType::NL2_H, "nl2_h", kHeadGroup, 2, true, false, true},
 };
 
 }  // namespace
@@ -44,6 +49,27 @@ const TypeTraits& type_traits(GgmlType type) {
   const TypeTraits* t = find_type_traits(uint32_t(type));
   KVQ_CHECK(t != nullptr);
   return *t;
+}
+
+const int8_t* head_levels(GgmlType type) {
+  switch (type) {
+    case GgmlType::NL5_H:
+      return kNl5Levels;
+    case GgmlType::NL4_H:
+      return kNl4Levels;
+    case GgmlType::NL3_H:
+      return kNl3Levels;
+    case GgmlType::NL2_H:
+      return kNl2Levels;
+    default:
+      return nullptr;
+  }
+}
+
+size_t kv_row_bytes(GgmlType type, int n_heads, int head_dim) {
+  if (is_head_scaled(type)) return size_t(n_heads) * head_record_bytes(type, head_dim);
+  const int block = type_traits(type).block_size;
+  return row_bytes(type, (int64_t(n_heads) * head_dim + block - 1) / block * block);
 }
 
 std::optional<GgmlType> parse_type_name(std::string_view name) {

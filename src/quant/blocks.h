@@ -43,6 +43,12 @@ enum class GgmlType : uint32_t {
   BF16 = 30,
   TQ1_0 = 34,
   TQ2_0 = 35,
+  // kvq's own KV-cache formats (never in GGUF files): one scale per KV head, below.
+  Q8_H = 1000,
+  NL5_H = 1001,
+  NL4_H = 1002,
+  NL3_H = 1003,
+  NL2_H = 1004,
 };
 
 inline constexpr int kQK = 32;     // values per block of the "_0/_1/nl" formats
@@ -154,13 +160,32 @@ static_assert(sizeof(BlockIQ4_XS) == 136);
 // The non-linear 4-bit codebook shared by iq4_nl and iq4_xs.
 inline constexpr int8_t kIq4nlValues[16] = {-127, -104, -83, -65, -49, -35, -22, -10, 1, 13, 25, 38, 53, 69, 89, 113};
 
+// Head-scaled KV-cache formats ("_h"): the scale never spans two heads, whatever head_dim is (48, 80, 8 …).
+// A token row of n_head_kv heads is n_head_kv head records, each
+//   fp16_bits d;                      the head's scale
+//   uint8_t codes[head_dim / 8 * b];  b-bit codes, 8 per group of b bytes, little-endian: code j of a group
+//                                     is bits b*j .. b*j + b - 1 of the group's 8b-bit integer
+// value = d * level[code]. q8_h: b = 8, level = code as int8 (-127..127). nl*_h: levels of the Lloyd-Max
+// quantizer of a unit Gaussian (what a rotated head looks like: kv/rotation.h) scaled to int8, so that the
+// scale is the head's RMS divided by kNlGaussScale[b]. head_dim must be a multiple of 8.
+inline constexpr int kHeadGroup = 8;  // codes per packed group
+inline constexpr int8_t kNl2Levels[4] = {-127, -38, 38, 127};
+inline constexpr int8_t kNl3Levels[8] = {-127, -79, -45, -14, 14, 45, 79, 127};
+inline constexpr int8_t kNl4Levels[16] = {-127, -96, -75, -58, -44, -31, -18, -6, 6, 18, 31, 44, 58, 75, 96, 127};
+inline constexpr int8_t kNl5Levels[32] = {-127, -105, -90, -79, -70, -61, -54, -47, -41, -35, -29,
+                                          -24,  -18,  -13, -8,  -3,  3,   8,   13,  18,  24,  29,
+                                          35,   41,   47,  54,  61,  70,  79,  90,  105, 127};
+// int8 units per standard deviation of each table: level / kNlGaussScale is the Gaussian level in sigmas.
+inline constexpr float kNlGaussScale[6] = {0, 0, 127 / 1.5104f, 127 / 2.1519f, 127 / 2.7326f, 127 / 3.2607f};
+
 struct TypeTraits {
   GgmlType type;
   std::string_view name;  // as ggml and llama.cpp spell it: "q8_0", "f16", ...
   int block_size;         // values per block (1 for plain types)
   int type_size;          // bytes per block
   bool quantized;
-  bool kernels;  // kvq can dequantize it (and so use it as weights)
+  bool kernels;              // kvq can dequantize it (and so use it as weights)
+  bool head_scaled = false;  // a "_h" KV format: block_size 8 codes of type_size bytes, plus a scale per head
 };
 
 // Returns nullptr for ids kvq has no layout for (retired, or formats it does not implement).
@@ -179,5 +204,16 @@ inline double bits_per_value(GgmlType type) {
   const TypeTraits& t = type_traits(type);
   return 8.0 * t.type_size / t.block_size;
 }
+inline bool is_head_scaled(GgmlType type) { return type_traits(type).head_scaled; }
+// The code levels of an nl*_h or q8_h type (nullptr for q8_h, whose level is the code itself) and its bits.
+const int8_t* head_levels(GgmlType type);
+inline int head_bits(GgmlType type) { return type_traits(type).type_size; }
+// Bytes of one head record of a "_h" type: the scale and head_dim codes.
+inline size_t head_record_bytes(GgmlType type, int head_dim) {
+  return 2 + size_t(head_dim / kHeadGroup) * size_t(head_bits(type));
+}
+// Bytes of one KV-cache token row of n_heads heads: head records for the "_h" types, otherwise the row of
+// n_heads * head_dim values zero-padded to the type's block size.
+size_t kv_row_bytes(GgmlType type, int n_heads, int head_dim);
 
 }  // namespace kvq

@@ -10,6 +10,7 @@
 #pragma once
 
 #include <cstdint>
+#include <vector>
 
 #include "quant/blocks.h"
 
@@ -28,7 +29,8 @@ bool has_quantizer(GgmlType type);
 void quantize_row_ref(GgmlType type, const float* src, void* dst, int64_t n);
 void quantize_row(GgmlType type, const float* src, void* dst, int64_t n);
 
-// Element types the KV cache may store: f32, f16, bf16, q8_0, q5_1, q5_0, q4_1, q4_0, iq4_nl.
+// Element types the KV cache may store: f32, f16, bf16, q8_0, q5_1, q5_0, q4_1, q4_0, iq4_nl and the
+// head-scaled q8_h, nl5_h, nl4_h, nl3_h, nl2_h.
 bool is_kv_cache_type(GgmlType type);
 
 // The KV cache's quantizer: quantize_row, except iq4_nl skips the 15-scale search (as llama.cpp's
@@ -36,6 +38,16 @@ bool is_kv_cache_type(GgmlType type);
 // per block instead of one, and the logits then agree with llama.cpp's quantized-cache fixtures (KLD 6e-3
 // instead of 6e-2).
 void quantize_row_kv(GgmlType type, const float* src, void* dst, int64_t n);
+
+// One KV-cache token row of n_heads heads of head_dim values, in any KV type: head records for the "_h"
+// types (quant/blocks.h; scalar reference, which the cache uses: the nl*_h scale fit runs per head),
+// otherwise quantize_row_kv over the row zero-padded to the block size. dst rows are
+// kv_row_bytes(type, n_heads, head_dim) apart; staging is scratch for padded rows.
+void quantize_kv_rows(GgmlType type, const float* src, uint8_t* dst, int n_rows, int n_heads, int head_dim,
+                      std::vector<float>& staging);
+void dequantize_kv_row_ref(GgmlType type, const uint8_t* src, float* dst, int n_heads, int head_dim);
+void quantize_head_row_ref(GgmlType type, const float* x, uint8_t* dst, int n_heads, int head_dim);
+void dequantize_head_row_ref(GgmlType type, const uint8_t* src, float* y, int n_heads, int head_dim);
 
 // Typed scalar references, for callers that know the format statically (n values, a multiple of the
 // block size; y holds n / block_size blocks).

@@ -327,6 +327,11 @@ bool is_kv_cache_type(GgmlType type) {
     case GgmlType::Q4_1:
     case GgmlType::Q4_0:
     case GgmlType::IQ4_NL:
+    case GgmlType::Q8_H:
+    case GgmlType::NL5_H:
+    case GgmlType::NL4_H:
+    case GgmlType::NL3_H:
+    case GgmlType::NL2_H:
       return true;
     default:
       return false;

@@ -39,7 +39,7 @@ Result<std::unique_ptr<Engine>> Engine::create(Model& model, const Tokenizer& to
 Engine::Engine(Model& model, const Tokenizer& tokenizer, EngineOptions options, std::vector<KvCache> caches)
     : model_(model), tokenizer_(tokenizer), options_(std::move(options)) {
   for (KvCache& cache : caches) {
-    stats_.kv_bytes_allocated += cache.k_bytes() + cache.v_bytes();
+    stats_.kv_bytes_allocated += cache.bytes();
     slots_.emplace_back(std::move(cache));
   }
   stats_.n_slots = options_.n_slots;
