@@ -20,6 +20,7 @@ struct SweepArgs {
   std::vector<std::string> keys = {"f16", "q8_0", "q4_0"};
   std::vector<std::string> vals = {"f16", "q8_0", "q4_0"};
   std::vector<std::string> rotations = {"auto"};
+  std::string centre = "off";
   std::vector<int> contexts = {512};
   int chunks = 0;
   int threads = 0;
@@ -48,6 +49,7 @@ int run_sweep_command(const SweepArgs& args) {
 
   const int threads = set_threads(args.threads);
   auto model = Model::load(args.model);
+  if (model) (*model)->set_kv_centring(args.centre == "on");
   if (!model) return report_error(model.error()), 1;
   const ModelConfig& c = (*model)->config();
   auto tokenizer = Tokenizer::from_gguf((*model)->file());
@@ -164,6 +166,9 @@ void register_sweep(CLI::App& app) {
   cmd->add_option("-o,--out", args->out_dir, "output folder for CSV, JSON and charts")->capture_default_str();
   cmd->add_option("-t,--threads", args->threads, "threads (0 = all cores)")->capture_default_str();
   cmd->add_flag("--no-charts", args->no_charts, "skip the gnuplot scripts and images");
+  cmd->add_option("--kvq-centre", args->centre, "centre quantized sides on the first batch's mean (kv/kv_cache.h)")
+      ->check(CLI::IsMember({"on", "off"}))
+      ->capture_default_str();
   cmd->callback([args] { set_exit_code(run_sweep_command(*args)); });
 }
 

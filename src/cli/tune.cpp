@@ -125,6 +125,9 @@ int run_tune(const TuneArgs& args) {
   if (!model) return report_error(model.error()), 1;
   Model& m = **model;
   const ModelConfig& c = m.config();
+  if (args.types.empty() && c.head_dim % kHeadGroup != 0) {  // the default list: drop what this model cannot store
+    std::erase_if(candidates->types, [](GgmlType t) { return is_head_scaled(t); });
+  }
   auto target = parse_target(args, m);
   if (!target) return report_error(target.error()), 1;
   if (target->target.kind == eval::TuneTarget::Kind::kBudget) {
