@@ -148,10 +148,24 @@ std::vector<float> run_kernel(const AttentionParams& p, const KvCache& cache, co
 
 using Pair = std::tuple<GgmlType, GgmlType>;
 
+// Every pair of ggml's block types; the head-scaled types (one decoder each, independent of the other side's)
+// against the other side's distinct paths (f32 decode, the AVX-512 q8_0 / q4_0 value paths, integer keys), with
+// themselves, and in the mixes users pick.
 std::vector<Pair> all_pairs() {
   std::vector<Pair> pairs;
   for (GgmlType k : kKvCacheTypes) {
-    for (GgmlType v : kKvCacheTypes) pairs.emplace_back(k, v);
+    for (GgmlType v : kKvCacheTypes) {
+      if (!is_head_scaled(k) && !is_head_scaled(v)) pairs.emplace_back(k, v);
+    }
+  }
+  for (GgmlType h : kKvCacheTypes) {
+    if (!is_head_scaled(h)) continue;
+    for (GgmlType v : {GgmlType::F16, GgmlType::Q8_0, GgmlType::Q4_0, h}) pairs.emplace_back(h, v);
+    for (GgmlType k : {GgmlType::F16, GgmlType::Q8_0, GgmlType::Q4_0, GgmlType::IQ4_NL}) pairs.emplace_back(k, h);
+  }
+  for (const Pair& mix : {Pair{GgmlType::NL5_H, GgmlType::NL4_H}, Pair{GgmlType::NL4_H, GgmlType::NL3_H},
+                          Pair{GgmlType::Q8_H, GgmlType::NL2_H}}) {
+    pairs.push_back(mix);
   }
   return pairs;
 }
@@ -380,7 +394,8 @@ TEST(Attention, DecodeQueryRoundingWithinBound) {
     const std::vector<float> out = run_kernel(p, f.cache, q, 1, 1999);
     std::vector<float> ref(q.size());
     attention_ref(p, f.cache, 0, q.data(), 1, 1999, ref.data());
-    const bool int8 = k_type == GgmlType::Q8_0 || k_type == GgmlType::Q4_0 || k_type == GgmlType::IQ4_NL;
+    const bool int8 =
+        k_type == GgmlType::Q8_0 || k_type == GgmlType::Q4_0 || k_type == GgmlType::IQ4_NL || is_head_scaled(k_type);
     const double err = nmse(out, ref);
     EXPECT_LE(err, (int8 ? kMaxNmseInt8Query : 0.0) + kernel_bound(GgmlType::Q4_0)) << type_name(k_type);
     RecordProperty(std::string("nmse_") + std::string(type_name(k_type)), std::to_string(err));

@@ -23,7 +23,7 @@ namespace kvq::eval {
 // The types tune chooses from, the baseline first. A new cache type (rotated, 3-bit, ...) is one line.
 inline constexpr GgmlType kTuneCandidates[] = {
     GgmlType::F16,  // the baseline: its sensitivity is 0 by definition, never measured
-    GgmlType::Q8_0, GgmlType::Q5_1,  GgmlType::Q5_0,  GgmlType::Q4_1,  GgmlType::Q4_0,
+    GgmlType::Q8_0,   GgmlType::Q5_1,  GgmlType::Q5_0,  GgmlType::Q4_1,  GgmlType::Q4_0,
     GgmlType::IQ4_NL, GgmlType::NL5_H, GgmlType::NL4_H, GgmlType::NL3_H, GgmlType::NL2_H,
 };
 

@@ -160,7 +160,9 @@ void AttendItemT(DQ dq, const ad::Work& w, const ad::Item& it, int rows, int row
 #if KVQ_INT8_SCORES
       if (use_int8) {
         const int all_blocks = n_kv * n_blocks;
-        if (kh == 0) {  // contiguous rows in one stream: the prefetchers keep up, unlike 4 strided passes
+        if (kh == 0 && is_head_scaled(kv.k_type)) {
+          PackHeadKeysInt8Any(kv.k_type, k_chunk, kv.k_row_bytes, n, n_groups, n_kv, hd, k_packed, k_scales);
+        } else if (kh == 0) {  // contiguous rows in one stream: the prefetchers keep up, unlike 4 strided passes
           PackKeysInt8Any(kv.k_type, k_chunk, kv.k_row_bytes, 0, n, n_groups, all_blocks, k_packed, k_half_scales,
                           k_scales);
         }

@@ -95,6 +95,7 @@ inline constexpr NlPairLevels<kBits> kNlPairs{};
 #define KVQ_KERNELS_ATTENTION_DEQUANT_INL_H_
 #endif
 
+#include <algorithm>
 #include <cstring>
 #include <type_traits>
 
@@ -207,12 +208,37 @@ HWY_INLINE void DecodeHalfs(const T* HWY_RESTRICT src, int n, float* HWY_RESTRIC
 // through the two-code level table, then one vector pass for the scale.
 template <int kBits>
 HWY_INLINE void DecodeNlHead(const uint8_t* HWY_RESTRICT record, int head_dim, float* HWY_RESTRICT dst) {
+#if HWY_TARGET != HWY_SCALAR
+  if constexpr (kBits == 4) {  // 16 codes per byte shuffle: nibbles interleaved into order, then the level table
+    const hn::Full128<uint8_t> d8;
+    const DFA df;
+    const hn::RebindToSigned<DFA> di;
+    const hn::Rebind<int8_t, DFA> di8;
+    const auto table = hn::LoadU(d8, reinterpret_cast<const uint8_t*>(kNl4Levels));
+    const auto d = hn::Set(df, ScaleF32(*reinterpret_cast<const fp16_bits*>(record)));
+    const auto low = hn::Set(d8, uint8_t{0x0F});
+    alignas(16) int8_t levels[16];
+    for (int j = 0; j < head_dim; j += 16) {  // head_dim is a multiple of 8: the last step may decode 8 extra
+      const auto bytes = hn::LoadU(d8, record + 2 + j / 2);  // kKvReadSlack covers the over-read
+      const auto codes = hn::InterleaveLower(d8, hn::And(bytes, low), hn::ShiftRight<4>(bytes));
+      hn::Store(hn::TableLookupBytes(table, codes), d8, reinterpret_cast<uint8_t*>(levels));
+      const int n = std::min(16, head_dim - j);
+      for (int i = 0; i < n; i += int(hn::Lanes(df))) {
+        const auto v = hn::ConvertTo(df, hn::PromoteTo(di, hn::LoadU(di8, levels + i)));
+        hn::StoreU(hn::Mul(v, d), df, dst + j + i);
+      }
+    }
+    return;
+  }
+#endif
   const auto& pairs = attention_detail::kNlPairs<kBits>.pair;
   constexpr uint64_t kPairMask = (uint64_t(1) << (2 * kBits)) - 1;
+  constexpr uint64_t kGroupMask = kBits == 8 ? ~uint64_t(0) : (uint64_t(1) << (8 * kBits)) - 1;
   const uint8_t* codes = record + 2;
   for (int g = 0; g < head_dim / kHeadGroup; ++g, codes += kBits) {
     uint64_t word = 0;
-    std::memcpy(&word, codes, kBits);  // little-endian hosts (x86, ARM)
+    std::memcpy(&word, codes, 8);  // little-endian hosts (x86, ARM); the cache has kKvReadSlack bytes after
+    word &= kGroupMask;            // the last row, so a group may over-read
     float* out = dst + g * kHeadGroup;
     for (int c = 0; c < kHeadGroup / 2; ++c) std::memcpy(out + 2 * c, pairs[(word >> (2 * kBits * c)) & kPairMask], 8);
   }

@@ -47,15 +47,32 @@ namespace HWY_NAMESPACE {
 inline constexpr int kInt8Lanes = 16;  // score lanes: 8 query rows x 2 tokens
 inline constexpr int kInt8Steps = 8;   // 4-code steps per 32-value block
 
-// Key types scored in integers, and the offset that makes their codes unsigned.
-inline bool Int8KeyType(GgmlType t) { return t == GgmlType::Q8_0 || t == GgmlType::Q4_0 || t == GgmlType::IQ4_NL; }
+// Key types scored in integers, and the offset that makes their codes unsigned. The head-scaled types'
+// levels are int8 (quant/blocks.h), so they score like q8_0 with the head's scale on each of its blocks.
+inline bool Int8KeyType(GgmlType t) {
+  return t == GgmlType::Q8_0 || t == GgmlType::Q4_0 || t == GgmlType::IQ4_NL || is_head_scaled(t);
+}
 inline int Int8KeyOffset(GgmlType t) { return t == GgmlType::Q4_0 ? 8 : 128; }
 
 // Group of 4 dims that step s of a block holds, per key type (the order the byte shuffles produce).
 inline int Int8StepGroup(GgmlType t, int s) {
   static constexpr int kQ8Order[kInt8Steps] = {0, 1, 4, 5, 2, 3, 6, 7};  // 256-bit unpack works per 128 bits
-  return t == GgmlType::Q8_0 ? kQ8Order[s] : s;
+  return t == GgmlType::Q8_0 || is_head_scaled(t) ? kQ8Order[s] : s;
 }
+
+// An nl*_h type's levels + 128 as bytes, two codes per entry (entry c: codes c & mask, c >> bits).
+template <int kBits>
+struct NlPairBytes {
+  uint16_t pair[1 << (2 * kBits)];
+  constexpr NlPairBytes() : pair() {
+    const int8_t* src = kBits == 2 ? kNl2Levels : kBits == 3 ? kNl3Levels : kBits == 4 ? kNl4Levels : kNl5Levels;
+    for (int c = 0; c < (1 << (2 * kBits)); ++c) {
+      pair[c] = uint16_t(uint8_t(src[c & ((1 << kBits) - 1)] + 128) | (uint8_t(src[c >> kBits] + 128) << 8));
+    }
+  }
+};
+template <int kBits>
+inline constexpr NlPairBytes<kBits> kNlPairBytes{};
 
 // Quantized queries of one KV head, ready for the score kernel.
 //   codes: [n_blocks, 8 steps, 16 lanes, 4] s8   corr: [n_blocks, 16] i32 = -off * sum(codes)
@@ -292,8 +309,8 @@ HWY_INLINE void GatherValueScales(const uint8_t* rows, size_t row_bytes, size_t 
 // integer p·v of attention_pv_int8-inl.h instead.)
 HWY_NOINLINE KVQ_TARGET_VNNI void AccumulatePVQ8_0(const uint8_t* rows, size_t row_bytes, size_t first, int n,
                                                    int n_blocks, const float* HWY_RESTRICT s,
-                                                   const uint16_t* HWY_RESTRICT half_scales,
-                                                   float* HWY_RESTRICT scales, float* HWY_RESTRICT acc) {
+                                                   const uint16_t* HWY_RESTRICT half_scales, float* HWY_RESTRICT scales,
+                                                   float* HWY_RESTRICT acc) {
   using Block = BlockQ8_0;
   const int n_pad = (n + 3) / 4 * 4;
   for (int i = 0; i < n_pad * n_blocks; i += 16) {
@@ -345,6 +362,93 @@ HWY_NOINLINE KVQ_TARGET_VNNI void AccumulatePVQ8_0(const uint8_t* rows, size_t r
     _mm512_storeu_ps(a + 5 * hd, a50), _mm512_storeu_ps(a + 5 * hd + 16, a51);
     _mm512_storeu_ps(a + 6 * hd, a60), _mm512_storeu_ps(a + 6 * hd + 16, a61);
     _mm512_storeu_ps(a + 7 * hd, a70), _mm512_storeu_ps(a + 7 * hd + 16, a71);
+  }
+}
+
+// The unsigned codes (level + 128) of one head record's head_dim values, in order, into out [head_dim] u8.
+template <GgmlType kType>
+HWY_INLINE void HeadCodesU8(const uint8_t* HWY_RESTRICT record, int head_dim, uint8_t* HWY_RESTRICT out) {
+  if constexpr (kType == GgmlType::Q8_H) {
+    for (int j = 0; j < head_dim; ++j) out[j] = uint8_t(record[2 + j] ^ 0x80);
+  } else if constexpr (kType == GgmlType::NL4_H) {  // 32 codes per step: nibbles into order, levels + 128
+    const __m128i table =                           // level + 128 = the int8 level with its sign bit flipped
+        _mm_xor_si128(_mm_loadu_si128(reinterpret_cast<const __m128i*>(kNl4Levels)), _mm_set1_epi8(char(0x80)));
+    const __m128i low = _mm_set1_epi8(0x0F);
+    for (int j = 0; j < head_dim; j += 32) {  // head_dim is a multiple of 32 on this path
+      const __m128i bytes = _mm_loadu_si128(reinterpret_cast<const __m128i*>(record + 2 + j / 2));
+      const __m128i lo = _mm_and_si128(bytes, low), hi = _mm_and_si128(_mm_srli_epi16(bytes, 4), low);
+      _mm_storeu_si128(reinterpret_cast<__m128i*>(out + j), _mm_shuffle_epi8(table, _mm_unpacklo_epi8(lo, hi)));
+      _mm_storeu_si128(reinterpret_cast<__m128i*>(out + j + 16), _mm_shuffle_epi8(table, _mm_unpackhi_epi8(lo, hi)));
+    }
+  } else {
+    constexpr int kBits = attention_detail::head_code_bits(kType);
+    constexpr uint64_t kPairMask = (uint64_t(1) << (2 * kBits)) - 1;
+    constexpr uint64_t kGroupMask = (uint64_t(1) << (8 * kBits)) - 1;
+    const uint8_t* codes = record + 2;
+    for (int g = 0; g < head_dim / kHeadGroup; ++g, codes += kBits) {
+      uint64_t word = 0;
+      std::memcpy(&word, codes, 8);  // kKvReadSlack: over-reading the last group is safe
+      word &= kGroupMask;
+      for (int c = 0; c < kHeadGroup / 2; ++c) {
+        std::memcpy(out + g * kHeadGroup + 2 * c, &kNlPairBytes<kBits>.pair[(word >> (2 * kBits * c)) & kPairMask], 2);
+      }
+    }
+  }
+}
+
+// PackKeysInt8 for a head-scaled key type: the same pair layout [n_pairs][n_kv * head_dim / 32][64] u8 and
+// scales [n_pairs][n_kv * head_dim / 32][2] f32, each block of a head taking the head's scale. head_dim is a
+// multiple of 32; tokens n .. 2 * n_pairs - 1 get scale 0.
+template <GgmlType kType>
+HWY_NOINLINE KVQ_TARGET_VNNI void PackHeadKeysInt8(const uint8_t* rows, size_t row_bytes, int n, int n_pairs, int n_kv,
+                                                   int head_dim, uint8_t* HWY_RESTRICT packed,
+                                                   float* HWY_RESTRICT scales) {
+  const size_t record = head_record_bytes(kType, head_dim);
+  const int n_blocks = head_dim / kQK, all_blocks = n_kv * n_blocks;
+  alignas(32) uint8_t codes[2][kQK * 16];  // [token of the pair][head_dim] u8, head_dim <= 512
+  KVQ_CHECK(head_dim <= kQK * 16);
+  for (int p = 0; p < n_pairs; ++p) {
+    for (int h = 0; h < n_kv; ++h) {
+      float d[2];
+      for (int o = 0; o < 2; ++o) {
+        const int t = 2 * p + o;
+        if (t < n) {
+          const uint8_t* rec = rows + size_t(t) * row_bytes + size_t(h) * record;
+          uint16_t bits;
+          std::memcpy(&bits, rec, 2);
+          d[o] = _cvtsh_ss(bits);
+          HeadCodesU8<kType>(rec, head_dim, codes[o]);
+        } else {
+          d[o] = 0.0f;
+          std::memset(codes[o], 128, size_t(head_dim));
+        }
+      }
+      for (int blk = 0; blk < n_blocks; ++blk) {
+        const size_t i = size_t(p) * all_blocks + size_t(h) * n_blocks + blk;
+        const __m256i ya = _mm256_load_si256(reinterpret_cast<const __m256i*>(codes[0] + blk * kQK));
+        const __m256i yb = _mm256_load_si256(reinterpret_cast<const __m256i*>(codes[1] + blk * kQK));
+        _mm256_storeu_si256(reinterpret_cast<__m256i*>(packed + i * 64), _mm256_unpacklo_epi32(ya, yb));
+        _mm256_storeu_si256(reinterpret_cast<__m256i*>(packed + i * 64 + 32), _mm256_unpackhi_epi32(ya, yb));
+        scales[2 * i] = d[0];
+        scales[2 * i + 1] = d[1];
+      }
+    }
+  }
+}
+
+HWY_INLINE void PackHeadKeysInt8Any(GgmlType t, const uint8_t* rows, size_t row_bytes, int n, int n_pairs, int n_kv,
+                                    int head_dim, uint8_t* packed, float* scales) {
+  switch (t) {
+    case GgmlType::Q8_H:
+      return PackHeadKeysInt8<GgmlType::Q8_H>(rows, row_bytes, n, n_pairs, n_kv, head_dim, packed, scales);
+    case GgmlType::NL5_H:
+      return PackHeadKeysInt8<GgmlType::NL5_H>(rows, row_bytes, n, n_pairs, n_kv, head_dim, packed, scales);
+    case GgmlType::NL4_H:
+      return PackHeadKeysInt8<GgmlType::NL4_H>(rows, row_bytes, n, n_pairs, n_kv, head_dim, packed, scales);
+    case GgmlType::NL3_H:
+      return PackHeadKeysInt8<GgmlType::NL3_H>(rows, row_bytes, n, n_pairs, n_kv, head_dim, packed, scales);
+    default:
+      return PackHeadKeysInt8<GgmlType::NL2_H>(rows, row_bytes, n, n_pairs, n_kv, head_dim, packed, scales);
   }
 }
 

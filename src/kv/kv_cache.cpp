@@ -118,8 +118,8 @@ Result<KvCache> KvCache::create(const KvCacheShape& shape, std::vector<KvTypes> 
     const size_t v_size = size_t(shape.rows(int(l))) * row_bytes_of(t.v, shape);
     if (centred(shape, KvSide::kKey, t.k)) cache.k_mean_[l].assign(size_t(row_values), 0);
     if (centred(shape, KvSide::kValue, t.v)) cache.v_mean_[l].assign(size_t(row_values), 0);
-    cache.k_.push_back(hwy::AllocateAligned<uint8_t>(k_size));
-    cache.v_.push_back(hwy::AllocateAligned<uint8_t>(v_size));
+    cache.k_.push_back(hwy::AllocateAligned<uint8_t>(k_size + kKvReadSlack));
+    cache.v_.push_back(hwy::AllocateAligned<uint8_t>(v_size + kKvReadSlack));
     if (!cache.k_.back() || !cache.v_.back()) {
       return make_error("cannot allocate {} bytes for the KV cache", cache.bytes());
     }

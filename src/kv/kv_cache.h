@@ -37,6 +37,7 @@ namespace kvq {
 
 inline constexpr int kKvRingAlign = 64;         // ring rows are a multiple of this (attention's key chunk)
 inline constexpr int kKvDefaultMaxBatch = 512;  // tokens stored per step unless the shape says otherwise
+inline constexpr int kKvReadSlack = 64;         // bytes past the last row a decoder may read (never used)
 
 enum class KvSide { kKey = 0, kValue = 1 };
 
