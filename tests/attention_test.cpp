@@ -55,7 +55,8 @@ constexpr double kMaxAttnNmseNl2 = 1.5e-1;  // 2-bit: 0.1175
 // The kernel's bound against the oracle on the same cache: kMaxNmseKernel, or kMaxNmseInt8Weights where the
 // integer p·v may run (q4_0 values on the AVX3_DL target; default: the best target of this CPU).
 double kernel_bound(GgmlType v_type, int64_t target = hwy::SupportedAndGeneratedTargets().front()) {
-  return target == HWY_AVX3_DL && v_type == GgmlType::Q4_0 ? kMaxNmseInt8Weights : kMaxNmseKernel;
+  return target == HWY_AVX3_DL && (v_type == GgmlType::Q4_0 || v_type == GgmlType::NL4_H) ? kMaxNmseInt8Weights
+                                                                                          : kMaxNmseKernel;
 }
 
 double max_attention_nmse(GgmlType type) {
@@ -355,16 +356,16 @@ TEST(Attention, Stories260kShapeQuantized) {
 // Every SIMD target compiled in (and available on this CPU), including the scalar one: each layout choice
 // (two tokens per vector or one, head sizes not a multiple of the vector or of 4, multi-tile prefill).
 TEST(Attention, EveryCompiledTargetMatchesOracle) {
-  const Pair pairs[] = {{GgmlType::Q8_0, GgmlType::Q4_0},
-                        {GgmlType::F16, GgmlType::IQ4_NL},
-                        {GgmlType::Q5_1, GgmlType::BF16},
-                        {GgmlType::F32, GgmlType::Q5_0},
-                        {GgmlType::Q4_1, GgmlType::F32}};
+  const Pair pairs[] = {{GgmlType::Q8_0, GgmlType::Q4_0},  {GgmlType::F16, GgmlType::IQ4_NL},
+                        {GgmlType::Q5_1, GgmlType::BF16},  {GgmlType::F32, GgmlType::Q5_0},
+                        {GgmlType::Q4_1, GgmlType::F32},   {GgmlType::NL4_H, GgmlType::NL3_H},
+                        {GgmlType::NL5_H, GgmlType::Q8_H}, {GgmlType::NL2_H, GgmlType::NL4_H}};
   for (int64_t target : hwy::SupportedAndGeneratedTargets()) {
     hwy::SetSupportedTargetsForTest(target);
     for (const auto& [k_type, v_type] : pairs) {
       for (const auto& [head_dim, n_head_kv] :
            {std::pair{6, 3}, std::pair{8, 4}, std::pair{64, 2}, std::pair{128, 1}}) {
+        if (head_dim % kHeadGroup != 0 && (is_head_scaled(k_type) || is_head_scaled(v_type))) continue;
         for (int gqa : {1, 2, 8}) {
           const int ctx = 100, n_tokens = 40;  // 40 queries: more than one tile when gqa = 1
           const int n_head = n_head_kv * gqa;

@@ -84,6 +84,25 @@ struct NlPairLevels {
 template <int kBits>
 inline constexpr NlPairLevels<kBits> kNlPairs{};
 
+// NlHeadLevelsVbmi's byte tables: lane g byte b of a 64-code step takes byte g * kBits + b of the codes;
+// output byte j of a lane is bits kBits * j of it; the levels repeated over 64 entries.
+template <int kBits>
+struct NlVbmiTables {
+  alignas(64) uint8_t spread[64];
+  alignas(64) uint8_t shift[64];
+  alignas(64) int8_t table[64];
+  constexpr NlVbmiTables() : spread(), shift(), table() {
+    const int8_t* src = kBits == 2 ? kNl2Levels : kBits == 3 ? kNl3Levels : kBits == 4 ? kNl4Levels : kNl5Levels;
+    for (int i = 0; i < 64; ++i) {
+      spread[i] = uint8_t((i / 8) * kBits + i % 8);
+      shift[i] = uint8_t(kBits * (i % 8));
+      table[i] = src[i % (1 << kBits)];
+    }
+  }
+};
+template <int kBits>
+inline constexpr NlVbmiTables<kBits> kNlVbmi{};
+
 }  // namespace kvq::attention_detail
 
 #endif  // KVQ_KERNELS_ATTENTION_DEQUANT_SHARED_
@@ -102,6 +121,10 @@ inline constexpr NlPairLevels<kBits> kNlPairs{};
 #include "hwy/highway.h"
 #include "util/half.h"
 #include "util/result.h"
+
+#if HWY_TARGET == HWY_AVX3_DL
+#include <immintrin.h>
+#endif
 
 HWY_BEFORE_NAMESPACE();
 namespace kvq {
@@ -204,10 +227,46 @@ HWY_INLINE void DecodeHalfs(const T* HWY_RESTRICT src, int n, float* HWY_RESTRIC
   }
 }
 
+#if HWY_TARGET == HWY_AVX3_DL
+// The int8 levels of an nl*_h record's head_dim codes (kBits = 2, 3, 4 or 5), plus `offset` (0, or 128 for
+// vpdpbusd's unsigned side), into out [head_dim] bytes, 64 codes per step: vpermb puts group g's kBits bytes
+// in 64-bit lane g, vpmultishiftqb pulls code j of each lane out of bits kBits * j, vpermb looks the levels
+// up. Reads up to 64 bytes past the codes (kKvReadSlack).
+template <int kBits>
+HWY_INLINE void NlHeadLevelsVbmi(const uint8_t* HWY_RESTRICT codes, int head_dim, int offset,
+                                 uint8_t* HWY_RESTRICT out) {
+  const auto& t = attention_detail::kNlVbmi<kBits>;
+  const __m512i spread_v = _mm512_load_si512(t.spread), shift_v = _mm512_load_si512(t.shift);
+  const __m512i table_v = _mm512_add_epi8(_mm512_load_si512(t.table), _mm512_set1_epi8(char(offset)));
+  const __m512i mask = _mm512_set1_epi8(char((1 << kBits) - 1));
+  for (int j = 0; j < head_dim; j += 64, codes += 8 * kBits) {
+    const __m512i groups = _mm512_permutexvar_epi8(spread_v, _mm512_loadu_si512(codes));
+    const __m512i code = _mm512_and_si512(_mm512_multishift_epi64_epi8(shift_v, groups), mask);
+    const int n = std::min(64, head_dim - j);
+    _mm512_mask_storeu_epi8(out + j, n == 64 ? ~__mmask64(0) : (__mmask64(1) << n) - 1,
+                            _mm512_permutexvar_epi8(code, table_v));
+  }
+}
+#endif
+
 // Decodes one head record of an nl*_h type (kBits-bit codes) into dst [head_dim] f32: each group of 8 codes
 // through the two-code level table, then one vector pass for the scale.
 template <int kBits>
 HWY_INLINE void DecodeNlHead(const uint8_t* HWY_RESTRICT record, int head_dim, float* HWY_RESTRICT dst) {
+#if HWY_TARGET == HWY_AVX3_DL
+  alignas(64) int8_t level_bytes[kQK * 16];  // [head_dim] int8 levels, head_dim <= 512
+  if (head_dim <= kQK * 16) {
+    NlHeadLevelsVbmi<kBits>(record + 2, head_dim, 0, reinterpret_cast<uint8_t*>(level_bytes));
+    const __m512 d = _mm512_set1_ps(ScaleF32(*reinterpret_cast<const fp16_bits*>(record)));
+    int j = 0;
+    for (; j + 16 <= head_dim; j += 16) {
+      const __m512i v = _mm512_cvtepi8_epi32(_mm_load_si128(reinterpret_cast<const __m128i*>(level_bytes + j)));
+      _mm512_storeu_ps(dst + j, _mm512_mul_ps(_mm512_cvtepi32_ps(v), d));
+    }
+    for (; j < head_dim; ++j) dst[j] = float(level_bytes[j]) * _mm512_cvtss_f32(d);
+    return;
+  }
+#endif
 #if HWY_TARGET != HWY_SCALAR
   if constexpr (kBits == 4) {  // 16 codes per byte shuffle: nibbles interleaved into order, then the level table
     const hn::Full128<uint8_t> d8;

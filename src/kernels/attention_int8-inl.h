@@ -60,20 +60,6 @@ inline int Int8StepGroup(GgmlType t, int s) {
   return t == GgmlType::Q8_0 || is_head_scaled(t) ? kQ8Order[s] : s;
 }
 
-// An nl*_h type's levels + 128 as bytes, two codes per entry (entry c: codes c & mask, c >> bits).
-template <int kBits>
-struct NlPairBytes {
-  uint16_t pair[1 << (2 * kBits)];
-  constexpr NlPairBytes() : pair() {
-    const int8_t* src = kBits == 2 ? kNl2Levels : kBits == 3 ? kNl3Levels : kBits == 4 ? kNl4Levels : kNl5Levels;
-    for (int c = 0; c < (1 << (2 * kBits)); ++c) {
-      pair[c] = uint16_t(uint8_t(src[c & ((1 << kBits) - 1)] + 128) | (uint8_t(src[c >> kBits] + 128) << 8));
-    }
-  }
-};
-template <int kBits>
-inline constexpr NlPairBytes<kBits> kNlPairBytes{};
-
 // Quantized queries of one KV head, ready for the score kernel.
 //   codes: [n_blocks, 8 steps, 16 lanes, 4] s8   corr: [n_blocks, 16] i32 = -off * sum(codes)
 //   scale: [n_blocks, 16] f32 = d_query (0 for padding rows)
@@ -370,29 +356,8 @@ template <GgmlType kType>
 HWY_INLINE void HeadCodesU8(const uint8_t* HWY_RESTRICT record, int head_dim, uint8_t* HWY_RESTRICT out) {
   if constexpr (kType == GgmlType::Q8_H) {
     for (int j = 0; j < head_dim; ++j) out[j] = uint8_t(record[2 + j] ^ 0x80);
-  } else if constexpr (kType == GgmlType::NL4_H) {  // 32 codes per step: nibbles into order, levels + 128
-    const __m128i table =                           // level + 128 = the int8 level with its sign bit flipped
-        _mm_xor_si128(_mm_loadu_si128(reinterpret_cast<const __m128i*>(kNl4Levels)), _mm_set1_epi8(char(0x80)));
-    const __m128i low = _mm_set1_epi8(0x0F);
-    for (int j = 0; j < head_dim; j += 32) {  // head_dim is a multiple of 32 on this path
-      const __m128i bytes = _mm_loadu_si128(reinterpret_cast<const __m128i*>(record + 2 + j / 2));
-      const __m128i lo = _mm_and_si128(bytes, low), hi = _mm_and_si128(_mm_srli_epi16(bytes, 4), low);
-      _mm_storeu_si128(reinterpret_cast<__m128i*>(out + j), _mm_shuffle_epi8(table, _mm_unpacklo_epi8(lo, hi)));
-      _mm_storeu_si128(reinterpret_cast<__m128i*>(out + j + 16), _mm_shuffle_epi8(table, _mm_unpackhi_epi8(lo, hi)));
-    }
   } else {
-    constexpr int kBits = attention_detail::head_code_bits(kType);
-    constexpr uint64_t kPairMask = (uint64_t(1) << (2 * kBits)) - 1;
-    constexpr uint64_t kGroupMask = (uint64_t(1) << (8 * kBits)) - 1;
-    const uint8_t* codes = record + 2;
-    for (int g = 0; g < head_dim / kHeadGroup; ++g, codes += kBits) {
-      uint64_t word = 0;
-      std::memcpy(&word, codes, 8);  // kKvReadSlack: over-reading the last group is safe
-      word &= kGroupMask;
-      for (int c = 0; c < kHeadGroup / 2; ++c) {
-        std::memcpy(out + g * kHeadGroup + 2 * c, &kNlPairBytes<kBits>.pair[(word >> (2 * kBits * c)) & kPairMask], 2);
-      }
-    }
+    NlHeadLevelsVbmi<attention_detail::head_code_bits(kType)>(record + 2, head_dim, 128, out);
   }
 }
 

@@ -155,6 +155,92 @@ HWY_NOINLINE KVQ_TARGET_PV_INT8 void AccumulatePVQ4_0(const uint8_t* rows, size_
     }
   }
 }
+// The f16 scale of every head record of an nl4_h value row, tokens 0 .. 4 ceil(n / 4) - 1 (0 past n):
+// half_scales [head][token], in one pass over the chunk's rows.
+HWY_INLINE void GatherHeadScales(const uint8_t* rows, size_t row_bytes, size_t record_bytes, int n, int n_kv,
+                                 uint16_t* HWY_RESTRICT half_scales) {
+  const int n_pad = (n + 3) / 4 * 4;
+  for (int t = 0; t < n_pad; ++t) {
+    for (int h = 0; h < n_kv; ++h) {
+      uint16_t bits = 0;
+      if (t < n) std::memcpy(&bits, rows + size_t(t) * row_bytes + size_t(h) * record_bytes, 2);
+      half_scales[size_t(h) * n_pad + t] = bits;
+    }
+  }
+}
+
+// AccumulatePVQ4_0 for nl4_h values: the same weights (p times the head's scale, which is never negative,
+// on each row's u8 grid) against the codes' int8 levels (one vpshufb per 16 codes). A block's byte i holds
+// dims 2i (low nibble) and 2i + 1 (high), so the two accumulators hold the even and the odd dims, interleaved
+// back at the end. record: the head's first byte in a row; half_scales: the head's row of GatherHeadScales.
+HWY_NOINLINE KVQ_TARGET_PV_INT8 void AccumulatePVNl4(const uint8_t* rows, size_t row_bytes, size_t record, int n,
+                                                     int n_blocks, const float* HWY_RESTRICT s,
+                                                     const uint16_t* HWY_RESTRICT half_scales,
+                                                     float* HWY_RESTRICT scales, float* HWY_RESTRICT acc) {
+  constexpr int kMaxQuads = attention_detail::kChunk / 4;
+  const int n_quads = (n + 3) / 4;
+  const int n_pad = 4 * n_quads;
+  const __m512i transpose = QuadTransposeIndex();
+  const __m512i gather_u8 = WeightGatherIndex();
+  const __m512i levels = _mm512_broadcast_i32x4(_mm_loadu_si128(reinterpret_cast<const __m128i*>(kNl4Levels)));
+  const __m512i nibble = _mm512_set1_epi8(0x0F);
+  alignas(64) int32_t even_odd[2][16];
+  for (int i = 0; i < 16; ++i) even_odd[0][i] = i % 2 == 0 ? i / 2 : 16 + i / 2;      // lanes 0..15 of the block
+  for (int i = 0; i < 16; ++i) even_odd[1][i] = i % 2 == 0 ? 8 + i / 2 : 24 + i / 2;  // lanes 16..31
+  const __m512i interleave_lo = _mm512_load_si512(even_odd[0]), interleave_hi = _mm512_load_si512(even_odd[1]);
+  const size_t hd = size_t(n_blocks) * kQK;
+  for (int t = 0; t < n_pad; t += 16) {  // one scale per token for every block of the head
+    const __mmask16 m = n_pad - t >= 16 ? 0xFFFF : __mmask16((1u << (n_pad - t)) - 1);
+    _mm512_storeu_ps(scales + t, _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(m, half_scales + t)));
+  }
+  alignas(64) float w[2 * kMaxQuads][16];  // [pair][lane]: p x d_v
+  alignas(64) uint32_t u[kMaxQuads][8];    // [quad][row]: the 4 tokens' u8 weights
+  __m512 wmax = _mm512_setzero_ps();
+  for (int p = 0; p < 2 * n_quads; ++p) {
+    double d2;  // the pair's two value scales as one 64-bit pattern: lanes alternate tokens like s
+    std::memcpy(&d2, scales + 2 * p, 8);
+    const __m512 wp = _mm512_mul_ps(_mm512_loadu_ps(s + size_t(p) * 16), _mm512_castpd_ps(_mm512_set1_pd(d2)));
+    _mm512_store_ps(w[p], wp);
+    wmax = _mm512_max_ps(wmax, wp);
+  }
+  wmax = _mm512_max_ps(wmax, _mm512_permute_ps(wmax, 0xB1));
+  const __mmask16 live = _mm512_cmp_ps_mask(wmax, _mm512_setzero_ps(), _CMP_GT_OQ);
+  const __m512 to_u8 = _mm512_maskz_div_ps(live, _mm512_set1_ps(255.0f), wmax);
+  for (int q = 0; q < n_quads; ++q) {
+    const __m512i u0 = _mm512_cvtps_epi32(_mm512_mul_ps(_mm512_load_ps(w[2 * q]), to_u8));
+    const __m512i u1 = _mm512_cvtps_epi32(_mm512_mul_ps(_mm512_load_ps(w[2 * q + 1]), to_u8));
+    const __m512i rows_u8 = _mm512_maskz_permutex2var_epi8(~__mmask64(0), u0, gather_u8, u1);
+    _mm256_store_si256(reinterpret_cast<__m256i*>(u[q]), _mm512_castsi512_si256(rows_u8));
+  }
+  alignas(64) float grid[16];
+  _mm512_store_ps(grid, _mm512_mul_ps(wmax, _mm512_set1_ps(1.0f / 255.0f)));
+  for (int b = 0; b < n_blocks; ++b) {
+    __m512i even[8], odd[8];  // rows' int32 sums for the block's even and odd dims
+#pragma GCC unroll 8
+    for (int r = 0; r < 8; ++r) even[r] = odd[r] = _mm512_setzero_si512();
+    for (int q = 0; q < n_quads; ++q) {
+      const uint8_t* quad = rows + size_t(4 * q) * row_bytes + record + 2 + size_t(b) * kQK / 2;
+      const __m512i v = _mm512_permutexvar_epi8(transpose, LoadQuadRows(quad, row_bytes, std::min(4, n - 4 * q)));
+      const __m512i v_even = _mm512_shuffle_epi8(levels, _mm512_and_si512(v, nibble));
+      const __m512i v_odd = _mm512_shuffle_epi8(levels, _mm512_and_si512(_mm512_srli_epi16(v, 4), nibble));
+#pragma GCC unroll 8
+      for (int r = 0; r < 8; ++r) {
+        const __m512i ur = _mm512_set1_epi32(int(u[q][r]));
+        even[r] = _mm512_dpbusd_epi32(even[r], ur, v_even);
+        odd[r] = _mm512_dpbusd_epi32(odd[r], ur, v_odd);
+      }
+    }
+    float* a = acc + size_t(b) * kQK;
+#pragma GCC unroll 8
+    for (int r = 0; r < 8; ++r) {
+      const __m512 grid_r = _mm512_set1_ps(grid[2 * r]);
+      const __m512 e = _mm512_cvtepi32_ps(even[r]), o = _mm512_cvtepi32_ps(odd[r]);
+      const __m512 lo = _mm512_permutex2var_ps(e, interleave_lo, o), hi = _mm512_permutex2var_ps(e, interleave_hi, o);
+      _mm512_storeu_ps(a + r * hd, _mm512_fmadd_ps(lo, grid_r, _mm512_loadu_ps(a + r * hd)));
+      _mm512_storeu_ps(a + r * hd + 16, _mm512_fmadd_ps(hi, grid_r, _mm512_loadu_ps(a + r * hd + 16)));
+    }
+  }
+}
 #undef KVQ_TARGET_PV_INT8
 #endif  // HWY_TARGET == HWY_AVX3_DL
 
