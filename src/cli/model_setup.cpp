@@ -38,7 +38,7 @@ Result<KvCache> make_checked_cache(const LoadedModel& loaded, int n_ctx) {
 std::string describe_cache_memory(const KvCache& cache) {
   const KvCacheShape& s = cache.shape();
   const uint64_t f16 = KvCache::bytes(s, std::vector<KvTypes>(size_t(s.n_layer)));
-  const uint64_t total = KvCache::bytes(s, cache.types());  // rows and centring means
+  const uint64_t total = cache.bytes();  // rows and centring means
   return fmt::format("{}: K {} + V {} = {} for {} tokens ({:.1f}% saved against f16)", describe_kv_types(cache.types()),
                      format_bytes(double(cache.k_bytes())), format_bytes(double(cache.v_bytes())),
                      format_bytes(double(total)), s.n_ctx, 100.0 * (1.0 - double(total) / double(f16)));

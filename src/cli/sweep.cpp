@@ -49,8 +49,8 @@ int run_sweep_command(const SweepArgs& args) {
 
   const int threads = set_threads(args.threads);
   auto model = Model::load(args.model);
-  if (model) (*model)->set_kv_centring(args.centre == "on");
   if (!model) return report_error(model.error()), 1;
+  (*model)->set_kv_centring(args.centre == "on");
   const ModelConfig& c = (*model)->config();
   auto tokenizer = Tokenizer::from_gguf((*model)->file());
   if (!tokenizer) return report_error(tokenizer.error()), 1;

@@ -74,7 +74,7 @@ template <int kBits>
 struct NlPairLevels {
   float pair[1 << (2 * kBits)][2];
   constexpr NlPairLevels() : pair() {
-    const int8_t* src = kBits == 2 ? kNl2Levels : kBits == 3 ? kNl3Levels : kBits == 4 ? kNl4Levels : kNl5Levels;
+    const int8_t* src = nl_levels(kBits);
     for (int c = 0; c < (1 << (2 * kBits)); ++c) {
       pair[c][0] = float(src[c & ((1 << kBits) - 1)]);
       pair[c][1] = float(src[c >> kBits]);
@@ -92,7 +92,7 @@ struct NlVbmiTables {
   alignas(64) uint8_t shift[64];
   alignas(64) int8_t table[64];
   constexpr NlVbmiTables() : spread(), shift(), table() {
-    const int8_t* src = kBits == 2 ? kNl2Levels : kBits == 3 ? kNl3Levels : kBits == 4 ? kNl4Levels : kNl5Levels;
+    const int8_t* src = nl_levels(kBits);
     for (int i = 0; i < 64; ++i) {
       spread[i] = uint8_t((i / 8) * kBits + i % 8);
       shift[i] = uint8_t(kBits * (i % 8));
@@ -249,6 +249,13 @@ HWY_INLINE void NlHeadLevelsVbmi(const uint8_t* HWY_RESTRICT codes, int head_dim
 }
 #endif
 
+// The f16 scale at the start of a head record (records of odd size sit at any byte offset).
+HWY_INLINE float RecordScale(const uint8_t* record) {
+  fp16_bits bits;
+  std::memcpy(&bits, record, sizeof bits);
+  return ScaleF32(bits);
+}
+
 // Decodes one head record of an nl*_h type (kBits-bit codes) into dst [head_dim] f32: each group of 8 codes
 // through the two-code level table, then one vector pass for the scale.
 template <int kBits>
@@ -257,7 +264,7 @@ HWY_INLINE void DecodeNlHead(const uint8_t* HWY_RESTRICT record, int head_dim, f
   alignas(64) int8_t level_bytes[kQK * 16];  // [head_dim] int8 levels, head_dim <= 512
   if (head_dim <= kQK * 16) {
     NlHeadLevelsVbmi<kBits>(record + 2, head_dim, 0, reinterpret_cast<uint8_t*>(level_bytes));
-    const __m512 d = _mm512_set1_ps(ScaleF32(*reinterpret_cast<const fp16_bits*>(record)));
+    const __m512 d = _mm512_set1_ps(RecordScale(record));
     int j = 0;
     for (; j + 16 <= head_dim; j += 16) {
       const __m512i v = _mm512_cvtepi8_epi32(_mm_load_si128(reinterpret_cast<const __m128i*>(level_bytes + j)));
@@ -274,7 +281,7 @@ HWY_INLINE void DecodeNlHead(const uint8_t* HWY_RESTRICT record, int head_dim, f
     const hn::RebindToSigned<DFA> di;
     const hn::Rebind<int8_t, DFA> di8;
     const auto table = hn::LoadU(d8, reinterpret_cast<const uint8_t*>(kNl4Levels));
-    const auto d = hn::Set(df, ScaleF32(*reinterpret_cast<const fp16_bits*>(record)));
+    const auto d = hn::Set(df, RecordScale(record));
     const auto low = hn::Set(d8, uint8_t{0x0F});
     alignas(16) int8_t levels[16];
     for (int j = 0; j < head_dim; j += 16) {  // head_dim is a multiple of 8: the last step may decode 8 extra
@@ -302,7 +309,7 @@ HWY_INLINE void DecodeNlHead(const uint8_t* HWY_RESTRICT record, int head_dim, f
     for (int c = 0; c < kHeadGroup / 2; ++c) std::memcpy(out + 2 * c, pairs[(word >> (2 * kBits * c)) & kPairMask], 8);
   }
   const DFA df;
-  const auto d = hn::Set(df, ScaleF32(*reinterpret_cast<const fp16_bits*>(record)));
+  const auto d = hn::Set(df, RecordScale(record));
   const int lanes = int(hn::Lanes(df));
   int j = 0;
   for (; j + lanes <= head_dim; j += lanes) hn::StoreU(hn::Mul(hn::LoadU(df, dst + j), d), df, dst + j);
@@ -311,7 +318,7 @@ HWY_INLINE void DecodeNlHead(const uint8_t* HWY_RESTRICT record, int head_dim, f
 
 // The same for q8_h: int8 codes times the scale.
 HWY_INLINE void DecodeQ8Head(const uint8_t* HWY_RESTRICT record, int head_dim, float* HWY_RESTRICT dst) {
-  const float d = ScaleF32(*reinterpret_cast<const fp16_bits*>(record));
+  const float d = RecordScale(record);
   const auto* codes = reinterpret_cast<const int8_t*>(record + 2);
   const hn::CappedTag<float, 8> df;
   const hn::Rebind<int32_t, decltype(df)> di;

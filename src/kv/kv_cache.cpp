@@ -139,12 +139,11 @@ void KvCache::store(int layer, int pos, int n_tokens, const float* k, const floa
   const auto centred = [&](const float* x, std::vector<uint16_t>& mean, std::vector<float>& out) {
     if (mean.empty()) return x;
     if (pos == 0) {
-      const int n_mean = n_tokens;
       std::vector<double> sum(row_floats, 0.0);  // [row_values] f64
-      for (int t = 0; t < n_mean; ++t) {
+      for (int t = 0; t < n_tokens; ++t) {
         for (size_t i = 0; i < row_floats; ++i) sum[i] += x[size_t(t) * row_floats + i];
       }
-      for (size_t i = 0; i < row_floats; ++i) mean[i] = f32_to_fp16(float(sum[i] / n_mean));
+      for (size_t i = 0; i < row_floats; ++i) mean[i] = f32_to_fp16(float(sum[i] / n_tokens));
     }
     std::vector<float> mean_f32(row_floats);  // [row_values] the stored mean, exactly
     for (size_t i = 0; i < row_floats; ++i) mean_f32[i] = fp16_to_f32(mean[i]);

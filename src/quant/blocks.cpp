@@ -51,21 +51,6 @@ const TypeTraits& type_traits(GgmlType type) {
   return *t;
 }
 
-const int8_t* head_levels(GgmlType type) {
-  switch (type) {
-    case GgmlType::NL5_H:
-      return kNl5Levels;
-    case GgmlType::NL4_H:
-      return kNl4Levels;
-    case GgmlType::NL3_H:
-      return kNl3Levels;
-    case GgmlType::NL2_H:
-      return kNl2Levels;
-    default:
-      return nullptr;
-  }
-}
-
 size_t kv_row_bytes(GgmlType type, int n_heads, int head_dim) {
   if (is_head_scaled(type)) return size_t(n_heads) * head_record_bytes(type, head_dim);
   const int block = type_traits(type).block_size;

@@ -175,6 +175,10 @@ inline constexpr int8_t kNl4Levels[16] = {-127, -96, -75, -58, -44, -31, -18, -6
 inline constexpr int8_t kNl5Levels[32] = {-127, -105, -90, -79, -70, -61, -54, -47, -41, -35, -29,
                                           -24,  -18,  -13, -8,  -3,  3,   8,   13,  18,  24,  29,
                                           35,   41,   47,  54,  61,  70,  79,  90,  105, 127};
+// The nl*_h table of a bit width (2 .. 5).
+constexpr const int8_t* nl_levels(int bits) {
+  return bits == 2 ? kNl2Levels : bits == 3 ? kNl3Levels : bits == 4 ? kNl4Levels : kNl5Levels;
+}
 // int8 units per standard deviation of each table: level / kNlGaussScale is the Gaussian level in sigmas.
 inline constexpr float kNlGaussScale[6] = {0, 0, 127 / 1.5104f, 127 / 2.1519f, 127 / 2.7326f, 127 / 3.2607f};
 
@@ -200,14 +204,17 @@ inline size_t row_bytes(GgmlType type, int64_t n) {
   const TypeTraits& t = type_traits(type);
   return size_t(n / t.block_size) * size_t(t.type_size);
 }
+// Of the block format alone: a "_h" type's per-head scale is not in it (kv_row_bytes counts it).
 inline double bits_per_value(GgmlType type) {
   const TypeTraits& t = type_traits(type);
   return 8.0 * t.type_size / t.block_size;
 }
 inline bool is_head_scaled(GgmlType type) { return type_traits(type).head_scaled; }
-// The code levels of an nl*_h or q8_h type (nullptr for q8_h, whose level is the code itself) and its bits.
-const int8_t* head_levels(GgmlType type);
+// The code bits of a "_h" type, and its levels (nullptr for q8_h, whose level is the code itself).
 inline int head_bits(GgmlType type) { return type_traits(type).type_size; }
+inline const int8_t* head_levels(GgmlType type) {
+  return type == GgmlType::Q8_H ? nullptr : nl_levels(head_bits(type));
+}
 // Bytes of one head record of a "_h" type: the scale and head_dim codes.
 inline size_t head_record_bytes(GgmlType type, int head_dim) {
   return 2 + size_t(head_dim / kHeadGroup) * size_t(head_bits(type));
