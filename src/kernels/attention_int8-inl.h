@@ -12,7 +12,8 @@
 // would need more shuffles or a second product; not measured yet).
 //
 // Codes are made unsigned for `vpdpbusd` (u8 × s8): q8_0 keys as code + 128, q4_0 keys are the raw nibble
-// (value = nibble - 8), iq4_nl keys as table[nibble] + 128. sum(u * q) - off * sum(q) = sum(k * q), and
+// (value = nibble - 8), iq4_nl keys as table[nibble] + 128, the head-scaled keys (q8_h, nl*_h) as their int8
+// level + 128 with the head's scale on each of its blocks. sum(u * q) - off * sum(q) = sum(k * q), and
 // off * sum(q) is a per-head constant of the call, preloaded into the integer accumulator.
 //
 // Layout of a token pair's keys: per 32-value block, 8 steps of 8 bytes = 4 codes of token 2p then 4 codes of
