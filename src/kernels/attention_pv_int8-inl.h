@@ -72,6 +72,34 @@ HWY_INLINE KVQ_TARGET_PV_INT8 __m512i LoadQuadRows(const uint8_t* row, size_t ro
   return _mm512_inserti32x4(_mm512_inserti32x4(lo, at(2), 2), at(3), 3);
 }
 
+// The u8 weights of n_quads token quads: w(t) = p(r, t) * scale(t) (scales [4 n_quads] f32, non-negative)
+// rounded on each row's grid, u [quad][row] = the 4 tokens' bytes; returns each row's largest weight (lanes
+// 2r, 2r + 1), which times 1 / 255 turns the integer sums back into weights.
+HWY_INLINE KVQ_TARGET_PV_INT8 __m512 RowWeightsU8(const float* HWY_RESTRICT s, const float* HWY_RESTRICT scales,
+                                                  int n_quads, const __m512i gather_u8, uint32_t (*HWY_RESTRICT u)[8]) {
+  alignas(64) float w[2 * attention_detail::kChunk / 4][16];  // [pair][lane]: p x |d_v|
+  __m512 wmax = _mm512_setzero_ps();
+  for (int p = 0; p < 2 * n_quads; ++p) {
+    double d2;  // the pair's two value scales as one 64-bit pattern: lanes alternate tokens like s
+    std::memcpy(&d2, scales + 2 * p, 8);
+    const __m512 wp = _mm512_mul_ps(_mm512_loadu_ps(s + size_t(p) * 16), _mm512_castpd_ps(_mm512_set1_pd(d2)));
+    _mm512_store_ps(w[p], wp);
+    wmax = _mm512_max_ps(wmax, wp);
+  }
+  wmax = _mm512_max_ps(wmax, _mm512_permute_ps(wmax, 0xB1));  // both tokens of each row
+  const __mmask16 live = _mm512_cmp_ps_mask(wmax, _mm512_setzero_ps(), _CMP_GT_OQ);
+  const __m512 to_u8 = _mm512_maskz_div_ps(live, _mm512_set1_ps(255.0f), wmax);
+  for (int q = 0; q < n_quads; ++q) {
+    // Codes 0..255 in the low byte of each int32 lane; one vpermt2b gathers them as [row][t0 t1 t2 t3]
+    // (half the ops of saturating narrowing and unpacking).
+    const __m512i u0 = _mm512_cvtps_epi32(_mm512_mul_ps(_mm512_load_ps(w[2 * q]), to_u8));
+    const __m512i u1 = _mm512_cvtps_epi32(_mm512_mul_ps(_mm512_load_ps(w[2 * q + 1]), to_u8));
+    const __m512i rows_u8 = _mm512_maskz_permutex2var_epi8(~__mmask64(0), u0, gather_u8, u1);
+    _mm256_store_si256(reinterpret_cast<__m256i*>(u[q]), _mm512_castsi512_si256(rows_u8));
+  }
+  return wmax;
+}
+
 // acc [8, n_blocks * 32] f32 += sum_t p(r, t) * v(t) for tokens 0 .. n - 1 of q4_0 values (rows of
 // row_bytes, the head's first block at byte `first`), p(r, t) = s[(t / 2) * 16 + 2r + t % 2], which holds
 // zeros for t >= n up to a multiple of 4. half_scales: the head's rows of GatherValueScales; scales: scratch
@@ -86,8 +114,7 @@ HWY_NOINLINE KVQ_TARGET_PV_INT8 void AccumulatePVQ4_0(const uint8_t* rows, size_
   const __m512i transpose = QuadTransposeIndex();
   const __m512i gather_u8 = WeightGatherIndex();
   const size_t hd = size_t(n_blocks) * kQK;
-  alignas(64) float w[2 * kMaxQuads][16];  // [pair][lane]: p x |d_v|
-  alignas(64) uint32_t u[kMaxQuads][8];    // [quad][row]: the 4 tokens' u8 weights
+  alignas(64) uint32_t u[kMaxQuads][8];  // [quad][row]: the 4 tokens' u8 weights
   const int n_pad = 4 * n_quads;
   for (int b = 0; b < n_blocks; ++b) {
     // |d| in f32 for the weights. q4_0's d takes the sign of the block's largest value; that sign goes to
@@ -100,26 +127,8 @@ HWY_NOINLINE KVQ_TARGET_PV_INT8 void AccumulatePVQ4_0(const uint8_t* rows, size_
       _mm512_storeu_ps(scales + t, _mm512_abs_ps(_mm512_cvtph_ps(h)));
       negative |= uint64_t(_mm256_movepi16_mask(h)) << t;
     }
-    // Weights and each row's largest (lanes 2r and 2r + 1 are row r's two tokens of a pair).
-    __m512 wmax = _mm512_setzero_ps();
-    for (int p = 0; p < 2 * n_quads; ++p) {
-      double d2;  // the pair's two value scales as one 64-bit pattern: lanes alternate tokens like s
-      std::memcpy(&d2, scales + 2 * p, 8);
-      const __m512 wp = _mm512_mul_ps(_mm512_loadu_ps(s + size_t(p) * 16), _mm512_castpd_ps(_mm512_set1_pd(d2)));
-      _mm512_store_ps(w[p], wp);
-      wmax = _mm512_max_ps(wmax, wp);
-    }
-    wmax = _mm512_max_ps(wmax, _mm512_permute_ps(wmax, 0xB1));  // both tokens of each row
-    const __mmask16 live = _mm512_cmp_ps_mask(wmax, _mm512_setzero_ps(), _CMP_GT_OQ);
-    const __m512 to_u8 = _mm512_maskz_div_ps(live, _mm512_set1_ps(255.0f), wmax);
-    for (int q = 0; q < n_quads; ++q) {
-      // Codes 0..255 in the low byte of each int32 lane; one vpermt2b gathers them as [row][t0 t1 t2 t3]
-      // (half the ops of saturating narrowing and unpacking).
-      const __m512i u0 = _mm512_cvtps_epi32(_mm512_mul_ps(_mm512_load_ps(w[2 * q]), to_u8));
-      const __m512i u1 = _mm512_cvtps_epi32(_mm512_mul_ps(_mm512_load_ps(w[2 * q + 1]), to_u8));
-      const __m512i rows_u8 = _mm512_maskz_permutex2var_epi8(~__mmask64(0), u0, gather_u8, u1);
-      _mm256_store_si256(reinterpret_cast<__m256i*>(u[q]), _mm512_castsi512_si256(rows_u8));
-    }
+    // Weights on each row's grid (lanes 2r and 2r + 1 are row r's two tokens of a pair).
+    const __m512 wmax = RowWeightsU8(s, scales, n_quads, gather_u8, u);
     __m512i lo[8], hi[8];  // rows' int32 sums for dims 0..15 and 16..31 of the block (registers)
 #pragma GCC unroll 8
     for (int r = 0; r < 8; ++r) lo[r] = hi[r] = _mm512_setzero_si512();
@@ -193,25 +202,8 @@ HWY_NOINLINE KVQ_TARGET_PV_INT8 void AccumulatePVNl4(const uint8_t* rows, size_t
     const __mmask16 m = n_pad - t >= 16 ? 0xFFFF : __mmask16((1u << (n_pad - t)) - 1);
     _mm512_storeu_ps(scales + t, _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(m, half_scales + t)));
   }
-  alignas(64) float w[2 * kMaxQuads][16];  // [pair][lane]: p x d_v
-  alignas(64) uint32_t u[kMaxQuads][8];    // [quad][row]: the 4 tokens' u8 weights
-  __m512 wmax = _mm512_setzero_ps();
-  for (int p = 0; p < 2 * n_quads; ++p) {
-    double d2;  // the pair's two value scales as one 64-bit pattern: lanes alternate tokens like s
-    std::memcpy(&d2, scales + 2 * p, 8);
-    const __m512 wp = _mm512_mul_ps(_mm512_loadu_ps(s + size_t(p) * 16), _mm512_castpd_ps(_mm512_set1_pd(d2)));
-    _mm512_store_ps(w[p], wp);
-    wmax = _mm512_max_ps(wmax, wp);
-  }
-  wmax = _mm512_max_ps(wmax, _mm512_permute_ps(wmax, 0xB1));
-  const __mmask16 live = _mm512_cmp_ps_mask(wmax, _mm512_setzero_ps(), _CMP_GT_OQ);
-  const __m512 to_u8 = _mm512_maskz_div_ps(live, _mm512_set1_ps(255.0f), wmax);
-  for (int q = 0; q < n_quads; ++q) {
-    const __m512i u0 = _mm512_cvtps_epi32(_mm512_mul_ps(_mm512_load_ps(w[2 * q]), to_u8));
-    const __m512i u1 = _mm512_cvtps_epi32(_mm512_mul_ps(_mm512_load_ps(w[2 * q + 1]), to_u8));
-    const __m512i rows_u8 = _mm512_maskz_permutex2var_epi8(~__mmask64(0), u0, gather_u8, u1);
-    _mm256_store_si256(reinterpret_cast<__m256i*>(u[q]), _mm512_castsi512_si256(rows_u8));
-  }
+  alignas(64) uint32_t u[kMaxQuads][8];  // [quad][row]: the 4 tokens' u8 weights
+  const __m512 wmax = RowWeightsU8(s, scales, n_quads, gather_u8, u);
   alignas(64) float grid[16];
   _mm512_store_ps(grid, _mm512_mul_ps(wmax, _mm512_set1_ps(1.0f / 255.0f)));
   for (int b = 0; b < n_blocks; ++b) {
