@@ -14,9 +14,9 @@
 // fixed until position 0 is stored again. It is exact: a query's scores all shift by q·mean, which softmax
 // ignores, and the attention output of centred values is the true one minus mean (attention adds it back).
 // Soft-capped scores (Gemma 2) are not shift-invariant: such models never centre their keys. What it buys
-// depends on the prompt: stories15M, rotated nl4_h keys, 256-token chunks prefilled at once: mean KLD
-// 1.2e-2 -> 7.6e-3; with the mean of only the first 1 / 8 / 64 tokens: 1.6e-2 / 1.5e-2 / 1.15e-2 (worse or
-// no better than uncentred), and results then depend on how the prompt was split. Hence off by default.
+// depends on the prompt: with a long first batch it lowers what 4-bit caches cost (docs/results.md), with a
+// mean of only the first few tokens it does worse than none, and results then depend on how the prompt was
+// split. Hence off by default.
 // The means are counted in bytes() (2 bytes per value per centred side and layer).
 //
 // Sliding-window layers (Gemma 2/3) keep a ring: position p lives in row p % rows, where rows covers the
