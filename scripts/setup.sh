@@ -21,6 +21,23 @@ if ((${#missing[@]})); then
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >&2
 fi
 
+# 64-bit ARM: Debian's cross compiler, qemu-user and the arm64 builds of the libraries (multiarch), for the
+# suite's emulated aarch64 run (scripts/test-arm64.sh).
+arm64_packages=(g++-aarch64-linux-gnu qemu-user libhwy-dev:arm64 libfmt-dev:arm64 libgtest-dev:arm64
+                libgmock-dev:arm64 libcpp-httplib-dev:arm64 libgomp1:arm64 libstdc++6:arm64)
+missing=()
+for p in "${arm64_packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if ((${#missing[@]})); then
+  sudo=""
+  [ "$(id -u)" -ne 0 ] && sudo=sudo
+  echo "setup: installing ${missing[*]}" >&2
+  $sudo dpkg --add-architecture arm64
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >&2
+fi
+
 # Node.js for the official openai client test (tests/openai, pinned by its package-lock.json).
 if ! command -v node >/dev/null || ! command -v npm >/dev/null; then
   sudo=""

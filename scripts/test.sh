@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# The whole test suite: Release build under ctest, the same suite under ASan+UBSan, then a bounded
-# fuzz run of every parser. Warnings are errors. Expects scripts/setup.sh to have run once.
+# The whole test suite: Release build under ctest, the same suite under ASan+UBSan, the kernel suite
+# cross-built for aarch64 under qemu (scripts/test-arm64.sh), then a bounded fuzz run of every parser.
+# Warnings are errors. Expects scripts/setup.sh to have run once.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 jobs=$(nproc)
@@ -14,6 +15,11 @@ cmake -S . -B build-asan -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DKVQ_WERROR
 cmake --build build-asan -j"$jobs"
 ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 KVQ_TEST_SANITIZED=1 \
   ctest --test-dir build-asan --output-on-failure -j"$jobs"
+
+# The emulated aarch64 suite (both ARM CPU models); KVQ_SKIP_ARM64=1 skips it.
+if [ "${KVQ_SKIP_ARM64:-0}" != 1 ]; then
+  scripts/test-arm64.sh
+fi
 
 if [ -x scripts/fuzz.sh ]; then
   scripts/fuzz.sh "${KVQ_FUZZ_SECONDS:-90}"

@@ -11,6 +11,7 @@
 #include <fstream>
 #include <nlohmann/json.hpp>
 #include <string>
+#include <vector>
 
 #include "test_util.h"
 
@@ -99,7 +100,8 @@ TEST(Run, GemmaRunsPastItsWindow) {
 // The first answer would run to its limit of 300 tokens (greedy stories15M loops), so the signal arrives well
 // before it ends.
 TEST(Chat, InterruptStopsTheAnswerNotTheProgram) {
-  const std::string kvq = std::string(KVQ_BINARY_DIR) + "/kvq";
+  const std::string kvq = test::kvq_executable();
+  const std::string emulator = test::kvq_emulator();
   const std::string model = test::shared_path("data/models/stories15M/stories15M.gguf");
   const std::string tmpl = test::shared_path("data/chat-templates/templates/microsoft-Phi-3.5-mini-instruct.jinja");
   int to_child[2], from_child[2];
@@ -112,8 +114,11 @@ TEST(Chat, InterruptStopsTheAnswerNotTheProgram) {
     dup2(from_child[1], STDOUT_FILENO);
     dup2(from_child[1], STDERR_FILENO);
     for (int fd : {to_child[0], to_child[1], from_child[0], from_child[1]}) close(fd);
-    execl(kvq.c_str(), "kvq", "chat", "-m", model.c_str(), "--chat-template", tmpl.c_str(), "--temp", "0", "-c", "1024",
-          "-n", "300", "-t", "1", static_cast<char*>(nullptr));
+    std::vector<const char*> argv = {kvq.c_str(),  "chat",   "-m", model.c_str(), "--chat-template",
+                                     tmpl.c_str(), "--temp", "0",  "-c",          "1024",
+                                     "-n",         "300",    "-t", "1",           nullptr};
+    if (!emulator.empty()) argv.insert(argv.begin(), emulator.c_str());  // qemu-aarch64 .../kvq chat ...
+    execvp(argv[0], const_cast<char* const*>(argv.data()));
     _exit(127);
   }
   close(to_child[0]);

@@ -18,6 +18,7 @@
 #include "kernels/matmul_internal.h"
 #include "quant/quant.h"
 #include "util/half.h"
+#include "util/system.h"
 
 namespace kvq {
 namespace {
@@ -253,6 +254,21 @@ TEST(Matmul, SupportsExactlyTheKernelTypes) {
 }
 
 // Each output row is computed by one thread in a fixed order: results must not depend on the count.
+// kvq bench names the kernel behind every figure: one for every type and token count, and on ARM the one the
+// CPU's extensions select (sdot only where the dot product exists).
+TEST(Matmul, NamesTheKernelItRuns) {
+  for (GgmlType type : kAllTypes) {
+    for (int64_t n_tokens : {1, 4, 512}) {
+      const std::string name = matmul_kernel_name(type, n_tokens);
+      EXPECT_FALSE(name.empty() || name == "unsupported") << type_name(type) << " " << n_tokens;
+      if (std::string(simd_target_name()) == "NEON" && type_traits(type).quantized) {
+        EXPECT_EQ(name.find("sdot") != std::string::npos, cpu_has_arm_dotprod()) << name;
+      }
+    }
+  }
+  EXPECT_EQ(matmul_kernel_name(GgmlType(999), 1), "unsupported");
+}
+
 TEST(Matmul, ResultsIndependentOfThreadCount) {
   const Shape s{512, 37};
   for (GgmlType type : kAllTypes) {

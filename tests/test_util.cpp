@@ -92,8 +92,13 @@ const Tokenizer& load_tokenizer(const std::string& relative) {
   return cache.emplace(relative, std::move(*tok)).first->second;
 }
 
+std::string kvq_executable() { return std::string(KVQ_BINARY_DIR) + "/kvq"; }
+const char* kvq_emulator() { return KVQ_TEST_EMULATOR; }
+
 CommandResult run_kvq(const std::string& args, bool merge_stderr) {
-  const std::string command = std::string(KVQ_BINARY_DIR) + "/kvq " + args + (merge_stderr ? " 2>&1" : " 2>/dev/null");
+  const std::string emulator = kvq_emulator();
+  const std::string command = (emulator.empty() ? "" : emulator + " ") + kvq_executable() + " " + args +
+                              (merge_stderr ? " 2>&1" : " 2>/dev/null");
   CommandResult r;
   FILE* pipe = popen(command.c_str(), "r");
   if (!pipe) return r;

@@ -27,6 +27,9 @@ struct Agreement {
 // reference, other: [n_tokens, n_vocab]
 Agreement compare_logits(const float* reference, const float* other, int n_tokens, int n_vocab);
 
+// The kvq executable of this build; a cross build's emulator (qemu-aarch64), when there is one.
+std::string kvq_executable();
+const char* kvq_emulator();  // "" on a native build
 // The kvq executable of this build, run through the shell with `args`.
 struct CommandResult {
   int exit_code = -1;

@@ -11,6 +11,8 @@
 #include "cli/bench_streams.h"
 #include "cli/commands.h"
 #include "cli/model_setup.h"
+#include "kernels/attention.h"
+#include "kernels/matmul.h"
 #include "util/system.h"
 
 namespace kvq::cli {
@@ -64,6 +66,29 @@ Stats stats_of(std::vector<double> v) {
   return s;
 }
 
+// The types of the matrices the forward pass multiplies, in order of first use.
+std::vector<GgmlType> matrix_types(const ModelWeights& w) {
+  std::vector<GgmlType> types;
+  const auto add = [&](const WeightMatrix& m) {
+    if (m.data != nullptr && std::find(types.begin(), types.end(), m.type) == types.end()) types.push_back(m.type);
+  };
+  for (const LayerWeights& l : w.layers) {
+    for (const WeightMatrix* m : {&l.wq, &l.wk, &l.wv, &l.wo, &l.w_gate, &l.w_up, &l.w_down}) add(*m);
+  }
+  add(w.output);
+  return types;
+}
+
+// The kernels a test runs on this CPU, so that every figure can be traced to the code that produced it:
+// per weight type the matmul kernel at the test's tokens per step, and for generation the attention kernel.
+nlohmann::json kernels_of(const Model& model, const KvTypes& pair, int n_tokens, bool decode) {
+  const ModelConfig& c = model.config();
+  nlohmann::json k = nlohmann::json::object();
+  for (GgmlType t : matrix_types(model.weights())) k[std::string(type_name(t))] = matmul_kernel_name(t, n_tokens);
+  if (decode) k["attention"] = attention_decode_kernel_name(pair.k, pair.v, c.n_head / c.n_head_kv, c.head_dim);
+  return k;
+}
+
 int run_bench(const BenchArgs& args) {
   const int threads = set_threads(args.threads);
   auto prompts = parse_int_list(args.n_prompt, "-p");
@@ -102,6 +127,8 @@ int run_bench(const BenchArgs& args) {
   if (!loaded) return report_error(loaded.error()), 1;
   Model& model = *loaded->model;
   const ModelConfig& c = model.config();
+  const std::string cpu = cpu_model_name();
+  std::fprintf(stderr, "kvq bench: %s, SIMD target %s\n", cpu.c_str(), simd_target_name());
   std::fprintf(stderr, "kvq bench: measuring memory bandwidth with %d threads...\n", threads);
   double machine_gbs = measure_read_bandwidth_gbs(threads);
   std::fprintf(stderr, "kvq bench: %.1f GB/s read bandwidth\n", machine_gbs);
@@ -193,7 +220,10 @@ int run_bench(const BenchArgs& args) {
                               {"repetitions", args.repetitions},
                               {"tok_s_median", s.median},
                               {"tok_s_mean", s.mean},
-                              {"tok_s_stdev", s.stdev}};
+                              {"tok_s_stdev", s.stdev},
+                              {"cpu", cpu},
+                              {"simd_target", simd_target_name()},
+                              {"kernels", kernels_of(model, pair, test[0] == 't' ? 1 : n_tokens, test[0] == 't')}};
         if (bytes_per_token_step > 0) {
           row["gbs"] = s.median * bytes_per_token_step / 1e9;
         }
@@ -251,8 +281,21 @@ int run_bench(const BenchArgs& args) {
           r.contains("gbs") ? fmt::format("{:.3f}", r["bandwidth_fraction"].get<double>()) : "", machine_gbs);
     }
   } else {
-    std::cout << fmt::format("model {} ({}), {} threads, {} repetitions, machine read bandwidth {:.1f} GB/s\n\n",
+    std::cout << fmt::format("model {} ({}), {} threads, {} repetitions, machine read bandwidth {:.1f} GB/s\n",
                              args.model, format_bytes(weight_bytes), threads, args.repetitions, machine_gbs);
+    std::cout << fmt::format("{}, SIMD target {}; kernels:\n", cpu, simd_target_name());
+    std::vector<std::string> seen;  // one line per distinct set of kernels
+    for (const auto& r : rows) {
+      const std::string test = r["test"];
+      std::string entry =
+          test[0] == 't' ? "- generation, " + r["key"].get<std::string>() + "/" + r["value"].get<std::string>() + ":"
+                         : "- " + test + ":";
+      for (const auto& [name, kernel] : r["kernels"].items())
+        entry += " " + name + " = " + kernel.get<std::string>() + ";";
+      entry.pop_back();
+      if (std::find(seen.begin(), seen.end(), entry) == seen.end()) seen.push_back(entry), std::cout << entry << "\n";
+    }
+    std::cout << "\n";
     std::cout << "| K | V | test | depth | tok/s (median ± stdev) | GB/s | of bandwidth |\n";
     std::cout << "|---|---|---|---:|---:|---:|---:|\n";
     for (const auto& r : rows) {

@@ -279,6 +279,32 @@ void AttendItem(const ad::Work& w, const ad::Item& it) {
   AttendItemT<DFA, 1>(DFA(), w, it, rows, rows_pad);
 }
 
+// The K·q and p·v kernels AttendItem runs for one decode token of a GQA group of `group` query heads (kvq
+// bench's report; it follows the layout choice above and AttendItemT's use_int8 / fast_v / nl4_pv).
+std::string AttentionDecodeKernelName(GgmlType k, GgmlType v, int group, int head_dim) {
+  const int lanes = int(hn::Lanes(DFA()));
+  int rows_pad = 2;
+  while (rows_pad < group) rows_pad *= 2;
+  const bool pair_layout = HWY_TARGET != HWY_SCALAR && lanes >= 4 && 2 * group <= lanes;
+  const bool blocks = head_dim % kQK == 0;
+#if KVQ_INT8_SCORES
+  const bool int8_layout = pair_layout && 2 * rows_pad == kInt8Lanes;
+  const std::string scores = int8_layout && blocks && Int8KeyType(k) ? "K·q int8 (vpdpbusd)" : "K·q f32 FMA";
+  std::string pv = "p·v f32 FMA";
+  if (blocks && int8_layout && (v == GgmlType::Q4_0 || v == GgmlType::NL4_H)) {
+    pv = "p·v int8 (vpdpbusd)";
+  } else if (blocks && int8_layout && v == GgmlType::Q8_0) {
+    pv = "p·v f32, values decoded into registers";
+  } else if (blocks && (v == GgmlType::Q4_0 || v == GgmlType::Q8_0)) {
+    pv = "p·v f32, AVX-512 value decoder";
+  }
+  return scores + ", " + pv;
+#else
+  (void)k, (void)v, (void)blocks;
+  return std::string(pair_layout ? "K·q f32 FMA (token pairs)" : "K·q f32 FMA") + ", p·v f32 FMA";
+#endif
+}
+
 // NOLINTNEXTLINE(google-readability-namespace-comments)
 }  // namespace HWY_NAMESPACE
 }  // namespace kvq
@@ -287,6 +313,11 @@ HWY_AFTER_NAMESPACE();
 #if HWY_ONCE
 namespace kvq {
 HWY_EXPORT(AttendItem);
+HWY_EXPORT(AttentionDecodeKernelName);
+
+std::string attention_decode_kernel_name(GgmlType k_type, GgmlType v_type, int group, int head_dim) {
+  return HWY_DYNAMIC_DISPATCH(AttentionDecodeKernelName)(k_type, v_type, group, head_dim);
+}
 
 namespace {
 

@@ -2,6 +2,8 @@
 // directly: one fused path for every (key type, value type) pair of kKvCacheTypes (docs/kv-cache.md).
 #pragma once
 
+#include <string>
+
 #include "kv/kv_cache.h"
 
 namespace kvq {
@@ -23,6 +25,10 @@ struct AttentionParams {
 // (flash-decoding); prefill tiles queries and keys with an online softmax.
 void attention(const AttentionParams& p, const KvCache& cache, int layer, const float* q, int n_tokens, int pos0,
                float* out);
+
+// The kernels attention() runs on this CPU for one decode token of a group of `group` query heads per KV
+// head (kvq bench prints it beside its figures).
+std::string attention_decode_kernel_name(GgmlType k_type, GgmlType v_type, int group, int head_dim);
 
 // The naive oracle: dequantizes K and V with the scalar reference (dequantize_row_ref) and computes
 // softmax(q·k * scale)·v in f64, one query head at a time. Same contract as attention(). Slow; tests only.

@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "hwy/aligned_allocator.h"
+#include "hwy/targets.h"
 #include "kernels/matmul_internal.h"
 #include "quant/quant.h"
 #include "util/result.h"
@@ -77,6 +78,17 @@ matmul_detail::PanelScratch thread_panel_scratch() {
 bool matmul_supports(GgmlType type) {
   const TypeTraits* t = find_type_traits(uint32_t(type));
   return t != nullptr && t->kernels;
+}
+
+const char* simd_target_name() {
+  const std::vector<int64_t> targets = hwy::SupportedAndGeneratedTargets();  // best first
+  return targets.empty() ? "none" : hwy::TargetName(targets.front());
+}
+
+std::string matmul_kernel_name(GgmlType type, int64_t n_tokens) {
+  if (!matmul_supports(type)) return "unsupported";
+  if (!type_traits(type).quantized) return "f32 FMA panel (Highway)";
+  return matmul_detail::int8_kernel_name(type, n_tokens);
 }
 
 void matmul_ref(const WeightMatrix& w, const float* x, float* y, int64_t n_tokens) {

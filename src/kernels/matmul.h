@@ -4,6 +4,7 @@
 
 #include <cstdint>
 #include <span>
+#include <string>
 
 #include "quant/blocks.h"
 
@@ -40,5 +41,10 @@ void matmul_ref(const WeightMatrix& w, const float* x, float* y, int64_t n_token
 
 // True for every TypeTraits::kernels type.
 bool matmul_supports(GgmlType type);
+
+// The SIMD target Highway dispatches to on this CPU ("AVX3_ZEN4", "AVX2", "NEON", ...), and the kernel that
+// matmul() runs for a weight type at n_tokens (1 = decode): what kvq bench prints beside its figures.
+const char* simd_target_name();
+std::string matmul_kernel_name(GgmlType type, int64_t n_tokens);
 
 }  // namespace kvq

@@ -9,7 +9,8 @@
 // kernel 30 us (18 GB/s). TinyLlama-shaped q4_K / q6_K projections (`matmul_bench
 // --benchmark_filter=tinyllama_projections/tg1`, 2 threads): panel path 7.6 / 9.3 GB/s, these kernels
 // 16.9-17.2 / 18-19.5 GB/s (q4_0: 18.4-18.7 in the same runs).
-// Included by matmul_int.cpp inside its HWY_NAMESPACE; other targets use the panel path.
+// Included by matmul_int.cpp inside its HWY_NAMESPACE. NEON with the dot product: q4_0 and q8_0 in
+// matmul_gemv_neon-inl.h; other targets use the panel path.
 
 #if defined(KVQ_KERNELS_MATMUL_GEMV_INL_H_) == defined(HWY_TARGET_TOGGLE)
 #ifdef KVQ_KERNELS_MATMUL_GEMV_INL_H_
@@ -26,9 +27,13 @@
 #include "hwy/highway.h"
 #include "kernels/matmul_internal.h"
 #include "quant/blocks.h"
+#include "util/system.h"
 
 #if HWY_ARCH_X86
 #include <immintrin.h>
+#endif
+#if HWY_ARCH_ARM_A64
+#include "kernels/arm_dotprod.h"
 #endif
 
 HWY_BEFORE_NAMESPACE();
@@ -317,6 +322,8 @@ inline bool FusedGemvTokens(const WeightMatrix& w, const matmul_detail::Quantize
 }
 
 #undef KVQ_GEMV_TARGET
+#elif HWY_TARGET == HWY_NEON
+#include "kernels/matmul_gemv_neon-inl.h"
 #else
 inline bool FusedGemvTokens(const WeightMatrix&, const matmul_detail::QuantizedActs&, int64_t, int64_t, int64_t,
                             float*) {

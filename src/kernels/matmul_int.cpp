@@ -29,7 +29,9 @@
 #include "kernels/matmul_decode-inl.h"
 #include "kernels/matmul_gemv-inl.h"
 #include "kernels/matmul_wide-inl.h"
+#include "kernels/arm_dotprod.h"
 #include "kernels/matmul_internal.h"
+#include "util/system.h"
 
 #if HWY_ARCH_X86
 #include <immintrin.h>
@@ -220,6 +222,56 @@ void MicroKernel(const PanelIn& p, const ActsIn& a, bool has_min, float (&out)[k
 }
 
 #else
+#if HWY_TARGET == HWY_NEON
+// NEON with sdot (CPUs with FEAT_DotProd): as the AVX2 kernel, per-lane scales (each int32 lane covers 4
+// values, whose weight and activation scales multiply its sum), 16 values per step. Unsigned codes are <= 63
+// (kSignedCodes: 8-bit types decode signed), so they are valid s8 operands. Per (row, token) and 16 values:
+// sdot + convert + scale product + FMA, against ~7 instructions for the portable kernel below (2 widening
+// multiply-accumulates per 8 values and its share of the promotions, plus the group's rescale).
+template <int T>
+KVQ_TARGET_DOTPROD void DotMicroKernel(const PanelIn& p, const ActsIn& a, bool has_min, float (&out)[kPanelRows][4]) {
+  float32x4_t acc[kPanelRows][T];
+  KVQ_UNROLL for (int r = 0; r < kPanelRows; ++r) {
+    KVQ_UNROLL for (int t = 0; t < T; ++t) acc[r][t] = vdupq_n_f32(0.0f);
+  }
+  for (int64_t k = 0; k < p.len; k += 16) {
+    int8x16_t w[kPanelRows];
+    float32x4_t sw[kPanelRows];
+    KVQ_UNROLL for (int r = 0; r < kPanelRows; ++r) {
+      w[r] = vreinterpretq_s8_u8(vld1q_u8(p.q + r * kIntChunk + k));
+      sw[r] = vld1q_f32(p.sc + r * kScStride + k / 4);
+    }
+    KVQ_UNROLL for (int t = 0; t < T; ++t) {
+      const int8x16_t x = vld1q_s8(a.q[t] + k);
+      const float32x4_t sx = vld1q_f32(a.sc[t] + k / 4);
+      KVQ_UNROLL for (int r = 0; r < kPanelRows; ++r) {
+        const int32x4_t dot = vdotq_s32(vdupq_n_s32(0), w[r], x);
+        acc[r][t] = vfmaq_f32(acc[r][t], vcvtq_f32_s32(dot), vmulq_f32(sw[r], sx));
+      }
+    }
+  }
+  float tail[kPanelRows][4] = {};  // min terms of the groups past the last full 4
+  if (has_min) {
+    const int64_t groups = p.len / 16;
+    int64_t g = 0;
+    for (; g + 4 <= groups; g += 4) {  // lane sums: the groups' order is irrelevant
+      KVQ_UNROLL for (int r = 0; r < kPanelRows; ++r) {
+        const float32x4_t mn = vld1q_f32(p.mn + r * kMnStride + g);
+        KVQ_UNROLL for (int t = 0; t < T; ++t) acc[r][t] = vfmsq_f32(acc[r][t], mn, vld1q_f32(a.s16[t] + g));
+      }
+    }
+    for (; g < groups; ++g) {
+      KVQ_UNROLL for (int r = 0; r < kPanelRows; ++r) {
+        KVQ_UNROLL for (int t = 0; t < T; ++t) tail[r][t] += p.mn[r * kMnStride + g] * a.s16[t][g];
+      }
+    }
+  }
+  KVQ_UNROLL for (int r = 0; r < kPanelRows; ++r) {
+    KVQ_UNROLL for (int t = 0; t < T; ++t) out[r][t] = vaddvq_f32(acc[r][t]) - tail[r][t];
+  }
+}
+#endif  // HWY_TARGET == HWY_NEON
+
 // Portable: 16-value groups (one scale each) as int16 products summed into int32 lanes; lane order
 // inside a group is irrelevant because the whole group shares one scale.
 template <int T, bool kSigned>
@@ -274,6 +326,15 @@ void MicroKernel(const PanelIn& p, const ActsIn& a, bool has_min, float (&out)[k
 
 template <bool kSigned>
 void RunTile(int nt, const PanelIn& p, const ActsIn& a, bool has_min, float (&out)[kPanelRows][4]) {
+#if HWY_TARGET == HWY_NEON
+  static const bool dotprod = cpu_has_arm_dotprod();
+  if (dotprod) {
+    if (nt == 1) return DotMicroKernel<1>(p, a, has_min, out);
+    if (nt == 2) return DotMicroKernel<2>(p, a, has_min, out);
+    if (nt == 3) return DotMicroKernel<3>(p, a, has_min, out);
+    if (nt == 4) return DotMicroKernel<4>(p, a, has_min, out);
+  }
+#endif
   if (nt == 1) return MicroKernel<1, kSigned>(p, a, has_min, out);
   if (nt == 2) return MicroKernel<2, kSigned>(p, a, has_min, out);
   if constexpr (kMaxTokens >= 4) {
@@ -358,6 +419,28 @@ bool GemvUsesQ4Triples() {
 
 bool GemvUsesQ4KPairs() { return HWY_ARCH_X86 && HWY_TARGET <= HWY_AVX2; }  // the targets with q4_K kernels
 
+// What MatmulInt8Rows runs for `type` at n_tokens on this CPU, for kvq bench's report (it follows the
+// dispatch above: fused GEMV types of x86, the 16-row kernel of AVX-512 VNNI, the 4-row panel kernel).
+const char* Int8KernelName(GgmlType type, int64_t n_tokens) {
+  const bool decode = n_tokens <= matmul_detail::kMaxGemvTokens;
+  [[maybe_unused]] const bool x86_fused =
+      decode && (type == GgmlType::Q4_0 || type == GgmlType::Q8_0 || type == GgmlType::Q4_K || type == GgmlType::Q6_K);
+#if HWY_TARGET == HWY_AVX3_DL
+  if (x86_fused && type == GgmlType::Q4_0 && GemvUsesQ4Triples())
+    return "fused GEMV on raw q4_0 block triples, vpdpbusd";
+  if (x86_fused) return "fused GEMV, vpdpbusd";
+  return decode ? "4-row panel, vpdpbusd" : "16-row interleaved GEMM, vpdpbusd";
+#elif HWY_TARGET == HWY_AVX3 || HWY_TARGET == HWY_AVX2
+  return x86_fused ? "fused GEMV, vpmaddubsw" : "4-row panel, vpmaddubsw";
+#elif HWY_TARGET == HWY_NEON
+  if (!cpu_has_arm_dotprod()) return "4-row panel, portable int16 (Highway)";
+  return decode && (type == GgmlType::Q4_0 || type == GgmlType::Q8_0) ? "fused GEMV, sdot" : "4-row panel, sdot";
+#else
+  (void)decode;
+  return "4-row panel, portable int16 (Highway)";
+#endif
+}
+
 }  // namespace
 // NOLINTNEXTLINE(google-readability-namespace-comments)
 }  // namespace HWY_NAMESPACE
@@ -370,6 +453,7 @@ HWY_EXPORT(QuantizeActivations);
 HWY_EXPORT(MatmulInt8Rows);
 HWY_EXPORT(GemvUsesQ4Triples);
 HWY_EXPORT(GemvUsesQ4KPairs);
+HWY_EXPORT(Int8KernelName);
 
 namespace matmul_detail {
 
@@ -379,6 +463,9 @@ void quantize_activations(const float* x, int64_t n_in, int8_t* q, float* scale,
 
 bool gemv_uses_q4_triples() { return HWY_DYNAMIC_DISPATCH(GemvUsesQ4Triples)(); }
 bool gemv_uses_q4k_pairs() { return HWY_DYNAMIC_DISPATCH(GemvUsesQ4KPairs)(); }
+const char* int8_kernel_name(GgmlType type, int64_t n_tokens) {
+  return HWY_DYNAMIC_DISPATCH(Int8KernelName)(type, n_tokens);
+}
 
 void matmul_int8_rows(const WeightMatrix& w, const QuantizedActs& a, int64_t n_tokens, int64_t r0, int64_t r1, float* y,
                       const PanelScratch& scratch) {

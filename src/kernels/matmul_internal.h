@@ -121,6 +121,8 @@ bool gemv_uses_q4_triples();
 // Whether this CPU's batched q4_K decode kernel reads make_q4k_pairs() activations (x86 from AVX2; the
 // 256-bit kernel uses only its scales).
 bool gemv_uses_q4k_pairs();
+// The int8 kernel this CPU runs for the type at n_tokens (matmul_kernel_name).
+const char* int8_kernel_name(GgmlType type, int64_t n_tokens);
 void matmul_int8_rows(const WeightMatrix& w, const QuantizedActs& a, int64_t n_tokens, int64_t r0, int64_t r1, float* y,
                       const PanelScratch& scratch);
 void matmul_float_rows(const WeightMatrix& w, const float* x, int64_t n_tokens, int64_t r0, int64_t r1, float* y,

@@ -17,7 +17,7 @@ HWY_INLINE void LoadNibbles(const uint8_t* qs, size_t j, VI* lo, VI* hi) {
 // Bit 4 of the 5-bit codes of values first_bit.. (stored as bits first_bit.. of qh), as 0 or 16.
 HWY_INLINE VI HighBits(uint32_t qh, size_t first_bit) {
   const DU du;
-  const VU bit = hn::And(hn::Set(du, qh) >> hn::Iota(du, uint32_t(first_bit)), hn::Set(du, 1));
+  const VU bit = hn::And(hn::Shr(hn::Set(du, qh), hn::Iota(du, uint32_t(first_bit))), hn::Set(du, 1));
   return hn::BitCast(DI(), hn::ShiftLeft<4>(bit));
 }
 

@@ -3,9 +3,18 @@
 #include <omp.h>
 #include <unistd.h>
 
+#if defined(__linux__) && defined(__aarch64__)
+#include <asm/hwcap.h>
+#include <sys/auxv.h>
+#endif
+#if defined(__APPLE__)
+#include <sys/sysctl.h>
+#endif
+
 #include <algorithm>
 #include <cstdio>
 #include <cstring>
+#include <string>
 #include <vector>
 
 namespace kvq {
@@ -55,6 +64,67 @@ double measure_read_bandwidth_gbs(int n_threads) {
   }
   if (sink == 42) std::fputs("", stderr);  // keeps the reads observable
   return best;
+}
+
+namespace {
+
+#if defined(__APPLE__)
+std::string sysctl_string(const char* name) {
+  char buffer[256] = {};
+  size_t size = sizeof(buffer) - 1;
+  return sysctlbyname(name, buffer, &size, nullptr, 0) == 0 ? std::string(buffer) : std::string();
+}
+#endif
+
+// The value after "key<spaces>: " on the first /proc/cpuinfo line that starts with key, "" if none.
+std::string cpuinfo_field(const char* key) {
+  std::string value;
+  if (FILE* f = std::fopen("/proc/cpuinfo", "r")) {
+    char line[512];
+    const size_t key_len = std::strlen(key);
+    while (value.empty() && std::fgets(line, sizeof(line), f)) {
+      if (std::strncmp(line, key, key_len) != 0) continue;
+      const char* colon = std::strchr(line + key_len, ':');
+      if (!colon) continue;
+      value = colon + 1;
+      value.erase(0, value.find_first_not_of(" \t"));
+      value.erase(value.find_last_not_of(" \t\n") + 1);
+    }
+    std::fclose(f);
+  }
+  return value;
+}
+
+}  // namespace
+
+std::string cpu_model_name() {
+#if defined(__APPLE__)
+  if (std::string name = sysctl_string("machdep.cpu.brand_string"); !name.empty()) return name;
+#endif
+  if (std::string name = cpuinfo_field("model name"); !name.empty()) return name;
+  // ARM Linux names no model: implementer and part (0x41 0xd0c = Arm Neoverse N1, 0x61 = Apple).
+  if (std::string implementer = cpuinfo_field("CPU implementer"); !implementer.empty()) {
+    return "ARM implementer " + implementer + " part " + cpuinfo_field("CPU part");
+  }
+  return "unknown CPU";
+}
+
+bool cpu_has_arm_dotprod() {
+#if defined(__ARM_FEATURE_DOTPROD)
+  return true;  // the baseline has it (Apple clang's arm64 default)
+#elif defined(__linux__) && defined(__aarch64__)
+  static const bool has = (getauxval(AT_HWCAP) & HWCAP_ASIMDDP) != 0;
+  return has;
+#elif defined(__APPLE__) && defined(__aarch64__)
+  static const bool has = [] {
+    int value = 0;
+    size_t size = sizeof(value);
+    return sysctlbyname("hw.optional.arm.FEAT_DotProd", &value, &size, nullptr, 0) == 0 && value != 0;
+  }();
+  return has;
+#else
+  return false;
+#endif
 }
 
 }  // namespace kvq

@@ -3,6 +3,7 @@
 
 #include <chrono>
 #include <cstdint>
+#include <string>
 
 namespace kvq {
 
@@ -12,6 +13,14 @@ uint64_t available_memory_bytes();
 // Multi-threaded streaming read over a buffer far larger than the caches, best of several passes:
 // the bandwidth a memory-bound decode step can hope for. Takes about a second.
 double measure_read_bandwidth_gbs(int n_threads);
+
+// The CPU's model name ("AMD EPYC 9B45", "Apple M2"; from /proc/cpuinfo or sysctl; the ARM implementer and
+// part numbers when Linux gives no name), "unknown CPU" if none.
+std::string cpu_model_name();
+
+// Whether the CPU has ARM's 8-bit dot product instructions (sdot / udot, FEAT_DotProd: Apple M1 and later,
+// Graviton 2 and later, Ampere Altra); false on other architectures. Read once.
+bool cpu_has_arm_dotprod();
 
 inline double seconds_since(std::chrono::steady_clock::time_point start) {
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();

@@ -1,0 +1,18 @@
+// ARM's 8-bit dot product (sdot: 16 int8 x int8 products summed into 4 int32 lanes, 4 per lane) for the
+// NEON kernels. FEAT_DotProd is optional in Armv8.2 and required from Armv8.4 (Apple M1 and later, Graviton
+// 2 and later, Ampere Altra have it; Cortex-A53/A72 do not): the functions that use it are compiled for it
+// with KVQ_TARGET_DOTPROD and called only where cpu_has_arm_dotprod() (util/system.h) says so; the others
+// run Highway's portable NEON code.
+#pragma once
+
+#if defined(__aarch64__)
+#include <arm_neon.h>
+
+#if defined(__ARM_FEATURE_DOTPROD)
+#define KVQ_TARGET_DOTPROD
+#elif defined(__clang__)
+#define KVQ_TARGET_DOTPROD __attribute__((target("dotprod")))
+#else
+#define KVQ_TARGET_DOTPROD __attribute__((target("arch=armv8.2-a+dotprod")))
+#endif
+#endif  // __aarch64__
