@@ -5,8 +5,9 @@
 #               labelled `emulated` and `dotprod` — every kernel of every weight and KV type against its
 #               oracle, whole models against reference logits, the parsers — less the two stories15M quality
 #               measurements (RotatedModel, KvCentring: kernels covered here, 2.5 minutes under emulation);
-#   cortex-a72  Armv8.0 without the dot product (the Raspberry Pi 4's core): the `dotprod` tests, those of the
-#               kernels with a dot-product variant, on their portable NEON fallbacks.
+#   cortex-a72  Armv8.0 without the dot product (the Raspberry Pi 4's core): the `dotprod` tests (matmul and
+#               whole models) and the attention tests of the key types with an sdot kernel (q8_0, q4_0, iq4_nl),
+#               on their portable NEON fallbacks.
 # Expects scripts/setup.sh to have run once.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -20,3 +21,5 @@ QEMU_CPU=max ctest --test-dir build-arm64 --no-tests=error -L '^(emulated|dotpro
   -E '^Shared/RotatedModel|^KvCentring' --output-on-failure -j"$jobs"
 echo "test-arm64: the dot-product kernels' fallbacks under qemu-aarch64 -cpu cortex-a72"
 QEMU_CPU=cortex-a72 ctest --test-dir build-arm64 --no-tests=error -L dotprod --output-on-failure -j"$jobs"
+QEMU_CPU=cortex-a72 ctest --test-dir build-arm64 --no-tests=error --output-on-failure -j"$jobs" \
+  -R '^(Attention\.|Representative/AttentionConsistency\.|AllKvPairs/AttentionPair\..*/(q8_0|q4_0|iq4_nl)_(f16|q8_0|q4_0)( |$))'

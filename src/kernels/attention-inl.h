@@ -68,6 +68,7 @@ struct Item {
 #include "hwy/highway.h"
 #include "kernels/attention_dequant-inl.h"
 #include "kernels/attention_int8-inl.h"
+#include "kernels/attention_int8_neon-inl.h"
 #include "kernels/attention_pv_int8-inl.h"
 
 HWY_BEFORE_NAMESPACE();
@@ -110,6 +111,7 @@ struct AttentionScratch {
   std::vector<int> perm;  // [head_dim]: dim order of the token-pair layout
   // Integer scores (attention_int8-inl.h), all as raw bytes:
   AlignedFloats q_int8;   // per KV head: [n_blocks, 8, 16, 4] s8 codes, [n_blocks, 16] i32 corr, [n_blocks, 16] f32 d
+                          // (NEON: NeonInt8Queries, [n_blocks, 8, rows_pad / 4, 16] s8 codes, [n_blocks, rows_pad] d)
   AlignedFloats k_int8;   // [kChunk / 2, n_blocks, 64] u8: packed key codes of one head
   AlignedFloats v_scale;  // [kChunk, n_blocks] f32 value block scales, then the same count of f16 bits
   AlignedFloats k_scale;  // [kChunk / 2, n_blocks, 2] f32 block scales, then the same count of f16 bits

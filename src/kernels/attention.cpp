@@ -3,6 +3,7 @@
 #include "kernels/attention.h"
 
 #include "util/half.h"
+#include "util/system.h"
 
 #include <omp.h>
 
@@ -68,9 +69,33 @@ void AttendItemT(DQ dq, const ad::Work& w, const ad::Item& it, int rows, int row
 #else
   const bool use_int8 = false;
 #endif
+#if KVQ_NEON_INT8_SCORES
+  // Integer K·q on NEON with the dot product (attention_int8_neon-inl.h): rows layout, up to 8 rows.
+  static const bool dotprod = cpu_has_arm_dotprod();
+  const bool use_neon_int8 =
+      dotprod && kG == 1 && rows_pad <= kNeonInt8MaxRows && hd % kQK == 0 && NeonInt8KeyType(kv.k_type);
+  std::vector<NeonInt8Queries> qn;  // [n_kv]: views into sc.q_int8
+  if (use_neon_int8) {
+    const size_t codes_bytes = size_t(hd) * rows_pad, head_bytes = codes_bytes + sizeof(float) * hd / kQK * rows_pad;
+    auto* q_bytes = reinterpret_cast<uint8_t*>(sc.q_int8.Grow(size_t(n_kv) * head_bytes / 4));
+    for (int kh = 0; kh < n_kv; ++kh) {
+      uint8_t* base = q_bytes + size_t(kh) * head_bytes;
+      qn.push_back({reinterpret_cast<int8_t*>(base), reinterpret_cast<float*>(base + codes_bytes)});
+      std::vector<float> scaled(static_cast<size_t>(hd));  // [hd] f32: one query head times the softmax scale
+      for (int r = 0; r < rows_pad; ++r) {
+        const float* src =
+            r < rows ? w.q + size_t(it.t0 + r / group) * q_stride + size_t(kh * group + r % group) * hd : nullptr;
+        for (int j = 0; src && j < hd; ++j) scaled[size_t(j)] = src[j] * w.scale;
+        QuantizeQueryRowNeon(src ? scaled.data() : nullptr, r, rows_pad, hd, qn.back());
+      }
+    }
+  }
+#else
+  const bool use_neon_int8 = false;
+#endif
   // f32 scores: row r of KV head kh = query it.t0 + r / group, query head kh * group + r % group, on the
   // lanes of qt. Padding rows are zero queries: finite, ignored at the end.
-  for (int kh = 0; kh < n_kv && !use_int8; ++kh) {
+  for (int kh = 0; kh < n_kv && !use_int8 && !use_neon_int8; ++kh) {
     float* qt_kh = qt + size_t(kh) * hd * lanes_total;  // [hd, lanes_total]
     for (int lane = 0; lane < lanes_total; ++lane) {
       const int r = lane / kG;
@@ -170,6 +195,13 @@ void AttendItemT(DQ dq, const ad::Work& w, const ad::Item& it, int rows, int row
         }
         ScoresInt8(qi[size_t(kh)], k_packed + size_t(kh) * n_blocks * 64, k_scales + size_t(kh) * n_blocks * 2,
                    n_groups, n_blocks, all_blocks, s);
+        scored = true;
+      }
+#endif
+#if KVQ_NEON_INT8_SCORES
+      if (use_neon_int8) {
+        const size_t first = size_t(kh) * size_t(hd / kQK) * size_t(type_traits(kv.k_type).type_size);
+        ScoresInt8Neon(kv.k_type, qn[size_t(kh)], rows_pad, k_chunk, kv.k_row_bytes, first, n, n_groups, hd / kQK, s);
         scored = true;
       }
 #endif
@@ -299,6 +331,14 @@ std::string AttentionDecodeKernelName(GgmlType k, GgmlType v, int group, int hea
     pv = "p·v f32, AVX-512 value decoder";
   }
   return scores + ", " + pv;
+#elif KVQ_NEON_INT8_SCORES
+  (void)v;
+  const bool int8 =
+      !pair_layout && rows_pad <= kNeonInt8MaxRows && blocks && NeonInt8KeyType(k) && cpu_has_arm_dotprod();
+  return std::string(int8          ? "K·q int8 (sdot)"
+                     : pair_layout ? "K·q f32 FMA (token pairs)"
+                                   : "K·q f32 FMA") +
+         ", p·v f32 FMA";
 #else
   (void)k, (void)v, (void)blocks;
   return std::string(pair_layout ? "K·q f32 FMA (token pairs)" : "K·q f32 FMA") + ", p·v f32 FMA";

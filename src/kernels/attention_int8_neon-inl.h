@@ -1,0 +1,151 @@
+// Integer K·q on NEON with the dot product (ARM CPUs with FEAT_DotProd; attention-inl.h's AttendItemT, rows
+// layout G = 1, at most 8 query rows: decode of 3-8 query heads per KV head, or 4 heads x 2 tokens). The
+// query rows are rounded to 8-bit blocks of 32 (one scale per row and block) once per item; the keys' codes
+// are read from the cache as they are (q8_0), or unpacked to signed bytes in registers (q4_0: nibble - 8,
+// iq4_nl: its table), and `sdot` by element multiplies 4 query rows x 4 dims by 4 codes of one key:
+//   acc[row quad] += Q[block][dim group g][4 rows x 4 dims] . key[4 dims of group g]
+// so a key costs 8 `sdot` per 32 dims and row quad, then one convert and FMA with d_key x d_query. No key
+// is decoded to f32, no horizontal sum: the scores land with rows on lanes, as the f32 path's do. Included
+// once per SIMD target by attention-inl.h; the kernel exists for HWY_NEON only, and AttendItemT calls it
+// where cpu_has_arm_dotprod().
+
+#if defined(KVQ_KERNELS_ATTENTION_INT8_NEON_INL_H_) == defined(HWY_TARGET_TOGGLE)
+#ifdef KVQ_KERNELS_ATTENTION_INT8_NEON_INL_H_
+#undef KVQ_KERNELS_ATTENTION_INT8_NEON_INL_H_
+#else
+#define KVQ_KERNELS_ATTENTION_INT8_NEON_INL_H_
+#endif
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <cstring>
+
+#include "hwy/highway.h"
+#include "quant/blocks.h"
+
+#if HWY_ARCH_ARM_A64
+#include "kernels/arm_dotprod.h"
+#endif
+
+HWY_BEFORE_NAMESPACE();
+namespace kvq {
+namespace HWY_NAMESPACE {
+
+#undef KVQ_NEON_INT8_SCORES
+#if HWY_TARGET == HWY_NEON
+#define KVQ_NEON_INT8_SCORES 1
+
+inline constexpr int kNeonInt8MaxRows = 8;  // two row quads: 16 accumulators' worth of registers at most
+
+inline bool NeonInt8KeyType(GgmlType t) { return t == GgmlType::Q8_0 || t == GgmlType::Q4_0 || t == GgmlType::IQ4_NL; }
+
+// Quantized query rows of one KV head.
+//   codes: [n_blocks, 8 dim groups, rows_pad / 4, 16] s8: 4 rows x 4 dims per 16 bytes (row-major)
+//   scale: [n_blocks, rows_pad] f32 = d_query (0 for padding rows)
+struct NeonInt8Queries {
+  int8_t* codes;
+  float* scale;
+};
+
+// Row r of the item: q (already times the softmax scale) or nullptr for a padding row (zero codes and scale).
+// Per 32 dims: d = amax / 127, code = round-to-nearest-even(x / d), as the AVX-512 kernel does.
+inline void QuantizeQueryRowNeon(const float* q, int r, int rows_pad, int hd, const NeonInt8Queries& out) {
+  const int quads = rows_pad / 4;
+  for (int b = 0; b < hd / kQK; ++b) {
+    float amax = 0.0f;
+    if (q != nullptr) {
+      for (int j = 0; j < kQK; ++j) amax = std::max(amax, std::fabs(q[b * kQK + j]));
+    }
+    const float d = amax / 127.0f, inv = d > 0.0f ? 1.0f / d : 0.0f;
+    out.scale[b * rows_pad + r] = d;
+    for (int j = 0; j < kQK; ++j) {
+      const float x = q != nullptr ? std::clamp(q[b * kQK + j] * inv, -127.0f, 127.0f) : 0.0f;
+      const int g = j / 4;
+      out.codes[((size_t(b) * 8 + g) * quads + r / 4) * 16 + (r % 4) * 4 + j % 4] = int8_t(std::nearbyint(x));
+    }
+  }
+}
+
+// The 32 codes of one key block as signed bytes: dims 0-15 and 16-31.
+template <GgmlType kType>
+KVQ_TARGET_DOTPROD HWY_INLINE void KeyCodes(const uint8_t* block, int8x16_t* lo, int8x16_t* hi) {
+  if constexpr (kType == GgmlType::Q8_0) {
+    *lo = vld1q_s8(reinterpret_cast<const int8_t*>(block + 2));
+    *hi = vld1q_s8(reinterpret_cast<const int8_t*>(block + 18));
+  } else {
+    const uint8x16_t qs = vld1q_u8(block + 2), low = vandq_u8(qs, vdupq_n_u8(0x0F)), high = vshrq_n_u8(qs, 4);
+    if constexpr (kType == GgmlType::Q4_0) {
+      *lo = vsubq_s8(vreinterpretq_s8_u8(low), vdupq_n_s8(8));
+      *hi = vsubq_s8(vreinterpretq_s8_u8(high), vdupq_n_s8(8));
+    } else {  // iq4_nl
+      const int8x16_t table = vld1q_s8(kIq4nlValues);
+      *lo = vqtbl1q_s8(table, low);
+      *hi = vqtbl1q_s8(table, high);
+    }
+  }
+}
+
+// s[t][r] = sum over blocks of d_k(t) * d_q(r) * sum(k codes * q codes) for keys t < n of the chunk (rows of
+// row_bytes, the head's first block at byte `first`), 0 for t in [n, n_keys). rows_pad is 4 or 8.
+template <GgmlType kType, int kQuads>
+KVQ_TARGET_DOTPROD void ScoresInt8NeonT(const NeonInt8Queries& q, const uint8_t* rows, size_t row_bytes, size_t first,
+                                        int n, int n_keys, int n_blocks, float* s) {
+  constexpr int kRowsPad = 4 * kQuads;
+  constexpr size_t kBlockBytes = kType == GgmlType::Q8_0 ? sizeof(BlockQ8_0) : sizeof(BlockQ4_0);
+  for (int t = 0; t < n; ++t) {
+    const uint8_t* key = rows + size_t(t) * row_bytes + first;
+    float32x4_t score[kQuads];
+    for (int i = 0; i < kQuads; ++i) score[i] = vdupq_n_f32(0.0f);
+    for (int b = 0; b < n_blocks; ++b) {
+      const uint8_t* block = key + size_t(b) * kBlockBytes;
+      int8x16_t lo, hi;
+      KeyCodes<kType>(block, &lo, &hi);
+      __fp16 d_key;
+      std::memcpy(&d_key, block, sizeof(d_key));
+      const int8_t* qb = q.codes + size_t(b) * 8 * kQuads * 16;
+      for (int i = 0; i < kQuads; ++i) {
+        int32x4_t dot = vdupq_n_s32(0);
+        dot = vdotq_laneq_s32(dot, vld1q_s8(qb + (0 * kQuads + i) * 16), lo, 0);
+        dot = vdotq_laneq_s32(dot, vld1q_s8(qb + (1 * kQuads + i) * 16), lo, 1);
+        dot = vdotq_laneq_s32(dot, vld1q_s8(qb + (2 * kQuads + i) * 16), lo, 2);
+        dot = vdotq_laneq_s32(dot, vld1q_s8(qb + (3 * kQuads + i) * 16), lo, 3);
+        dot = vdotq_laneq_s32(dot, vld1q_s8(qb + (4 * kQuads + i) * 16), hi, 0);
+        dot = vdotq_laneq_s32(dot, vld1q_s8(qb + (5 * kQuads + i) * 16), hi, 1);
+        dot = vdotq_laneq_s32(dot, vld1q_s8(qb + (6 * kQuads + i) * 16), hi, 2);
+        dot = vdotq_laneq_s32(dot, vld1q_s8(qb + (7 * kQuads + i) * 16), hi, 3);
+        const float32x4_t d = vmulq_n_f32(vld1q_f32(q.scale + b * kRowsPad + 4 * i), float(d_key));
+        score[i] = vfmaq_f32(score[i], vcvtq_f32_s32(dot), d);
+      }
+    }
+    for (int i = 0; i < kQuads; ++i) vst1q_f32(s + size_t(t) * kRowsPad + 4 * i, score[i]);
+  }
+  std::fill(s + size_t(n) * kRowsPad, s + size_t(n_keys) * kRowsPad, 0.0f);  // masked by the softmax
+}
+
+inline void ScoresInt8Neon(GgmlType k_type, const NeonInt8Queries& q, int rows_pad, const uint8_t* rows,
+                           size_t row_bytes, size_t first, int n, int n_keys, int n_blocks, float* s) {
+  const bool two = rows_pad == 8;
+  switch (k_type) {
+    case GgmlType::Q8_0:
+      return two ? ScoresInt8NeonT<GgmlType::Q8_0, 2>(q, rows, row_bytes, first, n, n_keys, n_blocks, s)
+                 : ScoresInt8NeonT<GgmlType::Q8_0, 1>(q, rows, row_bytes, first, n, n_keys, n_blocks, s);
+    case GgmlType::Q4_0:
+      return two ? ScoresInt8NeonT<GgmlType::Q4_0, 2>(q, rows, row_bytes, first, n, n_keys, n_blocks, s)
+                 : ScoresInt8NeonT<GgmlType::Q4_0, 1>(q, rows, row_bytes, first, n, n_keys, n_blocks, s);
+    default:
+      return two ? ScoresInt8NeonT<GgmlType::IQ4_NL, 2>(q, rows, row_bytes, first, n, n_keys, n_blocks, s)
+                 : ScoresInt8NeonT<GgmlType::IQ4_NL, 1>(q, rows, row_bytes, first, n, n_keys, n_blocks, s);
+  }
+}
+
+#else
+#define KVQ_NEON_INT8_SCORES 0
+#endif  // HWY_TARGET == HWY_NEON
+
+// NOLINTNEXTLINE(google-readability-namespace-comments)
+}  // namespace HWY_NAMESPACE
+}  // namespace kvq
+HWY_AFTER_NAMESPACE();
+
+#endif  // KVQ_KERNELS_ATTENTION_INT8_NEON_INL_H_
