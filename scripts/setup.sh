@@ -6,45 +6,31 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-packages=(build-essential cmake ninja-build clang libclang-rt-14-dev libomp-dev
-          libhwy-dev libcli11-dev nlohmann-json3-dev libfmt-dev
-          libgtest-dev libgmock-dev libbenchmark-dev gnuplot-nox libcpp-httplib-dev pkg-config)
-missing=()
-for p in "${packages[@]}"; do
-  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
-done
-if ((${#missing[@]})); then
-  sudo=""
-  [ "$(id -u)" -ne 0 ] && sudo=sudo
+sudo=""
+[ "$(id -u)" -ne 0 ] && sudo=sudo
+# Installs those of the Debian packages "$@" that are missing (name:arm64 ones through multiarch).
+install_missing() {
+  local missing=() p
+  for p in "$@"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+  done
+  ((${#missing[@]})) || return 0
   echo "setup: installing ${missing[*]}" >&2
+  if [[ " ${missing[*]}" == *":arm64"* ]]; then $sudo dpkg --add-architecture arm64; fi
   $sudo apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >&2
-fi
+}
 
+install_missing build-essential cmake ninja-build clang libclang-rt-14-dev libomp-dev \
+  libhwy-dev libcli11-dev nlohmann-json3-dev libfmt-dev \
+  libgtest-dev libgmock-dev libbenchmark-dev gnuplot-nox libcpp-httplib-dev pkg-config
 # 64-bit ARM: Debian's cross compiler, qemu-user and the arm64 builds of the libraries (multiarch), for the
 # suite's emulated aarch64 run (scripts/test-arm64.sh).
-arm64_packages=(g++-aarch64-linux-gnu qemu-user libhwy-dev:arm64 libfmt-dev:arm64 libgtest-dev:arm64
-                libgmock-dev:arm64 libcpp-httplib-dev:arm64 libgomp1:arm64 libstdc++6:arm64)
-missing=()
-for p in "${arm64_packages[@]}"; do
-  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
-done
-if ((${#missing[@]})); then
-  sudo=""
-  [ "$(id -u)" -ne 0 ] && sudo=sudo
-  echo "setup: installing ${missing[*]}" >&2
-  $sudo dpkg --add-architecture arm64
-  $sudo apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >&2
-fi
-
+install_missing g++-aarch64-linux-gnu qemu-user libhwy-dev:arm64 libfmt-dev:arm64 libgtest-dev:arm64 \
+  libgmock-dev:arm64 libcpp-httplib-dev:arm64 libgomp1:arm64 libstdc++6:arm64
 # Node.js for the official openai client test (tests/openai, pinned by its package-lock.json).
 if ! command -v node >/dev/null || ! command -v npm >/dev/null; then
-  sudo=""
-  [ "$(id -u)" -ne 0 ] && sudo=sudo
-  echo "setup: installing nodejs npm" >&2
-  $sudo apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends nodejs npm >&2
+  install_missing nodejs npm
 fi
 if [ ! -d tests/openai/node_modules/openai ]; then
   npm ci --prefix tests/openai --no-audit --no-fund >&2

@@ -78,10 +78,10 @@ void AttendItemT(DQ dq, const ad::Work& w, const ad::Item& it, int rows, int row
   if (use_neon_int8) {
     const size_t codes_bytes = size_t(hd) * rows_pad, head_bytes = codes_bytes + sizeof(float) * hd / kQK * rows_pad;
     auto* q_bytes = reinterpret_cast<uint8_t*>(sc.q_int8.Grow(size_t(n_kv) * head_bytes / 4));
+    std::vector<float> scaled(static_cast<size_t>(hd));  // [hd] f32: one query head times the softmax scale
     for (int kh = 0; kh < n_kv; ++kh) {
       uint8_t* base = q_bytes + size_t(kh) * head_bytes;
       qn.push_back({reinterpret_cast<int8_t*>(base), reinterpret_cast<float*>(base + codes_bytes)});
-      std::vector<float> scaled(static_cast<size_t>(hd));  // [hd] f32: one query head times the softmax scale
       for (int r = 0; r < rows_pad; ++r) {
         const float* src =
             r < rows ? w.q + size_t(it.t0 + r / group) * q_stride + size_t(kh * group + r % group) * hd : nullptr;
