@@ -33,11 +33,6 @@ constexpr double kMaxSelfLnPplRatio = 1e-6;
 constexpr double kMaxKldF16VsF32 = 1e-4;
 constexpr double kPplTolF16VsF32 = 0.002;
 
-bool sanitized() {
-  const char* env = std::getenv("KVQ_TEST_SANITIZED");
-  return env && *env && std::string(env) != "0";
-}
-
 // ---- The method on a fake model -------------------------------------------------------------
 
 // Logits that depend only on the token at a position: a "bigram model" with known probabilities.
@@ -358,11 +353,11 @@ TEST_P(ReferenceRow, MatchesLlamaCpp) {
 
   ModelRun m = load(name);
   ASSERT_TRUE(m.model);
-  const int chunks = sanitized() ? kSanitizedChunks : 0;
+  const int chunks = test::sanitized() ? kSanitizedChunks : 0;
   auto r = run_model(m, n_ctx, kv, chunks);
   ASSERT_TRUE(r.ok()) << r.error().message;
   const double ppl = r->ppl.ppl();
-  if (sanitized()) {
+  if (test::sanitized()) {
     EXPECT_EQ(r->ppl.n_chunks, kSanitizedChunks);
     EXPECT_NEAR(r->ppl.nll.mean(), std::log(row.at("ppl").get<double>()), kNllTolSanitizedSample);
     return;
@@ -382,7 +377,7 @@ INSTANTIATE_TEST_SUITE_P(Fixture, ReferenceRow, ::testing::Range(0, 8));
 TEST(ModelKld, SelfRunThroughTheFileIsZero) {
   ModelRun m = load("stories260K.gguf");
   ASSERT_TRUE(m.model);
-  const int chunks = sanitized() ? kSanitizedChunks : 40;
+  const int chunks = test::sanitized() ? kSanitizedChunks : 40;
   const KvTypes f16{GgmlType::F16, GgmlType::F16};
   auto plan = plan_chunks(m.text.tokens.size(), 128, chunks);
   ASSERT_TRUE(plan.ok());
@@ -412,7 +407,7 @@ TEST(ModelKld, SelfRunThroughTheFileIsZero) {
 TEST(ModelKld, F16CacheMatchesF32Cache) {
   ModelRun m = load("stories260K.gguf");
   ASSERT_TRUE(m.model);
-  const int chunks = sanitized() ? kSanitizedChunks : 40;
+  const int chunks = test::sanitized() ? kSanitizedChunks : 40;
   auto plan = plan_chunks(m.text.tokens.size(), 256, chunks);
   ASSERT_TRUE(plan.ok());
   KldIdentity id;

@@ -23,11 +23,6 @@ constexpr KvTypes kF16{GgmlType::F16, GgmlType::F16};
 // The baseline compared with its own stored form (kld.h: ~2e-8).
 constexpr double kMaxBaselineSelfKld = 1e-6;
 
-bool sanitized() {
-  const char* env = std::getenv("KVQ_TEST_SANITIZED");
-  return env && *env && std::string(env) != "0";
-}
-
 // A fake model whose logits get noisier the fewer bits the cache has, deterministically per
 // (configuration, chunk content): like a real model, a re-run of a configuration is identical.
 struct FakeModel {
@@ -328,7 +323,7 @@ TEST(SweepModel, Stories260KSmallMatrix) {
   spec.keys = {GgmlType::F16, GgmlType::Q4_0};
   spec.vals = {GgmlType::F16, GgmlType::Q4_0};
   spec.contexts = {128};
-  spec.max_chunks = sanitized() ? 2 : 24;
+  spec.max_chunks = test::sanitized() ? 2 : 24;
   auto r = run_sweep(spec, backend, {});
   ASSERT_TRUE(r.ok()) << r.error().message;
   ASSERT_EQ(r->rows.size(), 4u);

@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cstdlib>
 #include <map>
 #include <cmath>
 
@@ -21,7 +22,7 @@
 
 namespace kvq::test {
 
-std::string shared_path(const std::string& relative) { return std::string(KVQ_SHARED_DIR) + "/" + relative; }
+std::string shared_path(const std::string& relative) { return KVQ_SHARED_DIR "/" + relative; }
 
 std::string read_text_file(const std::string& path) {
   std::ifstream in(path, std::ios::binary);
@@ -92,8 +93,12 @@ const Tokenizer& load_tokenizer(const std::string& relative) {
   return cache.emplace(relative, std::move(*tok)).first->second;
 }
 
-std::string kvq_executable() { return std::string(KVQ_BINARY_DIR) + "/kvq"; }
+std::string kvq_executable() { return KVQ_BINARY_DIR "/kvq"; }
 const char* kvq_emulator() { return KVQ_TEST_EMULATOR; }
+bool sanitized() {
+  const char* env = std::getenv("KVQ_TEST_SANITIZED");
+  return env && *env && std::string(env) != "0";
+}
 
 CommandResult run_kvq(const std::string& args, bool merge_stderr) {
   const std::string emulator = kvq_emulator();

@@ -30,6 +30,9 @@ Agreement compare_logits(const float* reference, const float* other, int n_token
 // The kvq executable of this build; a cross build's emulator (qemu-aarch64), when there is one.
 std::string kvq_executable();
 const char* kvq_emulator();  // "" on a native build
+// True in the ASan/UBSan run (scripts/test.sh sets KVQ_TEST_SANITIZED=1): tests that repeat one code path
+// many times run fewer repetitions there.
+bool sanitized();
 // The kvq executable of this build, run through the shell with `args`.
 struct CommandResult {
   int exit_code = -1;
