@@ -43,7 +43,8 @@ cmake --build build -j"$(nproc)" >&2
 # The main job: the shipped real model with realistic heads (stories15M: 6 heads of 48), then what each
 # K/V precision costs it in quality and memory (perplexity and KL-divergence against the f16 cache at 2
 # context lengths, 12 chunks of each: 3k and 6k tokens; a few minutes on 2 cores): ggml's types unrotated
-# and rotated, then kvq's head-scaled non-linear types (rotated). Tables on stdout; CSV, JSON and charts in build/sweep/ and build/sweep-nl/.
+# and rotated, then kvq's head-scaled non-linear types (rotated). Tables on stdout; CSV, JSON and charts in
+# build/sweep/ and build/sweep-nl/.
 model=../shared/data/models/stories15M/stories15M.gguf
 text=../shared/data/text/tinystories_val.txt
 ./build/kvq info "$model" --kv-types f16,q8_0,q4_0,nl5_h,nl4_h

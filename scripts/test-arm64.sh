@@ -22,6 +22,6 @@ QEMU_CPU=max ctest --test-dir build-arm64 --no-tests=error -L '^(emulated|dotpro
   -E '^Shared/RotatedModel|^KvCentring' --output-on-failure -j"$jobs"
 echo "test-arm64: the dot-product kernels' fallbacks under qemu-aarch64 -cpu cortex-a72"
 QEMU_CPU=cortex-a72 ctest --test-dir build-arm64 --no-tests=error -L dotprod --output-on-failure -j"$jobs" \
-  -E '^(FixturePairs/QuantizedCacheLogits|QuantizedCache|Stories260K|Prefill)\.'  # KV-cache paths: below
+  -E '^(FixturePairs/QuantizedCacheLogits|QuantizedCache|Stories260K|Prefill)\.'  # the next run covers attention
 QEMU_CPU=cortex-a72 ctest --test-dir build-arm64 --no-tests=error --output-on-failure -j"$jobs" \
   -R '^(Attention\.|Representative/AttentionConsistency\.|AllKvPairs/AttentionPair\..*/(q8_0|q4_0|iq4_nl)_(f16|q8_0|q4_0)( |$))'
