@@ -1,8 +1,13 @@
 // kvq serve's pieces, bottom up: the text stream (stop strings, UTF-8), the request parser, the engine
 // (greedy output equals a plain generation loop, prefix reuse, queue limits, cancellation) and the HTTP
 // server in-process on a loopback port (every endpoint, streaming, errors, a client that disconnects).
+#include <arpa/inet.h>
+#include <fmt/format.h>
 #include <gtest/gtest.h>
 #include <httplib.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include <nlohmann/json.hpp>
 #include <thread>
@@ -238,6 +243,7 @@ class Server {
     return c;
   }
   Engine& engine() { return *engine_; }
+  int port() const { return http_->port(); }
 
  private:
   std::unique_ptr<Engine> engine_;
@@ -367,6 +373,34 @@ TEST(Http, StreamingAndClientsThatLeave) {
   }
   EXPECT_EQ(server.engine().stats().active, 0);
   EXPECT_LT(server.engine().stats().completion_tokens, 16u + 200u);
+
+  // A non-streaming request whose client hangs up once its request is running: freed as well (the handler
+  // watches the connection while it waits for the whole answer).
+  const EngineStats before = server.engine().stats();
+  const std::string request_body = json{{"prompt", "Once"}, {"max_tokens", 240}, {"temperature", 0}}.dump();
+  const std::string request = fmt::format(
+      "POST /v1/completions HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+      "Content-Length: {}\r\n\r\n{}",
+      request_body.size(), request_body);
+  const int fd = socket(AF_INET, SOCK_STREAM, 0);
+  ASSERT_GE(fd, 0);
+  sockaddr_in address{};
+  address.sin_family = AF_INET;
+  address.sin_port = htons(uint16_t(server.port()));
+  inet_pton(AF_INET, "127.0.0.1", &address.sin_addr);
+  ASSERT_EQ(connect(fd, reinterpret_cast<const sockaddr*>(&address), sizeof(address)), 0);
+  ASSERT_EQ(send(fd, request.data(), request.size(), 0), ssize_t(request.size()));
+  for (int i = 0; i < 2000 && server.engine().stats().requests == before.requests; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }
+  close(fd);
+  for (int i = 0; i < 100 && server.engine().stats().active > 0; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  const EngineStats after = server.engine().stats();
+  EXPECT_EQ(after.requests, before.requests + 1);
+  EXPECT_EQ(after.active, 0);
+  EXPECT_LT(after.completion_tokens - before.completion_tokens, 120u);  // of 240 asked for
 }
 
 }  // namespace

@@ -1,5 +1,7 @@
 #include "serve/http_server.h"
 
+#include "serve/client_socket.h"
+
 #include <httplib.h>
 
 #include <atomic>
@@ -231,8 +233,13 @@ void HttpServer::register_routes() {
       auto shape = std::make_shared<Shape>(
           Shape{*request, next_id(endpoint == Endpoint::kChatCompletions ? "chatcmpl" : "cmpl"), options_.model_id});
       if (!request->stream) {
+        const auto client = ClientSocket::find(req.local_addr, req.local_port, req.remote_addr, req.remote_port);
         std::string text;
         for (;;) {
+          if (client && client->closed()) {
+            job->cancel();  // frees its slot at the engine's next step; nobody reads the answer
+            return;
+          }
           for (GenerationEvent& e : job->wait(kPoll)) {
             text += e.text;
             if (!e.done) continue;
