@@ -3,6 +3,8 @@
 # binder behind them), tokenizer input, KV-type flags, chat templates, server request bodies, the JSON files of
 # kvq tune (spec and measurements). GGUF gets a third of the time, the others a sixth each (7/6 in all).
 # Usage: scripts/fuzz.sh [seconds=60] [extra libFuzzer flags...]
+# KVQ_FUZZ_BUILD=DIR fuzzes in a tree already configured with -DKVQ_FUZZ=ON (scripts/test.sh's sanitized
+# suite tree); otherwise build-fuzz/ is configured here.
 # Seeds: every .gguf under ../shared, cut to its first 64 KiB (headers are what matter; the vocabularies
 # are megabytes), and the tiny models the test suite writes. Exit status is non-zero when the fuzzer finds
 # a crash, leak, timeout or OOM; reproducers are left in fuzz-corpus/artifacts/.
@@ -12,13 +14,15 @@ seconds="${1:-60}"
 shift || true
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 shared="$root/../shared"
-build="$root/build-fuzz"
+build="${KVQ_FUZZ_BUILD:-$root/build-fuzz}"
 corpus="$root/fuzz-corpus/gguf"
 artifacts="$root/fuzz-corpus/artifacts/"  # gitignored with the corpus
 max_len=65536
 
-CC=clang CXX=clang++ cmake -S "$root" -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo \
-  -DKVQ_FUZZ=ON -DKVQ_BUILD_TESTS=OFF -DKVQ_BUILD_BENCH=OFF >/dev/null
+if [ -z "${KVQ_FUZZ_BUILD:-}" ]; then
+  CC=clang CXX=clang++ cmake -S "$root" -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo \
+    -DKVQ_FUZZ=ON -DKVQ_BUILD_TESTS=OFF -DKVQ_BUILD_BENCH=OFF >/dev/null
+fi
 cmake --build "$build" --target gguf_fuzz tokenizer_fuzz kv_spec_fuzz chat_template_fuzz request_fuzz \
   kv_spec_file_fuzz -j"${KVQ_FUZZ_JOBS:-2}"
 

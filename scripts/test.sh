@@ -10,8 +10,9 @@ cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=Release -DKVQ_WERROR=ON
 cmake --build build -j"$jobs"
 ctest --test-dir build --output-on-failure -j"$jobs"
 
-cmake -S . -B build-asan -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DKVQ_WERROR=ON \
-  -DKVQ_SANITIZE=ON -DKVQ_BUILD_BENCH=OFF
+# Sanitized suite and fuzzers in one clang tree (clang builds and runs it in about half of GCC's time).
+CC=clang CXX=clang++ cmake -S . -B build-asan -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DKVQ_WERROR=ON \
+  -DKVQ_SANITIZE=ON -DKVQ_FUZZ=ON -DKVQ_BUILD_BENCH=OFF
 cmake --build build-asan -j"$jobs"
 ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 KVQ_TEST_SANITIZED=1 \
   ctest --test-dir build-asan --output-on-failure -j"$jobs"
@@ -22,5 +23,5 @@ if [ "${KVQ_SKIP_ARM64:-0}" != 1 ]; then
 fi
 
 if [ -x scripts/fuzz.sh ]; then
-  scripts/fuzz.sh "${KVQ_FUZZ_SECONDS:-90}"
+  KVQ_FUZZ_BUILD="$PWD/build-asan" scripts/fuzz.sh "${KVQ_FUZZ_SECONDS:-90}"
 fi

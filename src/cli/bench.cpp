@@ -6,7 +6,6 @@
 #include <iostream>
 #include <numeric>
 #include <random>
-#include <ranges>
 
 #include "cli/bench_streams.h"
 #include "cli/commands.h"
@@ -40,8 +39,8 @@ struct BenchArgs {
 
 Result<std::vector<int>> parse_int_list(const std::string& text, const char* flag) {
   std::vector<int> out;
-  for (auto part : std::views::split(std::string_view(text), ',')) {
-    std::string s(part.begin(), part.end());
+  for (std::string_view part : split_commas(text)) {
+    std::string s(part);
     char* end = nullptr;
     const long v = std::strtol(s.c_str(), &end, 10);
     if (s.empty() || *end != '\0' || v < 0 || v > (1 << 24)) {

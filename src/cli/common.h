@@ -4,6 +4,7 @@
 #include <CLI/CLI.hpp>
 #include <nlohmann/json.hpp>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "kv/kv_spec_file.h"
@@ -33,6 +34,10 @@ std::string describe_kv_types(const std::vector<KvTypes>& types);
 
 // Distinct cache types named by `names` (bits or type names); errors name the flag.
 Result<std::vector<GgmlType>> parse_kv_type_list(const std::vector<std::string>& names, const char* flag);
+
+// "a,b,,c" -> {"a", "b", "", "c"} (views into `text`). Not std::views::split: clang 14 rejects it with
+// libstdc++ 12's ranges, and the sanitized suite is built with clang.
+std::vector<std::string_view> split_commas(std::string_view text);
 
 // The whole file as bytes; errors name the file.
 Result<std::string> read_text_file(const std::string& path);

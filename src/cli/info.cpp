@@ -39,8 +39,8 @@ int run_info(const InfoArgs& args) {
   if (!selected) return report_error(selected.error()), 1;
 
   std::vector<GgmlType> kv_types;
-  for (auto part : std::views::split(std::string_view(args.kv_list), ',')) {
-    auto type = parse_kv_type(std::string_view(part.begin(), part.end()));
+  for (std::string_view part : split_commas(args.kv_list)) {
+    auto type = parse_kv_type(part);
     if (!type) return report_error(make_error("--kv-types: {}", type.error().message)), 1;
     kv_types.push_back(*type);
   }
