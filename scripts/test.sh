@@ -10,7 +10,7 @@ cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=Release -DKVQ_WERROR=ON
 cmake --build build -j"$jobs"
 ctest --test-dir build --output-on-failure -j"$jobs"
 
-# Sanitized suite and fuzzers in one clang tree (clang builds and runs it in about half of GCC's time).
+# The sanitized suite and the fuzzers in one clang tree: clang builds and runs it in about half of GCC's time.
 CC=clang CXX=clang++ cmake -S . -B build-asan -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DKVQ_WERROR=ON \
   -DKVQ_SANITIZE=ON -DKVQ_FUZZ=ON -DKVQ_BUILD_BENCH=OFF
 cmake --build build-asan -j"$jobs"
