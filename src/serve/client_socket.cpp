@@ -34,11 +34,12 @@ bool same_endpoint(const sockaddr_storage& address, const std::string& addr, int
 
 std::optional<ClientSocket> ClientSocket::find(const std::string& local_addr, int local_port,
                                                const std::string& remote_addr, int remote_port) {
+  // Linux and macOS list the process's open descriptors here. Error codes, not exceptions: a handler must
+  // not fail because a descriptor closed while we looked.
   std::error_code ec;
-  // Linux and macOS list the process's open descriptors here.
-  for (const auto& entry : std::filesystem::directory_iterator("/dev/fd", ec)) {
+  for (std::filesystem::directory_iterator it("/dev/fd", ec), last; !ec && it != last; it.increment(ec)) {
     char* end = nullptr;
-    const std::string name = entry.path().filename().string();
+    const std::string name = it->path().filename().string();
     const long fd = std::strtol(name.c_str(), &end, 10);
     if (end == name.c_str() || *end != '\0') continue;
     sockaddr_storage local{}, peer{};
