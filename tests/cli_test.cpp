@@ -190,6 +190,37 @@ TEST(Cli, UsageNamesTheProgramAndEmptyPromptHasNoLeadingSpace) {
   EXPECT_NE(r.out[0], ' ') << r.out;
 }
 
+// Batched decode: one row per count, the counts run in turn in every repetition, and the ratio against one
+// stream taken within each repetition (1.0 for one stream itself).
+TEST(Bench, StreamsRowsPerCountWithSameRepetitionRatios) {
+  const std::string model = test::shared_path("data/models/stories260K/stories260K.gguf");
+  const CommandResult r =
+      run_kvq("bench -m " + model + " --streams 1,3 --depth 16 -n 4 -p 8 -r 2 --kv-pairs q8_0/q4_0 -o json");
+  ASSERT_EQ(r.exit_code, 0) << r.out;
+  const nlohmann::json rows = nlohmann::json::parse(r.out, nullptr, false);
+  ASSERT_EQ(rows.size(), 2u) << r.out;
+  EXPECT_EQ(rows[0]["streams"], 1);
+  EXPECT_EQ(rows[1]["streams"], 3);
+  EXPECT_DOUBLE_EQ(rows[0]["vs_1_stream_median"].get<double>(), 1.0);
+  // Two repetitions: the median of the two same-repetition ratios is their mean.
+  const auto& one = rows[0]["tok_s_runs"];
+  const auto& three = rows[1]["tok_s_runs"];
+  ASSERT_EQ(one.size(), 2u);
+  ASSERT_EQ(three.size(), 2u);
+  const double expected =
+      (three[0].get<double>() / one[0].get<double>() + three[1].get<double>() / one[1].get<double>()) / 2;
+  EXPECT_NEAR(rows[1]["vs_1_stream_median"].get<double>(), expected, 1e-9 * expected);
+  for (const auto& row : rows) {
+    EXPECT_EQ(row["depth"], 16);
+    EXPECT_GT(row["tok_s_median"].get<double>(), 0.0);
+    EXPECT_GT(row["vs_1_stream_median"].get<double>(), 0.0);
+    EXPECT_TRUE(row.contains("ttft_ms_median"));
+  }
+  const CommandResult bad = run_kvq("bench -m " + model + " --streams 2,0", true);
+  EXPECT_EQ(bad.exit_code, 1);
+  EXPECT_NE(bad.out.find("--streams: counts must be at least 1"), std::string::npos) << bad.out;
+}
+
 TEST(Synth, TinyLlamaKvShapeAndMemoryBudget) {
   const std::string path = test::temp_dir() + "/tinyllama-kv.gguf";
   const CommandResult synth = run_kvq(

@@ -12,15 +12,17 @@
 namespace kvq::cli {
 
 struct StreamsTest {
-  int streams = 1;     // sequences decoding together
-  int depth = 0;       // tokens each already holds
-  int n_gen = 64;      // steps timed
-  int n_prompt = 512;  // prompt of the newcomer (time to first token); 0 = skip
+  std::vector<int> counts;  // sequences decoding together, one test each (all >= 1)
+  int depth = 0;            // tokens each already holds
+  int n_gen = 64;           // steps timed
+  int n_prompt = 512;       // prompt of the newcomer (time to first token); 0 = skip
   int prefill_chunk = 256;
   int repetitions = 3;
 };
 
-// Returns {"tok_s": [per repetition], "ttft_ms": [...]}; errors only from the model (context too small).
+// Runs the counts' tests in turn within each repetition, so that a machine whose speed drifts (a shared VM)
+// slows all of them alike and their ratios hold. Returns per count, in `counts` order,
+// {"streams": N, "tok_s": [per repetition], "ttft_ms": [...]}; errors only from the model (context too small).
 Result<nlohmann::json> bench_streams(Model& model, const std::vector<KvTypes>& types, const StreamsTest& test,
                                      std::mt19937& rng);
 
