@@ -43,8 +43,9 @@ cmake --build build -j"$(nproc)" >&2
 # The main job: the shipped real model with realistic heads (stories15M: 6 heads of 48), then what each
 # K/V precision costs it in quality and memory (perplexity and KL-divergence against the f16 cache at 2
 # context lengths, 12 chunks of each: 3k and 6k tokens; a few minutes on 2 cores): ggml's types unrotated
-# and rotated, then kvq's head-scaled non-linear types (rotated). Tables on stdout; CSV, JSON and charts in
-# build/sweep/ and build/sweep-nl/.
+# and rotated, then kvq's head-scaled non-linear types (rotated), then the best of those with every query's
+# last 16 positions kept at q8_0 (kv/kv_cache.h). Tables on stdout; CSV, JSON and charts in build/sweep/,
+# build/sweep-nl/ and build/sweep-window/.
 model=../shared/data/models/stories15M/stories15M.gguf
 text=../shared/data/text/tinystories_val.txt
 ./build/kvq info "$model" --kv-types f16,q8_0,q4_0,nl5_h,nl4_h
@@ -52,3 +53,5 @@ text=../shared/data/text/tinystories_val.txt
   --chunks 12 -o build/sweep
 ./build/kvq sweep -m "$model" -f "$text" --keys q8_0,nl5_h,nl4_h --vals q4_0,nl4_h,nl3_h --rot kv -c 256,512 \
   --chunks 12 -o build/sweep-nl
+./build/kvq sweep -m "$model" -f "$text" --keys nl4_h --vals nl4_h,nl3_h --rot kv --kvq-window 16 --kvq-keep q8_0 \
+  -c 256,512 --chunks 12 -o build/sweep-window

@@ -294,6 +294,64 @@ TEST_P(AttentionPair, WindowSoftcapAndRingMatchOracle) {
   }
 }
 
+// Sinks and a recent window kept at a higher precision (kv/kv_cache.h): the kernel's three parts against the
+// oracle, which composes each query's keys on its own; in decode and in prefill slices (every query its own
+// window), with a sliding window over them, and kept in f16 or q8_0. Where a side is quantized, keeping
+// must also bring the result closer to exact f32 attention (else the kept rows were not read).
+TEST_P(AttentionPair, SinksAndRecentWindowMatchOracle) {
+  const auto [k_type, v_type] = GetParam();
+  // Emulated and sanitized runs: same-type pairs, q8_0/q4_0 and f16/q4_0 (a side that keeps nothing): the
+  // parts are the same for every type, which the other tests cover.
+  if ((test::sanitized() || *test::kvq_emulator()) && k_type != v_type && v_type != GgmlType::Q4_0) GTEST_SKIP();
+  constexpr int kCtx = 300;
+  struct Case {
+    int head_dim, sinks, recent, window;
+    GgmlType keep;
+  };
+  for (const Case& c : {Case{64, 4, 40, 0, GgmlType::F16}, Case{8, 1, 0, 0, GgmlType::F16},
+                        Case{48, 0, 20, 0, GgmlType::Q8_0}, Case{64, 2, 33, 70, GgmlType::F16}}) {
+    for (int gqa : {1, 8}) {
+      for (int n_tokens : {1, 3, kKvRecentSlice}) {
+        const int n_head_kv = 2, n_head = n_head_kv * gqa, row = n_head_kv * c.head_dim;
+        KvCacheShape shape{1, kCtx, n_head_kv, c.head_dim};
+        auto plain = KvCache::create(shape, {{k_type, v_type}});
+        shape.sinks = c.sinks, shape.recent = c.recent, shape.keep_type = c.keep;
+        auto kept = KvCache::create(shape, {{k_type, v_type}});
+        ASSERT_TRUE(kept.ok() && plain.ok());
+        std::vector<float> k = randn(size_t(kCtx) * row, uint32_t(c.head_dim + n_tokens), 1.0f);
+        std::vector<float> v = randn(size_t(kCtx) * row, uint32_t(c.head_dim + n_tokens + 1), 1.0f);
+        for (size_t i = 0; i < k.size(); i += size_t(c.head_dim)) k[i + size_t(c.head_dim) / 2] *= 6.0f;
+        // Sink-like first positions: large keys and values, whose rounding would dominate the output.
+        for (size_t i = 0; i < size_t(c.sinks) * row; ++i) k[i] *= 3.0f, v[i] *= 30.0f;
+        for (int pos = 0; pos < kCtx; pos += 100) {  // the ring wraps inside stores
+          kept->store(0, pos, 100, k.data() + size_t(pos) * row, v.data() + size_t(pos) * row);
+        }
+        AttentionParams p = params_for(n_head, n_head_kv, c.head_dim);
+        p.window = c.window;
+        const int pos0 = kCtx - n_tokens;
+        const std::vector<float> q =
+            q8_round_trip(make_queries(n_tokens, n_head, c.head_dim, uint32_t(gqa + n_tokens)), c.head_dim);
+        const std::vector<float> out = run_kernel(p, *kept, q, n_tokens, pos0);
+        std::vector<float> ref(q.size());
+        attention_ref(p, *kept, 0, q.data(), n_tokens, pos0, ref.data());
+        const std::string where = "head_dim " + std::to_string(c.head_dim) + ", sinks " + std::to_string(c.sinks) +
+                                  ", recent " + std::to_string(c.recent) + ", gqa " + std::to_string(gqa) +
+                                  ", queries " + std::to_string(n_tokens);
+        EXPECT_LE(nmse(out, ref), kernel_bound(v_type)) << where;
+        // Where a side keeps rows more precise than its own, the kernel is far closer to the oracle of the kept
+        // rows than to the result without them: it read the kept rows.
+        const auto keeps_finer = [&](GgmlType side) {
+          return kept->shape().keeps(side) && type_traits(c.keep).type_size * type_traits(side).block_size >
+                                                  type_traits(side).type_size * type_traits(c.keep).block_size;
+        };
+        if (!keeps_finer(k_type) && !keeps_finer(v_type)) continue;
+        plain->store(0, 0, kCtx, k.data(), v.data());
+        EXPECT_GT(nmse(out, run_kernel(p, *plain, q, n_tokens, pos0)), 10 * nmse(out, ref)) << where;
+      }
+    }
+  }
+}
+
 INSTANTIATE_TEST_SUITE_P(AllKvPairs, AttentionPair, testing::ValuesIn(all_pairs()), pair_name);
 
 // TinyLlama's attention shape (32 query heads on 4 KV heads, head_dim 64).
@@ -345,6 +403,23 @@ TEST_P(AttentionConsistency, ThreadCountDoesNotChangeTheResult) {
   const std::vector<float> five = run_kernel(p, f.cache, q, 1, 2047);  // decode: keys split 8 ways
   omp_set_num_threads(saved);
   EXPECT_LE(nmse(five, one), kMaxNmseRetiled);
+}
+
+// A few queries after a long context: fewer tiles than 2 x threads (keys split) but more than one tile, so
+// the partial states merge on several threads (each must read the calling thread's buffers).
+TEST_P(AttentionConsistency, SplitKeysOfSeveralTilesMatchOracle) {
+  const auto [k_type, v_type] = GetParam();
+  const Filled f = fill_cache({k_type, v_type}, 1024, kHeadKv, kHeadDim, 33);
+  const AttentionParams p = params_for(kHead, kHeadKv, kHeadDim);
+  const int n_tokens = 9;  // 3 tiles of 4 queries x 8 heads on 4 threads: 2 splits per tile
+  const std::vector<float> q = q8_round_trip(make_queries(n_tokens, kHead, kHeadDim, 34), kHeadDim);
+  const int saved = omp_get_max_threads();
+  omp_set_num_threads(4);
+  const std::vector<float> out = run_kernel(p, f.cache, q, n_tokens, 1024 - n_tokens);
+  omp_set_num_threads(saved);
+  std::vector<float> ref(q.size());
+  attention_ref(p, f.cache, 0, q.data(), n_tokens, 1024 - n_tokens, ref.data());
+  EXPECT_LE(nmse(out, ref), kernel_bound(v_type));
 }
 
 INSTANTIATE_TEST_SUITE_P(Representative, AttentionConsistency,

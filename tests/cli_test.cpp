@@ -13,6 +13,7 @@
 #include <string>
 #include <vector>
 
+#include "kv/kv_cache.h"
 #include "test_util.h"
 
 namespace kvq {
@@ -87,6 +88,33 @@ TEST(Info, WindowedModelMemoryIsExact) {
   }
   const CommandResult text = run_kvq("info " + model);
   EXPECT_NE(text.out.find("5 of 6 layers see the last 64 positions"), std::string::npos) << text.out;
+}
+
+// Sinks and a recent window (kv/kv_cache.h): kvq info counts their rows at every context, a run with them
+// works, and bad values are clear errors.
+TEST(Info, KeptRowsInEveryFigure) {
+  const std::string model = test::shared_path("data/models/stories260K/stories260K.gguf");
+  const auto plain = info_json(model, "--kv-types q8_0,q4_0");
+  const auto kept = info_json(model, "--kv-types q8_0,q4_0 --kvq-sinks 4 --kvq-window 32");
+  ASSERT_FALSE(plain.is_discarded() || kept.is_discarded());
+  const uint64_t f16_row = 4 * 8 * 2;                      // 4 KV heads x 8 dims at f16
+  const uint64_t kept_rows = 4 + 32 + kKvRecentSlice - 1;  // sinks + window + the slice's ring rows
+  for (size_t i = 0; i < plain["kv_table"].size(); ++i) {  // q8_0/q8_0 ... q4_0/q4_0: two quantized sides
+    const auto& a = plain["kv_table"][i]["bytes_at_context"];
+    const auto& b = kept["kv_table"][i]["bytes_at_context"];
+    EXPECT_EQ(b["8192"].get<uint64_t>() - a["8192"].get<uint64_t>(), 5 * 2 * kept_rows * f16_row);
+  }
+  const CommandResult run = run_kvq("run -m " + model +
+                                    " -p \"Once upon a time\" -n 40 --temp 0 -ctk q4_0 -ctv q4_0 --kvq-sinks 2 "
+                                    "--kvq-window 8 --kvq-keep q8_0");
+  EXPECT_EQ(run.exit_code, 0) << run.out;
+  EXPECT_EQ(run.out.rfind("Once upon a time", 0), 0u) << run.out;
+  const CommandResult bad_keep = run_kvq("info " + model + " --kvq-window 8 --kvq-keep q4_K", true);
+  EXPECT_EQ(bad_keep.exit_code, 1);
+  EXPECT_NE(bad_keep.out.find("--kvq-keep"), std::string::npos) << bad_keep.out;
+  const CommandResult negative = run_kvq("run -m " + model + " --kvq-sinks -3 -n 1", true);
+  EXPECT_NE(negative.exit_code, 0);
+  EXPECT_NE(negative.out.find("--kvq-sinks"), std::string::npos) << negative.out;
 }
 
 TEST(Run, GemmaRunsPastItsWindow) {

@@ -352,5 +352,92 @@ TEST(KvCache, RejectsBadWindows) {
   EXPECT_FALSE(KvCache::create({1, 16, 4, 64, {8}, 0}, std::vector<KvTypes>(1)).ok());
 }
 
+// Sinks and a recent window (kv_cache.h): a quantized side keeps N + R + kKvRecentSlice - 1 rows of the keep
+// type beside its own; a float side keeps none. Every figure counts them exactly.
+TEST(KvCache, KeptRowsAreCountedExactly) {
+  const int ctx = 4096, n_layer = 3, sinks = 4, recent = 64;
+  KvCacheShape shape{n_layer, ctx, 4, 64};
+  shape.sinks = sinks, shape.recent = recent;
+  const int kept_rows = sinks + recent + kKvRecentSlice - 1;
+  EXPECT_EQ(shape.sink_rows() + shape.recent_rows(), kept_rows);
+  const std::vector<KvTypes> types = {{GgmlType::Q8_0, GgmlType::Q4_0}, {GgmlType::F16, GgmlType::Q4_0},
+                                      {GgmlType::F16, GgmlType::F16}};
+  const uint64_t row_q8 = 4 * 64 / 32 * 34, row_q4 = 4 * 64 / 32 * 18, row_f16 = 4 * 64 * 2;
+  const uint64_t own = uint64_t(ctx) * (row_q8 + row_q4 + row_f16 + row_q4 + 2 * row_f16);
+  const uint64_t kept = uint64_t(kept_rows) * 3 * row_f16;  // three quantized sides
+  EXPECT_EQ(KvCache::bytes(shape, types), own + kept);
+  auto cache = KvCache::create(shape, types);
+  ASSERT_TRUE(cache.ok());
+  EXPECT_EQ(cache->bytes(), own + kept);
+  EXPECT_TRUE(cache->kept(0).any() && cache->kept(1).any());
+  EXPECT_FALSE(cache->kept(2).any());  // nothing quantized: nothing to keep
+  EXPECT_EQ(cache->bytes_holding(ctx), own + kept);
+  EXPECT_EQ(cache->bytes_holding(2), 2 * (own / ctx) + 2 * 2 * 3 * row_f16);  // 2 sink rows + 2 ring rows
+  // A query at 4095 reads sinks and its window from the kept rows, the rest from the layer's own.
+  const uint64_t kept_read = uint64_t(sinks + recent);
+  EXPECT_EQ(KvCache::bytes_attended(shape, types, ctx),
+            (ctx - kept_read) * (row_q8 + 2 * row_q4) + kept_read * 3 * row_f16 + uint64_t(ctx) * 3 * row_f16);
+  // Kept in q8_0 instead: the same rows at q8_0's size.
+  shape.keep_type = GgmlType::Q8_0;
+  EXPECT_EQ(KvCache::bytes(shape, types), own + uint64_t(kept_rows) * 3 * row_q8);
+  // Rewinding is exact while the ring still holds the window before the rewind point.
+  const int ring = shape.recent_rows();
+  EXPECT_TRUE(shape.can_rewind(1000, 1000 - (ring - recent)));
+  EXPECT_FALSE(shape.can_rewind(1000, 1000 - (ring - recent) - 1));
+  // A short context caps both stores at n_ctx rows.
+  KvCacheShape tiny{1, 10, 4, 64};
+  tiny.sinks = 20, tiny.recent = 30;
+  EXPECT_EQ(tiny.sink_rows(), 10);
+  EXPECT_EQ(tiny.recent_rows(), 10);
+  EXPECT_TRUE(tiny.can_rewind(10, 0));  // the ring is the whole context
+}
+
+TEST(KvCache, KeptRowsHoldWhatWasStored) {
+  const int ctx = 200, row = 2 * 32, sinks = 3, recent = 20;
+  KvCacheShape shape{1, ctx, 2, 32};
+  shape.sinks = sinks, shape.recent = recent;
+  auto cache = KvCache::create(shape, {{GgmlType::Q4_0, GgmlType::F32}});
+  ASSERT_TRUE(cache.ok());
+  std::vector<float> k(size_t(ctx) * row), v(size_t(ctx) * row);
+  for (size_t i = 0; i < k.size(); ++i) k[i] = float(i % 1000) / 64.0f, v[i] = -float(i);  // f16-exact keys
+  for (int pos = 0; pos < ctx; pos += 37) {  // stores longer than the ring
+    const int n = std::min(37, ctx - pos);
+    cache->store(0, pos, n, k.data() + size_t(pos) * row, v.data() + size_t(pos) * row);
+  }
+  const KvKeptViews kept = cache->kept(0);
+  ASSERT_TRUE(kept.any());
+  EXPECT_EQ(kept.sinks, sinks);
+  EXPECT_EQ(kept.recent, recent);
+  EXPECT_EQ(kept.sink.k_type, GgmlType::F16);
+  EXPECT_EQ(kept.sink.v_type, GgmlType::F32);  // the float side reads its own rows
+  EXPECT_EQ(kept.sink.v, cache->layer(0).v);
+  const auto key_at = [&](const KvLayerView& view, int row_index, int i) {
+    return fp16_to_f32(reinterpret_cast<const uint16_t*>(view.k + size_t(row_index) * view.k_row_bytes)[i]);
+  };
+  for (int pos = 0; pos < sinks; ++pos) EXPECT_EQ(key_at(kept.sink, pos, 5), k[size_t(pos) * row + 5]) << pos;
+  const int ring = shape.recent_rows();
+  for (int pos = ctx - ring; pos < ctx; ++pos) {
+    EXPECT_EQ(key_at(kept.window, pos % ring, 7), k[size_t(pos) * row + 7]) << pos;
+  }
+  // copy_from carries the kept rows.
+  auto copy = KvCache::create(shape, {{GgmlType::Q4_0, GgmlType::F32}});
+  ASSERT_TRUE(copy.ok() && copy->copy_from(*cache));
+  EXPECT_EQ(key_at(copy->kept(0).window, (ctx - 1) % ring, 7), k[size_t(ctx - 1) * row + 7]);
+  EXPECT_EQ(key_at(copy->kept(0).sink, 2, 9), k[size_t(2) * row + 9]);
+}
+
+TEST(KvCache, RejectsBadKeptRanges) {
+  KvCacheShape shape{1, 16, 4, 64};
+  shape.sinks = -1;
+  EXPECT_FALSE(KvCache::create(shape, std::vector<KvTypes>(1)).ok());
+  shape.sinks = 0, shape.recent = 4, shape.keep_type = GgmlType::Q4_K;
+  const auto bad = KvCache::create(shape, std::vector<KvTypes>(1));
+  ASSERT_FALSE(bad.ok());
+  EXPECT_NE(bad.error().message.find("q4_K"), std::string::npos) << bad.error().message;
+  KvCacheShape odd{1, 16, 2, 12};  // head_dim 12: no head-scaled type
+  odd.recent = 4, odd.keep_type = GgmlType::NL5_H;
+  EXPECT_FALSE(KvCache::create(odd, std::vector<KvTypes>(1)).ok());
+}
+
 }  // namespace
 }  // namespace kvq

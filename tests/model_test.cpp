@@ -159,7 +159,10 @@ TEST(Prefill, ChunkedEqualsAllAtOnce) {
   ASSERT_TRUE(model.ok());
   Model& m = **model;
   const int n_vocab = m.config().n_vocab, n = 64;
-  for (KvTypes kv : {KvTypes{GgmlType::F16, GgmlType::F16}, KvTypes{GgmlType::Q8_0, GgmlType::Q4_0}}) {
+  // The last case keeps sinks and a recent window (kv/kv_cache.h): each query of a prefill sees its own window.
+  for (KvTypes kv : {KvTypes{GgmlType::F16, GgmlType::F16}, KvTypes{GgmlType::Q8_0, GgmlType::Q4_0},
+                     KvTypes{GgmlType::Q4_0, GgmlType::Q4_0}}) {
+    if (kv.k == GgmlType::Q4_0) m.set_kv_kept(2, 20, GgmlType::F16);
     std::vector<int32_t> tokens(f.tokens.begin(), f.tokens.begin() + n);
     auto all = m.make_cache(n, std::vector<KvTypes>(m.config().n_layer, kv));
     auto chunked = m.make_cache(n, std::vector<KvTypes>(m.config().n_layer, kv));
@@ -181,6 +184,33 @@ TEST(Prefill, ChunkedEqualsAllAtOnce) {
     EXPECT_LE(a.mean_kld, 1e-6);
     EXPECT_EQ(a.argmax, 1.0);
   }
+}
+
+// Sinks and a recent window on a real model: a window over the whole context kept in f32 is the f32 cache
+// (every key read from the kept ring), and a short one in f16 brings q4_0/q4_0 closer to it.
+TEST(KeptRanges, WholeWindowIsTheFloatCacheAndShortOnesHelp) {
+  const LogitsFixture f = read_logits_fixture("logits-synth-mini-f32.kv-f32-f32.gguf");
+  auto model = Model::load(test::shared_path("fixtures/models/synth-mini-f32.gguf"));
+  ASSERT_TRUE(model.ok());
+  Model& m = **model;
+  const int n = int(f.tokens.size()), n_vocab = m.config().n_vocab;
+  const auto logits_of = [&](KvTypes kv, int sinks, int recent, GgmlType keep) {
+    m.set_kv_kept(sinks, recent, keep);
+    auto cache = m.make_cache(n, std::vector<KvTypes>(m.config().n_layer, kv));
+    EXPECT_TRUE(cache.ok());
+    std::vector<float> logits(size_t(n) * n_vocab);  // [n, n_vocab]
+    EXPECT_TRUE(m.forward(f.tokens, 0, *cache, logits.data(), true).ok());
+    return logits;
+  };
+  const KvTypes q4{GgmlType::Q4_0, GgmlType::Q4_0};
+  const auto f32_cache = logits_of({GgmlType::F32, GgmlType::F32}, 0, 0, GgmlType::F16);
+  const auto whole = logits_of(q4, 0, n, GgmlType::F32);
+  EXPECT_LE(compare_logits(f32_cache.data(), whole.data(), n, n_vocab).mean_kld, 1e-9);
+  const double plain = compare_logits(f32_cache.data(), logits_of(q4, 0, 0, GgmlType::F16).data(), n, n_vocab).mean_kld;
+  const double kept = compare_logits(f32_cache.data(), logits_of(q4, 4, 16, GgmlType::F16).data(), n, n_vocab).mean_kld;
+  std::printf("q4_0/q4_0 KLD to the f32 cache: %.3e plain, %.3e with 4 sinks and a window of 16\n", plain, kept);
+  EXPECT_LT(kept, 0.8 * plain);
+  m.set_kv_kept(0, 0, GgmlType::F16);
 }
 
 TEST(Model, RejectsBadInput) {

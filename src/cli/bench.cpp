@@ -35,6 +35,7 @@ struct BenchArgs {
   int repetitions = 3;
   int threads = 0;
   std::string output = "md";
+  KvOptions kept;  // --kvq-sinks, --kvq-window, --kvq-keep: the same for every pair
 };
 
 Result<std::vector<int>> parse_int_list(const std::string& text, const char* flag) {
@@ -122,12 +123,16 @@ int run_bench(const BenchArgs& args) {
   std::sort(depths->begin(), depths->end());
   if (args.repetitions < 1) return report_error(make_error("-r must be at least 1")), 1;
 
-  auto loaded = load_model(args.model, {});
+  auto loaded = load_model(args.model, args.kept);
   if (!loaded) return report_error(loaded.error()), 1;
   Model& model = *loaded->model;
   const ModelConfig& c = model.config();
   const std::string cpu = cpu_model_name();
   std::fprintf(stderr, "kvq bench: %s, SIMD target %s\n", cpu.c_str(), simd_target_name());
+  if (args.kept.sinks > 0 || args.kept.window > 0) {
+    std::fprintf(stderr, "kvq bench: every quantized side also keeps %d sinks and a window of %d at %s\n",
+                 args.kept.sinks, args.kept.window, args.kept.keep.c_str());
+  }
   std::fprintf(stderr, "kvq bench: measuring memory bandwidth with %d threads...\n", threads);
   double machine_gbs = measure_read_bandwidth_gbs(threads);
   std::fprintf(stderr, "kvq bench: %.1f GB/s read bandwidth\n", machine_gbs);
@@ -226,6 +231,8 @@ int run_bench(const BenchArgs& args) {
                               {"key", type_name(k)},
                               {"value", value_label(pair)},
                               {"rotation", kv_rotation_name(pair.rotation)},
+                              {"sinks", args.kept.sinks},
+                              {"window", args.kept.window},
                               {"test", test},
                               {"n_tokens", n_tokens},
                               {"depth", depth},
@@ -350,6 +357,7 @@ void register_bench(CLI::App& app) {
   cmd->add_option("-r,--repetitions", args->repetitions, "repetitions per test")->capture_default_str();
   cmd->add_option("-t,--threads", args->threads, "threads (0 = all cores)")->capture_default_str();
   cmd->add_option("-o,--output", args->output, "md, csv or json")->capture_default_str();
+  add_kept_options(cmd, args->kept);
   cmd->callback([args] { set_exit_code(run_bench(*args)); });
 }
 

@@ -38,9 +38,36 @@ void add_kv_options(CLI::App* command, KvOptions& options) {
                    "after long prompts, hurts after short ones)")
       ->check(CLI::IsMember({"on", "off"}))
       ->capture_default_str();
+  add_kept_options(command, options);
   command->add_option("--kvq-layers", options.layers,
                       "per-layer overrides, e.g. \"0-1:f16/f16,2-21:q8_0/q4_0+rk\" (+rk / +rkv: rotated), or @FILE: "
                       "a spec written by kvq tune");
+}
+
+void add_kept_options(CLI::App* command, KvOptions& options) {
+  command
+      ->add_option("--kvq-sinks", options.sinks,
+                   "also keep the first N positions (attention sinks) at --kvq-keep beside quantized keys and values")
+      ->check(CLI::NonNegativeNumber)
+      ->capture_default_str();
+  command
+      ->add_option("--kvq-window", options.window,
+                   "every query also reads its last R positions at --kvq-keep (the rest stays quantized)")
+      ->check(CLI::NonNegativeNumber)
+      ->capture_default_str();
+  command->add_option("--kvq-keep", options.keep, "type of the sinks and the recent window (a cache type)")
+      ->capture_default_str();
+}
+
+Status apply_kept_options(const KvOptions& options, Model& model) {
+  auto type = parse_kv_type(options.keep);
+  if (!type) return make_error("--kvq-keep: {}", type.error().message);
+  if (is_head_scaled(*type) && model.config().head_dim % kHeadGroup != 0) {
+    return make_error("--kvq-keep {} needs a head_dim that is a multiple of {}; this model's is {}", options.keep,
+                      kHeadGroup, model.config().head_dim);
+  }
+  model.set_kv_kept(options.sinks, options.window, *type);
+  return Status::Ok();
 }
 
 Result<std::vector<KvTypes>> resolve_kv_types(const KvOptions& options, const ModelIdentity& model) {

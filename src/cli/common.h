@@ -9,6 +9,7 @@
 
 #include "kv/kv_spec_file.h"
 #include "kv/kv_types.h"
+#include "model/model.h"
 #include "sample/sampler.h"
 #include "util/result.h"
 
@@ -22,7 +23,14 @@ struct KvOptions {
   std::string rotation;  // --kvq-rot: none, k, kv
   std::string layers;
   std::string centre = "off";  // --kvq-centre: on, off (kv/kv_cache.h, Centring)
+  int sinks = 0;               // --kvq-sinks: first positions kept at --kvq-keep (kv/kv_cache.h)
+  int window = 0;              // --kvq-window: recent positions every query reads at --kvq-keep
+  std::string keep = "f16";    // --kvq-keep: their type
 };
+// Adds --kvq-sinks, --kvq-window and --kvq-keep (also the sweep's, which has no other KV flags).
+void add_kept_options(CLI::App* command, KvOptions& options);
+// Sets the kept ranges of `options` on `model`; errors name the flag.
+Status apply_kept_options(const KvOptions& options, Model& model);
 void add_kv_options(CLI::App* command, KvOptions& options);
 // --temp, --top-k, --top-p, --min-p with their defaults.
 void add_sampling_options(CLI::App* command, SamplerParams& params);

@@ -13,6 +13,7 @@ Result<LoadedModel> load_model(const std::string& path, const KvOptions& kv) {
   auto types = resolve_kv_types(kv, identify_model((*model)->file(), (*model)->config()));
   if (!types) return types.error();
   (*model)->set_kv_centring(kv.centre == "on");
+  KVQ_RETURN_IF_ERROR(apply_kept_options(kv, **model));
   return LoadedModel{std::move(*model), std::move(*types)};
 }
 

@@ -3,6 +3,9 @@
 #include <algorithm>
 #include <iostream>
 
+#include <fmt/format.h>
+#include <fmt/ranges.h>
+
 #include "cli/commands.h"
 #include "cli/model_setup.h"
 #include "eval/interrupt.h"
@@ -21,6 +24,7 @@ struct SweepArgs {
   std::vector<std::string> vals = {"f16", "q8_0", "q4_0"};
   std::vector<std::string> rotations = {"auto"};
   std::string centre = "off";
+  KvOptions kept;  // --kvq-sinks, --kvq-window, --kvq-keep: the same for every row
   std::vector<int> contexts = {512};
   int chunks = 0;
   int threads = 0;
@@ -51,6 +55,7 @@ int run_sweep_command(const SweepArgs& args) {
   auto model = Model::load(args.model);
   if (!model) return report_error(model.error()), 1;
   (*model)->set_kv_centring(args.centre == "on");
+  if (Status st = apply_kept_options(args.kept, **model); !st) return report_error(st.error()), 1;
   const ModelConfig& c = (*model)->config();
   auto tokenizer = Tokenizer::from_gguf((*model)->file());
   if (!tokenizer) return report_error(tokenizer.error()), 1;
@@ -86,11 +91,17 @@ int run_sweep_command(const SweepArgs& args) {
                                    format_bytes(double(available)))),
            1;
   }
+  std::vector<std::string> options;  // what applies to every row
+  if (args.centre == "on") options.push_back("centred");
+  if (args.kept.sinks > 0 || args.kept.window > 0) {
+    options.push_back(fmt::format("sinks {}, window {} at {}", args.kept.sinks, args.kept.window, args.kept.keep));
+  }
+  const std::string cache_options = options.empty() ? "none" : fmt::format("{}", fmt::join(options, "; "));
   std::fprintf(stderr,
                "kvq: %s: %zu tokens; %zu K x %zu V types x %zu rotations x %zu contexts, %.0f tokens to "
-               "evaluate; %d threads; results in %s/\n",
+               "evaluate; %d threads; cache options: %s; results in %s/\n",
                args.text.c_str(), tokens.tokens.size(), spec.keys.size(), spec.vals.size(), spec.rotations.size(),
-               spec.contexts.size(), *total, threads, args.out_dir.c_str());
+               spec.contexts.size(), *total, threads, cache_options.c_str(), args.out_dir.c_str());
 
   eval::SweepMeta meta;
   meta.model = args.model;
@@ -100,6 +111,7 @@ int run_sweep_command(const SweepArgs& args) {
   meta.max_chunks = args.chunks;
   meta.threads = threads;
   meta.base_kv = kv_types_name(spec.base);
+  meta.cache_options = cache_options;
   meta.complete = false;
 
   ProgressBar bar(*total);
@@ -169,6 +181,7 @@ void register_sweep(CLI::App& app) {
   cmd->add_option("--kvq-centre", args->centre, "centre quantized sides on the first batch's mean (kv/kv_cache.h)")
       ->check(CLI::IsMember({"on", "off"}))
       ->capture_default_str();
+  add_kept_options(cmd, args->kept);
   cmd->callback([args] { set_exit_code(run_sweep_command(*args)); });
 }
 

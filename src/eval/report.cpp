@@ -198,8 +198,8 @@ nlohmann::json sweep_json(const std::vector<SweepRow>& rows, const SweepMeta& me
   j["meta"] = {{"model", meta.model},           {"text", meta.text},
                {"text_bytes", meta.text_bytes}, {"n_tokens", meta.n_tokens},
                {"max_chunks", meta.max_chunks}, {"threads", meta.threads},
-               {"base_kv", meta.base_kv},       {"complete", meta.complete},
-               {"seconds", meta.seconds}};
+               {"base_kv", meta.base_kv},       {"cache_options", meta.cache_options},
+               {"complete", meta.complete},     {"seconds", meta.seconds}};
   j["rows"] = nlohmann::json::array();
   for (const SweepRow& r : rows) j["rows"].push_back(row_json(r));
   return j;

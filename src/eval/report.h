@@ -19,6 +19,7 @@ struct SweepMeta {
   int max_chunks = 0;
   int threads = 0;
   std::string base_kv;   // "f16/f16"
+  std::string cache_options = "none";  // what applies to every row: "centred", "sinks 4, window 16 at f16"
   bool complete = true;  // false while running and after an interruption
   double seconds = 0;
 };

@@ -26,21 +26,26 @@ inline constexpr int kChunk = 64;  // keys decoded per step; a multiple of 8 (sc
 
 // What every item of one attention() call shares.
 struct Work {
-  KvLayerView kv;
+  KvLayerView kv;  // the layer's own rows (a part may read a kept view instead: Item::kv)
   int n_head = 0;
   int head_dim = 0;
   float scale = 0.0f;
   float softcap = 0.0f;      // 0 = none
-  int window = 0;            // 0 = causal only
   const float* q = nullptr;  // [n_tokens, n_head * head_dim] f32
   int n_tokens = 0;
   int pos0 = 0;
 };
 
-// Queries [t0, t1) against keys [k0, k1). Writes either the final rows of `out` or a partial softmax state.
+// Queries [t0, t1) against keys [k0, k1) of one view. Writes either the final rows of `out` or a partial
+// softmax state. A query at position q sees key j when key_min <= j <= q - shift and, with a window,
+// j > q - window: the layer's causal (sliding) mask, or one part of a cache with kept ranges.
 struct Item {
   int t0 = 0, t1 = 0;
   int k0 = 0, k1 = 0;
+  const KvLayerView* kv = nullptr;  // rows the keys are read from
+  int shift = 0;                    // keys within `shift` of the query belong to another part
+  int window = 0;                   // 0 = no lower bound but key_min
+  int key_min = 0;
   float* out = nullptr;  // [n_tokens, n_head * head_dim] f32, or null to write the partial state
   float* acc = nullptr;  // [t1 - t0, n_head, head_dim] f32: unnormalised sum of p * v
   float* ml = nullptr;   // [t1 - t0, n_head, 2] f32: running max score m, sum of exp(score - m) l

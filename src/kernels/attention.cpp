@@ -41,7 +41,7 @@ HWY_INLINE void ScaleRow(float a, float* HWY_RESTRICT x, int n) {
 // One item with the score layout fixed: kG tokens per score vector of tag DQ, rows_pad rows on the lanes.
 template <class DQ, int kG>
 void AttendItemT(DQ dq, const ad::Work& w, const ad::Item& it, int rows, int rows_pad) {
-  const KvLayerView& kv = w.kv;
+  const KvLayerView& kv = *it.kv;
   const int hd = w.head_dim;
   const int n_kv = kv.n_head_kv;
   const int group = w.n_head / n_kv;
@@ -59,7 +59,7 @@ void AttendItemT(DQ dq, const ad::Work& w, const ad::Item& it, int rows, int row
   float* l = sc.l.Grow(size_t(n_kv) * lanes_total);
   float* alpha = sc.alpha.Grow(size_t(lanes_total));
   float* lim = sc.lim.Grow(size_t(lanes_total));
-  float* lo = w.window > 0 ? sc.lo.Grow(size_t(lanes_total)) : nullptr;
+  float* lo = it.window > 0 || it.key_min > 0 ? sc.lo.Grow(size_t(lanes_total)) : nullptr;
   if constexpr (kG == 2) PairPerm(hd, sc.perm);
 
   const size_t q_stride = size_t(w.n_head) * hd;
@@ -155,8 +155,9 @@ void AttendItemT(DQ dq, const ad::Work& w, const ad::Item& it, int rows, int row
   for (int lane = 0; lane < lanes_total; ++lane) {
     const int r = lane / kG;
     const int q_pos = r < rows ? w.pos0 + it.t0 + r / group : it.k1 - 1;
-    lim[lane] = float(std::min(q_pos, it.k1 - 1) - lane % kG);   // causal and end-of-range mask
-    if (lo) lo[lane] = float(q_pos - w.window + 1 - lane % kG);  // sliding window
+    lim[lane] = float(std::min(q_pos - it.shift, it.k1 - 1) - lane % kG);  // causal and end-of-range mask
+    const int low = std::max(it.window > 0 ? q_pos - it.window + 1 : 0, it.key_min);
+    if (lo) lo[lane] = float(low - lane % kG);  // sliding window, or the first key of this part
   }
   std::fill(m, m + size_t(n_kv) * lanes_total, -std::numeric_limits<float>::infinity());
   std::fill(l, l + size_t(n_kv) * lanes_total, 0.0f);
@@ -164,15 +165,16 @@ void AttendItemT(DQ dq, const ad::Work& w, const ad::Item& it, int rows, int row
 
   for (int c0 = it.k0; c0 < it.k1; c0 += ad::kChunk) {
     const int n = std::min(ad::kChunk, it.k1 - c0);
-    // Position c0 sits in row c0 % n_rows: a ring (whose rows are a multiple of kChunk) never splits a chunk.
+    // Position c0 sits in row c0 % n_rows: a ring never splits a chunk (a layer's ring has whole chunks; an
+    // item on a kept ring stops where it wraps).
     const uint8_t* k_chunk = kv.k + size_t(c0 % kv.n_rows) * kv.k_row_bytes;
-    const uint8_t* v_chunk = kv.v + size_t(c0 % kv.n_rows) * kv.v_row_bytes;
+    const uint8_t* v_chunk = kv.v + size_t(c0 % kv.v_rows) * kv.v_row_bytes;
     // Ask for the next chunk's rows while this chunk computes (the decode would otherwise stall on every
     // line: a third of single-thread time at 8K), a share before each KV head: issued in one burst, the
     // prefetches filled the line-fill buffers and stalled (12% of q8_0/q4_0 decode time).
     const int n_next = std::min(ad::kChunk, it.k1 - c0 - n);
     const uint8_t* k_next = kv.k + size_t((c0 + n) % kv.n_rows) * kv.k_row_bytes;
-    const uint8_t* v_next = kv.v + size_t((c0 + n) % kv.n_rows) * kv.v_row_bytes;
+    const uint8_t* v_next = kv.v + size_t((c0 + n) % kv.v_rows) * kv.v_row_bytes;
     const int n_groups = ((n + kG - 1) / kG + 3) / 4 * 4;  // scores run 4 groups at a time
     const int keys_read = n_groups * kG;                   // rows past n are masked by select, never summed
     for (int kh = 0; kh < n_kv; ++kh) {
@@ -391,11 +393,13 @@ void merge_splits(const float* acc, const float* ml, int n_splits, size_t split_
 void attention(const AttentionParams& p, const KvCache& cache, int layer, const float* q, int n_tokens, int pos0,
                float* out) {
   const KvLayerView kv = cache.layer(layer);
+  const KvKeptViews kept = cache.kept(layer);
   KVQ_CHECK(p.n_head_kv == kv.n_head_kv && p.head_dim == kv.head_dim);
   KVQ_CHECK(p.n_head > 0 && p.n_head % p.n_head_kv == 0);
   KVQ_CHECK(pos0 >= 0 && n_tokens >= 0 && pos0 + n_tokens <= kv.n_ctx);
   // A ring must still hold every key the first query of the call sees.
   KVQ_CHECK(kv.n_rows == kv.n_ctx || (p.window > 0 && p.window + n_tokens - 1 <= kv.n_rows));
+  KVQ_CHECK(kept.recent == 0 || n_tokens <= kKvRecentSlice);  // the kept ring holds recent + slice - 1 rows
   static_assert(kKvRingAlign % attention_detail::kChunk == 0, "ring rows must be whole chunks");
   if (n_tokens == 0) return;
 
@@ -405,18 +409,18 @@ void attention(const AttentionParams& p, const KvCache& cache, int layer, const 
   w.head_dim = p.head_dim;
   w.scale = p.scale;
   w.softcap = p.softcap;
-  w.window = p.window;
   w.q = q;
   w.n_tokens = n_tokens;
   w.pos0 = pos0;
 
+  constexpr int kChunk = attention_detail::kChunk;
   const int group = p.n_head / p.n_head_kv;
   const int tile = std::max(1, kTileRows / group);
   const int n_tiles = (n_tokens + tile - 1) / tile;
   const int n_threads = omp_get_max_threads();
   // Keys of the first chunk a query at position q_pos can see (a window starts past 0).
   const auto first_key = [&](int q_pos) {
-    return p.window > 0 ? std::max(0, q_pos - p.window + 1) / attention_detail::kChunk * attention_detail::kChunk : 0;
+    return p.window > 0 ? std::max(0, q_pos - p.window + 1) / kChunk * kChunk : 0;
   };
   const int n_keys = pos0 + n_tokens - first_key(pos0);
   // Few tiles (decode): split each tile's keys so that every thread has work (flash-decoding).
@@ -424,47 +428,69 @@ void attention(const AttentionParams& p, const KvCache& cache, int layer, const 
   if (n_tiles < 2 * n_threads) {
     n_splits = std::clamp((2 * n_threads + n_tiles - 1) / n_tiles, 1, std::max(1, n_keys / kMinSplitKeys));
   }
+  // Kept ranges (kv_cache.h) add parts: the sinks, and the recent window in at most two pieces (its ring
+  // wraps at most once over one tile's keys). Parts of one tile merge like splits.
+  const int n_parts = n_splits + (kept.any() ? 3 : 0);
 
   const size_t part_slots = size_t(tile) * p.n_head;
-  static thread_local std::vector<float> part_acc, part_ml;  // [n_tiles * n_splits, tile, n_head, hd | 2]
-  if (n_splits > 1) {
-    part_acc.resize(size_t(n_tiles) * n_splits * part_slots * p.head_dim);
-    part_ml.resize(size_t(n_tiles) * n_splits * part_slots * 2);
+  static thread_local std::vector<float> part_acc, part_ml;  // [n_tiles * n_parts, tile, n_head, hd | 2]
+  if (n_parts > 1) {
+    part_acc.resize(size_t(n_tiles) * n_parts * part_slots * p.head_dim);
+    part_ml.resize(size_t(n_tiles) * n_parts * part_slots * 2);
   }
   std::vector<attention_detail::Item> items;
-  items.reserve(size_t(n_tiles) * n_splits);
+  std::vector<int> tile_parts(size_t(n_tiles), 0);  // parts each tile has
+  items.reserve(size_t(n_tiles) * n_parts);
   for (int ti = 0; ti < n_tiles; ++ti) {
     const int t0 = ti * tile;
     const int t1 = std::min(n_tokens, t0 + tile);
-    const int tile_keys = pos0 + t1;  // keys the last query of the tile sees
-    const int key0 = first_key(pos0 + t0);
-    const int chunks = (tile_keys - key0 + attention_detail::kChunk - 1) / attention_detail::kChunk;
-    for (int sp = 0; sp < n_splits; ++sp) {
+    const int q_first = pos0 + t0, q_last = pos0 + t1 - 1;
+    const auto add = [&](const KvLayerView* view, int k0, int k1, int shift, int window, int key_min) {
+      if (k0 >= k1) return;
       attention_detail::Item it;
-      it.t0 = t0;
-      it.t1 = t1;
-      it.k0 = std::min(tile_keys, key0 + chunks * sp / n_splits * attention_detail::kChunk);
-      it.k1 = std::min(tile_keys, key0 + chunks * (sp + 1) / n_splits * attention_detail::kChunk);
-      if (n_splits == 1) {
+      it.t0 = t0, it.t1 = t1, it.k0 = k0, it.k1 = k1;
+      it.kv = view, it.shift = shift, it.window = window, it.key_min = key_min;
+      if (n_parts == 1) {
         it.out = out;
       } else {
-        const size_t base = (size_t(ti) * n_splits + sp) * part_slots;
+        const size_t base = (size_t(ti) * n_parts + tile_parts[size_t(ti)]) * part_slots;
         it.acc = part_acc.data() + base * p.head_dim;
         it.ml = part_ml.data() + base * 2;
       }
+      ++tile_parts[size_t(ti)];
       items.push_back(it);
+    };
+    // The quantized rows: keys older than the recent window and past the sinks (masks keep the others out).
+    const int key0 = first_key(q_first);
+    const int key_end = q_last + 1 - kept.recent;
+    const int chunks = (key_end - key0 + kChunk - 1) / kChunk;
+    for (int sp = 0; sp < n_splits && chunks > 0; ++sp) {
+      add(&w.kv, std::min(key_end, key0 + chunks * sp / n_splits * kChunk),
+          std::min(key_end, key0 + chunks * (sp + 1) / n_splits * kChunk), kept.recent, p.window, kept.sinks);
     }
+    if (!kept.any()) continue;
+    add(&kept.sink, 0, std::min(kept.sinks, q_last + 1), 0, p.window, 0);
+    if (kept.recent == 0) continue;
+    const int window = p.window > 0 ? std::min(p.window, kept.recent) : kept.recent;
+    const int recent0 = std::max({kept.sinks, q_first - window + 1, 0});
+    const int ring = cache.shape().recent_rows();  // the kept side's ring (the other side holds n_ctx rows)
+    const int wrap = std::min(q_last + 1, (recent0 / ring + 1) * ring);  // the ring's next row 0
+    add(&kept.window, recent0, wrap, 0, window, kept.sinks);
+    add(&kept.window, wrap, q_last + 1, 0, window, kept.sinks);
   }
 
 #pragma omp parallel for schedule(dynamic, 1)
   for (size_t i = 0; i < items.size(); ++i) HWY_DYNAMIC_DISPATCH(AttendItem)(w, items[i]);
 
-  if (n_splits > 1) {
+  if (n_parts > 1) {
+    // This thread's buffers: inside the parallel region part_acc would name each worker's own (empty) one.
+    const float* acc_all = part_acc.data();
+    const float* ml_all = part_ml.data();
 #pragma omp parallel for schedule(static) if (n_tiles > 1)  // decode: one tile, merged without a fork
     for (int ti = 0; ti < n_tiles; ++ti) {
       const int t0 = ti * tile;
-      const size_t base = size_t(ti) * n_splits * part_slots;
-      merge_splits(part_acc.data() + base * p.head_dim, part_ml.data() + base * 2, n_splits, part_slots,
+      const size_t base = size_t(ti) * n_parts * part_slots;
+      merge_splits(acc_all + base * p.head_dim, ml_all + base * 2, tile_parts[size_t(ti)], part_slots,
                    (std::min(n_tokens, t0 + tile) - t0) * p.n_head, p.head_dim,
                    out + size_t(t0) * p.n_head * p.head_dim);
     }

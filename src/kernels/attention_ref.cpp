@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <utility>
 #include <vector>
 
 #include "kernels/attention.h"
@@ -69,6 +70,25 @@ std::vector<float> dequantize_rows(GgmlType type, const uint8_t* rows, size_t ro
   return out;
 }
 
+// Returns the keys and values of positions 0 .. n_kv - 1 as `view` holds them, indexed by position:
+// [n_kv, row_values] f32 each. In a ring, positions older than what it holds read whichever newer position
+// took their row; no caller looks at them.
+std::pair<std::vector<float>, std::vector<float>> rows_by_position(const KvLayerView& view, int n_kv) {
+  const int row_values = view.n_head_kv * view.head_dim;
+  const std::vector<float> k_rows = dequantize_rows(view.k_type, view.k, view.k_row_bytes, std::min(n_kv, view.n_rows),
+                                                    view.n_head_kv, view.head_dim, view.k_mean);
+  const std::vector<float> v_rows = dequantize_rows(view.v_type, view.v, view.v_row_bytes, std::min(n_kv, view.v_rows),
+                                                    view.n_head_kv, view.head_dim, view.v_mean);
+  std::vector<float> k_plain(size_t(n_kv) * row_values), v_plain(size_t(n_kv) * row_values);
+  for (int t = 0; t < n_kv; ++t) {
+    std::memcpy(&k_plain[size_t(t) * row_values], &k_rows[size_t(t % view.n_rows) * row_values],
+                sizeof(float) * row_values);
+    std::memcpy(&v_plain[size_t(t) * row_values], &v_rows[size_t(t % view.v_rows) * row_values],
+                sizeof(float) * row_values);
+  }
+  return {std::move(k_plain), std::move(v_plain)};
+}
+
 }  // namespace
 
 void attention_ref(const AttentionParams& p, const KvCache& cache, int layer, const float* q, int n_tokens, int pos0,
@@ -78,20 +98,27 @@ void attention_ref(const AttentionParams& p, const KvCache& cache, int layer, co
   const int n_kv = pos0 + n_tokens;
   KVQ_CHECK(n_kv <= view.n_ctx);
   const int row_values = view.n_head_kv * view.head_dim;
-  const int n_rows = std::min(n_kv, view.n_rows);
-  const std::vector<float> k_rows =
-      dequantize_rows(view.k_type, view.k, view.k_row_bytes, n_rows, view.n_head_kv, view.head_dim, view.k_mean);
-  const std::vector<float> v_rows =
-      dequantize_rows(view.v_type, view.v, view.v_row_bytes, n_rows, view.n_head_kv, view.head_dim, view.v_mean);
-  // Indexed by position, both to one stride. In a ring, positions older than the window read whichever
-  // newer position took their row; naive_attention never looks at them.
-  std::vector<float> k_plain(size_t(n_kv) * row_values), v_plain(size_t(n_kv) * row_values);
-  for (int t = 0; t < n_kv; ++t) {
-    const size_t row = size_t(t % view.n_rows);
-    std::memcpy(&k_plain[size_t(t) * row_values], &k_rows[row * row_values], sizeof(float) * row_values);
-    std::memcpy(&v_plain[size_t(t) * row_values], &v_rows[row * row_values], sizeof(float) * row_values);
+  auto [k_plain, v_plain] = rows_by_position(view, n_kv);
+  const KvKeptViews kept = cache.kept(layer);
+  if (!kept.any()) return naive_attention(p, k_plain.data(), v_plain.data(), row_values, n_kv, q, n_tokens, pos0, out);
+  // Kept ranges (kv_cache.h): each query composes its own keys, sinks and its recent window from the kept rows.
+  const auto [k_sink, v_sink] = rows_by_position(kept.sink, std::min(n_kv, kept.sinks));
+  const auto [k_recent, v_recent] = rows_by_position(kept.window, n_kv);
+  const size_t row = size_t(row_values);
+  for (int t = 0; t < n_tokens; ++t) {
+    const int q_pos = pos0 + t;
+    std::vector<float> k_q(k_plain.begin(), k_plain.begin() + ptrdiff_t((q_pos + 1) * row));
+    std::vector<float> v_q(v_plain.begin(), v_plain.begin() + ptrdiff_t((q_pos + 1) * row));
+    for (int j = 0; j <= q_pos; ++j) {
+      const std::vector<float>* k_src = j < kept.sinks ? &k_sink : j > q_pos - kept.recent ? &k_recent : nullptr;
+      const std::vector<float>* v_src = j < kept.sinks ? &v_sink : j > q_pos - kept.recent ? &v_recent : nullptr;
+      if (!k_src) continue;
+      std::copy_n(k_src->begin() + ptrdiff_t(j * row), row, k_q.begin() + ptrdiff_t(j * row));
+      std::copy_n(v_src->begin() + ptrdiff_t(j * row), row, v_q.begin() + ptrdiff_t(j * row));
+    }
+    naive_attention(p, k_q.data(), v_q.data(), row_values, q_pos + 1, q + size_t(t) * p.n_head * p.head_dim, 1, q_pos,
+                    out + size_t(t) * p.n_head * p.head_dim);
   }
-  naive_attention(p, k_plain.data(), v_plain.data(), row_values, n_kv, q, n_tokens, pos0, out);
 }
 
 void attention_ref_f32(const AttentionParams& p, const float* k, const float* v, int n_kv, const float* q, int n_tokens,

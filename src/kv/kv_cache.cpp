@@ -31,6 +31,25 @@ int KvCacheShape::rows(int layer) const {
   return int(std::min<int64_t>(n_ctx, ring));
 }
 
+bool KvCacheShape::keeps(GgmlType type) const { return quantized(type) && (sinks > 0 || recent > 0); }
+
+int KvCacheShape::sink_rows() const { return std::min(sinks, n_ctx); }
+
+int KvCacheShape::recent_rows() const {
+  return recent > 0 ? int(std::min<int64_t>(n_ctx, int64_t(recent) + kKvRecentSlice - 1)) : 0;
+}
+
+bool KvCacheShape::can_rewind(int written, int n) const {
+  // A ring of `rows` holding a window w keeps the positions before n that n reads while fewer than rows - w
+  // positions were written after them.
+  const auto holds = [&](int rows, int w) { return rows >= n_ctx || written - n <= rows - w; };
+  for (int l = 0; l < n_layer; ++l) {
+    const int w = window.empty() ? 0 : window[size_t(l)];
+    if (w > 0 && !holds(rows(l), w)) return false;
+  }
+  return recent == 0 || holds(recent_rows(), recent);
+}
+
 uint64_t KvCache::bytes_per_token(const KvCacheShape& shape, const std::vector<KvTypes>& per_layer) {
   uint64_t bytes = 0;
   for (const KvTypes& t : per_layer) bytes += row_bytes_of(t.k, shape) + row_bytes_of(t.v, shape);
@@ -43,7 +62,9 @@ bool KvCache::centred(const KvCacheShape& shape, KvSide side, GgmlType type) {
 
 uint64_t KvCache::side_bytes(const KvCacheShape& shape, int layer, GgmlType type, KvSide side) {
   const uint64_t mean = centred(shape, side, type) ? uint64_t(shape.n_head_kv) * shape.head_dim * sizeof(fp16_bits) : 0;
-  return uint64_t(shape.rows(layer)) * row_bytes_of(type, shape) + mean;
+  const uint64_t kept =
+      shape.keeps(type) ? uint64_t(shape.sink_rows() + shape.recent_rows()) * row_bytes_of(shape.keep_type, shape) : 0;
+  return uint64_t(shape.rows(layer)) * row_bytes_of(type, shape) + mean + kept;
 }
 
 uint64_t KvCache::key_bytes(const KvCacheShape& shape, const std::vector<KvTypes>& per_layer) {
@@ -63,7 +84,13 @@ uint64_t KvCache::bytes_attended(const KvCacheShape& shape, const std::vector<Kv
   for (size_t l = 0; l < per_layer.size(); ++l) {
     const int w = shape.window.empty() ? 0 : shape.window[l];
     const int64_t keys = w > 0 ? std::min<int64_t>(n_keys, w) : n_keys;
-    bytes += uint64_t(keys) * (row_bytes_of(per_layer[l].k, shape) + row_bytes_of(per_layer[l].v, shape));
+    // Kept keys (sinks, then the recent window) read at keep_type on a side that keeps them.
+    const int64_t sinks = w > 0 ? 0 : std::min<int64_t>(keys, shape.sinks);
+    const int64_t kept = sinks + std::min<int64_t>(keys - sinks, shape.recent);
+    for (GgmlType type : {per_layer[l].k, per_layer[l].v}) {
+      const uint64_t kept_row = row_bytes_of(shape.keeps(type) ? shape.keep_type : type, shape);
+      bytes += uint64_t(keys - kept) * row_bytes_of(type, shape) + uint64_t(kept) * kept_row;
+    }
   }
   return bytes;
 }
@@ -86,6 +113,12 @@ Result<KvCache> KvCache::create(const KvCacheShape& shape, std::vector<KvTypes> 
   if (shape.max_batch <= 0) return make_error("KV cache max_batch {} must be positive", shape.max_batch);
   for (int w : shape.window) {
     if (w < 0) return make_error("sliding window {} must not be negative", w);
+  }
+  if (shape.sinks < 0 || shape.recent < 0) {
+    return make_error("sinks {} and recent window {} must not be negative", shape.sinks, shape.recent);
+  }
+  if (!is_kv_type(shape.keep_type) || (is_head_scaled(shape.keep_type) && shape.head_dim % kHeadGroup != 0)) {
+    return make_error("type {} cannot keep the sinks and the recent window of this cache", type_name(shape.keep_type));
   }
   for (size_t l = 0; l < per_layer.size(); ++l) {
     if (per_layer[l].rotation == KvRotation::kAuto) {
@@ -120,9 +153,21 @@ Result<KvCache> KvCache::create(const KvCacheShape& shape, std::vector<KvTypes> 
     if (centred(shape, KvSide::kValue, t.v)) cache.v_mean_[l].assign(size_t(row_values), 0);
     cache.k_.push_back(hwy::AllocateAligned<uint8_t>(k_size + kKvReadSlack));
     cache.v_.push_back(hwy::AllocateAligned<uint8_t>(v_size + kKvReadSlack));
-    if (!cache.k_.back() || !cache.v_.back()) {
-      return make_error("cannot allocate {} bytes for the KV cache", cache.bytes());
-    }
+    bool allocated = cache.k_.back() && cache.v_.back();
+    // Kept stores, zeroed: small, and a part of a chunk they never wrote stays finite.
+    const auto kept_store = [&](GgmlType type, int rows, std::vector<hwy::AlignedFreeUniquePtr<uint8_t[]>>& stores) {
+      stores.emplace_back();
+      if (!shape.keeps(type) || rows == 0) return;
+      const size_t size = size_t(rows) * row_bytes_of(shape.keep_type, shape) + kKvReadSlack;
+      stores.back() = hwy::AllocateAligned<uint8_t>(size);
+      if (stores.back()) std::memset(stores.back().get(), 0, size);
+      allocated = allocated && stores.back();
+    };
+    kept_store(t.k, shape.sink_rows(), cache.k_sink_);
+    kept_store(t.v, shape.sink_rows(), cache.v_sink_);
+    kept_store(t.k, shape.recent_rows(), cache.k_recent_);
+    kept_store(t.v, shape.recent_rows(), cache.v_recent_);
+    if (!allocated) return make_error("cannot allocate {} bytes for the KV cache", cache.bytes());
   }
   return cache;
 }
@@ -158,30 +203,54 @@ void KvCache::store(int layer, int pos, int n_tokens, const float* k, const floa
   const float* k_store = centred(k, k_mean_[size_t(layer)], centred_k_);
   const float* v_store = centred(v, v_mean_[size_t(layer)], centred_v_);
   // A ring wraps at most once per store: rows pos % n_rows .. end, then from row 0.
-  const int first_row = pos % view.n_rows;
-  const int head = std::min(n_tokens, view.n_rows - first_row);
-  for (const auto& [start, count, row] : {std::tuple{0, head, first_row}, std::tuple{head, n_tokens - head, 0}}) {
-    if (count == 0) continue;
-    quantize_kv_rows(view.k_type, k_store + size_t(start) * row_floats,
-                     k_[size_t(layer)].get() + size_t(row) * view.k_row_bytes, count, shape_.n_head_kv, shape_.head_dim,
-                     pad_row_);
-    quantize_kv_rows(view.v_type, v_store + size_t(start) * row_floats,
-                     v_[size_t(layer)].get() + size_t(row) * view.v_row_bytes, count, shape_.n_head_kv, shape_.head_dim,
-                     pad_row_);
-  }
+  const auto store_rows = [&](GgmlType type, const float* rows, int first_pos, int count, uint8_t* dst, int n_rows) {
+    const size_t row_bytes = row_bytes_of(type, shape_);
+    const int first_row = first_pos % n_rows;
+    const int head = std::min(count, n_rows - first_row);
+    for (const auto& [start, n, row] : {std::tuple{0, head, first_row}, std::tuple{head, count - head, 0}}) {
+      if (n == 0) continue;
+      quantize_kv_rows(type, rows + size_t(start) * row_floats, dst + size_t(row) * row_bytes, n, shape_.n_head_kv,
+                       shape_.head_dim, pad_row_);
+    }
+  };
+  store_rows(view.k_type, k_store, pos, n_tokens, k_[size_t(layer)].get(), view.n_rows);
+  store_rows(view.v_type, v_store, pos, n_tokens, v_[size_t(layer)].get(), view.n_rows);
+  // The kept copies of the same rows: positions below sink_rows, and the last recent_rows of this store.
+  const int sink_count = std::clamp(shape_.sink_rows() - pos, 0, n_tokens);
+  const int ring = shape_.recent_rows();
+  const int recent_skip = std::max(0, n_tokens - ring);
+  const auto keep = [&](const float* x, uint8_t* sink, uint8_t* recent) {
+    if (sink && sink_count > 0) store_rows(shape_.keep_type, x, pos, sink_count, sink, shape_.sink_rows());
+    if (recent) {
+      store_rows(shape_.keep_type, x + size_t(recent_skip) * row_floats, pos + recent_skip, n_tokens - recent_skip,
+                 recent, ring);
+    }
+  };
+  keep(k_store, k_sink_[size_t(layer)].get(), k_recent_[size_t(layer)].get());
+  keep(v_store, v_sink_[size_t(layer)].get(), v_recent_[size_t(layer)].get());
 }
 
 bool KvCache::copy_from(const KvCache& other) {
   if (other.types_ != types_ || other.shape_.n_layer != shape_.n_layer || other.shape_.n_ctx != shape_.n_ctx ||
       other.shape_.window != shape_.window || other.shape_.max_batch != shape_.max_batch ||
       other.shape_.n_head_kv != shape_.n_head_kv || other.shape_.head_dim != shape_.head_dim ||
-      other.shape_.centre_keys != shape_.centre_keys || other.shape_.centre_values != shape_.centre_values) {
+      other.shape_.centre_keys != shape_.centre_keys || other.shape_.centre_values != shape_.centre_values ||
+      other.shape_.sinks != shape_.sinks || other.shape_.recent != shape_.recent ||
+      other.shape_.keep_type != shape_.keep_type) {
     return false;
   }
+  const size_t keep_row = row_bytes_of(shape_.keep_type, shape_);
+  const auto copy_kept = [&](const auto& mine, const auto& theirs, int l, int rows) {
+    if (mine[size_t(l)]) std::memcpy(mine[size_t(l)].get(), theirs[size_t(l)].get(), size_t(rows) * keep_row);
+  };
   for (int l = 0; l < shape_.n_layer; ++l) {
     const KvLayerView view = layer(l);
     std::memcpy(k_[size_t(l)].get(), other.k_[size_t(l)].get(), size_t(view.n_rows) * view.k_row_bytes);
     std::memcpy(v_[size_t(l)].get(), other.v_[size_t(l)].get(), size_t(view.n_rows) * view.v_row_bytes);
+    copy_kept(k_sink_, other.k_sink_, l, shape_.sink_rows());
+    copy_kept(v_sink_, other.v_sink_, l, shape_.sink_rows());
+    copy_kept(k_recent_, other.k_recent_, l, shape_.recent_rows());
+    copy_kept(v_recent_, other.v_recent_, l, shape_.recent_rows());
   }
   k_mean_ = other.k_mean_;
   v_mean_ = other.v_mean_;
@@ -193,6 +262,9 @@ uint64_t KvCache::bytes_holding(int n_positions) const {
   for (int l = 0; l < shape_.n_layer; ++l) {
     const KvLayerView view = layer(l);
     bytes += uint64_t(std::min(n_positions, view.n_rows)) * (view.k_row_bytes + view.v_row_bytes);
+    const int kept_rows = std::min(n_positions, shape_.sink_rows()) + std::min(n_positions, shape_.recent_rows());
+    const int kept_sides = int(shape_.keeps(view.k_type)) + int(shape_.keeps(view.v_type));
+    bytes += uint64_t(kept_rows) * kept_sides * row_bytes_of(shape_.keep_type, shape_);
   }
   return bytes;
 }
@@ -214,10 +286,35 @@ KvLayerView KvCache::layer(int layer) const {
   view.v_mean = v_mean_[size_t(layer)].empty() ? nullptr : v_mean_[size_t(layer)].data();
   view.n_ctx = shape_.n_ctx;
   view.n_rows = shape_.rows(layer);
+  view.v_rows = view.n_rows;
   view.window = shape_.window.empty() ? 0 : shape_.window[size_t(layer)];
   view.n_head_kv = shape_.n_head_kv;
   view.head_dim = shape_.head_dim;
   return view;
+}
+
+KvKeptViews KvCache::kept(int layer) const {
+  KvKeptViews kept;
+  const KvLayerView own = this->layer(layer);
+  if (!shape_.keeps(own.k_type) && !shape_.keeps(own.v_type)) return kept;
+  kept.sinks = shape_.sink_rows();
+  kept.recent = shape_.recent;
+  const size_t keep_row = row_bytes_of(shape_.keep_type, shape_);
+  const auto view_of = [&](const auto& k_store, const auto& v_store, int rows) {
+    KvLayerView view = own;
+    if (k_store[size_t(layer)]) {
+      view.k_type = shape_.keep_type, view.k = k_store[size_t(layer)].get(), view.k_row_bytes = keep_row;
+      view.n_rows = rows;
+    }
+    if (v_store[size_t(layer)]) {
+      view.v_type = shape_.keep_type, view.v = v_store[size_t(layer)].get(), view.v_row_bytes = keep_row;
+      view.v_rows = rows;
+    }
+    return view;
+  };
+  kept.sink = view_of(k_sink_, v_sink_, shape_.sink_rows());
+  kept.window = view_of(k_recent_, v_recent_, shape_.recent_rows());
+  return kept;
 }
 
 }  // namespace kvq

@@ -19,6 +19,16 @@
 // split. Hence off by default.
 // The means are counted in bytes() (2 bytes per value per centred side and layer).
 //
+// Sinks and a recent window (opt-in, `--kvq-sinks N`, `--kvq-window R`): a quantized side also keeps
+// positions 0 .. N - 1 and the last R + kKvRecentSlice - 1 positions (a ring) at keep_type (f16 by default),
+// written by the same store from the same (rotated, centred) rows. A query at position p reads a key j from
+// the sinks when j < N, from the ring when p - R < j <= p, else from the quantized rows: every query sees its
+// own last R positions at keep_type, in prefill as in decode, and a position "leaves the window" by being read
+// from the quantized row written when it was stored (from f32, never from the f16 copy). An attention call
+// then takes at most kKvRecentSlice queries (the model slices). Attention runs the three ranges as parts of
+// one softmax (kernels/attention.h). The kept rows are counted in bytes(); the quantized rows of kept
+// positions are kept too (2 bytes per value and position at most, for N + R positions).
+//
 // Sliding-window layers (Gemma 2/3) keep a ring: position p lives in row p % rows, where rows covers the
 // window plus the tokens stored before one attention call (a batch slice may overwrite only positions
 // no query of that slice can see), rounded up to kKvRingAlign so that no attention chunk wraps.
@@ -38,6 +48,7 @@ namespace kvq {
 inline constexpr int kKvRingAlign = 64;         // ring rows are a multiple of this (attention's key chunk)
 inline constexpr int kKvDefaultMaxBatch = 512;  // tokens stored per step unless the shape says otherwise
 inline constexpr int kKvReadSlack = 64;         // bytes past the last row a decoder may read (never used)
+inline constexpr int kKvRecentSlice = 4;        // most queries per attention call when a recent window is kept
 
 enum class KvSide { kKey = 0, kValue = 1 };
 
@@ -50,26 +61,46 @@ struct KvCacheShape {
   int max_batch = kKvDefaultMaxBatch;  // most tokens stored between two attention calls of a layer
   bool centre_keys = false;            // quantized keys store k - mean (below); never where scores are soft-capped
   bool centre_values = false;          // quantized values store v - mean
+  int sinks = 0;                       // first positions a quantized side also keeps at keep_type (above)
+  int recent = 0;                      // recent window every query reads at keep_type (above)
+  GgmlType keep_type = GgmlType::F16;  // type of the sinks and the recent window
 
   // Returns the token rows layer l keeps: n_ctx, or the ring of a windowed layer when that is smaller.
   int rows(int layer) const;
+  // Whether a side of this type keeps sinks and a recent window (quantized types only).
+  bool keeps(GgmlType type) const;
+  int sink_rows() const;    // rows of a side's sink store: min(sinks, n_ctx)
+  int recent_rows() const;  // rows of a side's recent ring: recent + kKvRecentSlice - 1, at most n_ctx; 0 = none
+  // Whether, after positions 0 .. written - 1 were stored, every ring (sliding-window layers, the recent
+  // window) still holds what queries from position n on read: rewinding to n is then exact.
+  bool can_rewind(int written, int n) const;
 };
 
 // Read access to one layer for the attention kernels.
 struct KvLayerView {
   GgmlType k_type = GgmlType::F16;
   GgmlType v_type = GgmlType::F16;
-  const uint8_t* k = nullptr;  // [n_ctx, k_row_bytes]: token rows of k_type
-  const uint8_t* v = nullptr;  // [n_ctx, v_row_bytes]: token rows of v_type
+  const uint8_t* k = nullptr;  // [n_rows, k_row_bytes]: token rows of k_type
+  const uint8_t* v = nullptr;  // [v_rows, v_row_bytes]: token rows of v_type
   size_t k_row_bytes = 0;
   size_t v_row_bytes = 0;
   int n_ctx = 0;
-  int n_rows = 0;  // rows held: n_ctx, or fewer for a ring (position p in row p % n_rows)
+  int n_rows = 0;  // K rows held: n_ctx, or fewer for a ring (position p in row p % n_rows)
+  int v_rows = 0;  // V rows held, the same way (differs from n_rows only in a kept view whose V is not kept)
   int window = 0;  // sliding window (0 = global)
   int n_head_kv = 0;
   int head_dim = 0;
   const uint16_t* k_mean = nullptr;  // [n_head_kv * head_dim] f16 bits subtracted from the stored keys, or null
   const uint16_t* v_mean = nullptr;  // [n_head_kv * head_dim] f16 bits subtracted from the stored values, or null
+};
+
+// The kept ranges of one layer (Sinks and recent window, above), as views of the same form as the layer's:
+// a side that keeps nothing (a float type) reads its own rows there.
+struct KvKeptViews {
+  int sinks = 0;   // positions 0 .. sinks - 1 read from `sink`
+  int recent = 0;  // a query at p reads p - recent < j <= p from `window`; 0 = no window
+  KvLayerView sink, window;
+  bool any() const { return sinks > 0 || recent > 0; }
 };
 
 class KvCache {
@@ -116,6 +147,8 @@ class KvCache {
   const KvCacheShape& shape() const { return shape_; }
   const std::vector<KvTypes>& types() const { return types_; }
   KvLayerView layer(int layer) const;
+  // The layer's sinks and recent window; any() is false when it keeps none.
+  KvKeptViews kept(int layer) const;
   // The transform of layers whose types rotate (kv/rotation.h); nullptr when no layer does.
   const HeadRotation* rotation() const { return rotation_ ? &*rotation_ : nullptr; }
 
@@ -127,6 +160,8 @@ class KvCache {
   std::vector<hwy::AlignedFreeUniquePtr<uint8_t[]>> k_;  // per layer: [n_ctx, k row bytes]
   std::vector<hwy::AlignedFreeUniquePtr<uint8_t[]>> v_;  // per layer: [n_ctx, v row bytes]
   std::vector<std::vector<uint16_t>> k_mean_, v_mean_;   // per layer: [row values] f16, empty when uncentred
+  // per layer: [sink_rows, row bytes of keep_type] and [recent_rows, ...]; null where the side keeps none
+  std::vector<hwy::AlignedFreeUniquePtr<uint8_t[]>> k_sink_, v_sink_, k_recent_, v_recent_;
   std::vector<float> pad_row_;                           // [padded row values] f32 staging for padded rows
   std::vector<float> centred_k_, centred_v_;             // [n_tokens, row values] f32 staging of a store
   std::optional<HeadRotation> rotation_;

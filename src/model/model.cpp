@@ -26,6 +26,9 @@ KvCacheShape Model::cache_shape(int n_ctx, int max_batch) const {
   KvCacheShape shape{config_.n_layer, n_ctx, config_.n_head_kv, config_.head_dim, config_.layer_windows(), max_batch};
   shape.centre_keys = kv_centring_ && config_.attn_softcap == 0.0f;  // capped scores are not shift-invariant
   shape.centre_values = kv_centring_;
+  shape.sinks = kv_sinks_;
+  shape.recent = kv_recent_;
+  shape.keep_type = kv_keep_type_;
   return shape;
 }
 
@@ -158,8 +161,14 @@ void Model::attention_block(int l, int n_rows, std::span<const Segment> segments
       rot->forward(k, int64_t(seg.n) * c.n_head_kv);
       if (rotation == KvRotation::kKeysValues) rot->forward(v, int64_t(seg.n) * c.n_head_kv);
     }
-    seg.cache->store(l, seg.pos, seg.n, k, v);  // quantized on write
-    attention(ap, *seg.cache, l, q, seg.n, seg.pos, out);
+    // A kept recent window (kv/kv_cache.h) holds the keys of kKvRecentSlice queries per attention call.
+    const int slice = seg.cache->shape().recent > 0 ? kKvRecentSlice : seg.n;
+    for (int s0 = 0; s0 < seg.n; s0 += slice) {
+      const int n = std::min(slice, seg.n - s0);
+      const size_t kv_off = size_t(s0) * c.kv_dim(), q_off = size_t(s0) * c.q_dim();
+      seg.cache->store(l, seg.pos + s0, n, k + kv_off, v + kv_off);  // quantized on write
+      attention(ap, *seg.cache, l, q + q_off, n, seg.pos + s0, out + q_off);
+    }
     if (rotation == KvRotation::kKeysValues) rot->inverse(out, int64_t(seg.n) * c.n_head);
   }
   matmul(L.wo, attn_.data(), xn_.data(), n_rows);

@@ -37,6 +37,8 @@ class Model {
   // max_batch tokens per forward slice; quantized sides centred (kv/kv_cache.h) when turned on here.
   KvCacheShape cache_shape(int n_ctx, int max_batch = kMaxBatch) const;
   void set_kv_centring(bool on) { kv_centring_ = on; }
+  // Sinks and a recent window kept at `type` beside quantized sides (kv/kv_cache.h); 0, 0 = none.
+  void set_kv_kept(int sinks, int recent, GgmlType type) { kv_sinks_ = sinks, kv_recent_ = recent, kv_keep_type_ = type; }
   // A cache shaped for this model; per_layer has n_layer entries.
   Result<KvCache> make_cache(int n_ctx, const std::vector<KvTypes>& per_layer, int max_batch = kMaxBatch) const;
 
@@ -54,6 +56,8 @@ class Model {
 
  private:
   bool kv_centring_ = false;
+  int kv_sinks_ = 0, kv_recent_ = 0;
+  GgmlType kv_keep_type_ = GgmlType::F16;
   // Rows [row0, row0 + n) of a batch belong to one sequence at positions pos ...
   struct Segment {
     int row0 = 0, n = 0, pos = 0;

@@ -101,15 +101,8 @@ int Engine::reusable_prefix(const Slot& slot, const std::vector<int32_t>& prompt
   const size_t limit = std::min(slot.cached.size(), prompt.size() - 1);  // the last prompt token gives logits
   size_t n = 0;
   while (n < limit && slot.cached[n] == prompt[n]) ++n;
-  // A ring still holds the window before position n only if fewer than rows - window positions were
-  // written after it (kv/kv_cache.h).
-  const KvCacheShape& shape = slot.cache.shape();
-  for (int l = 0; l < shape.n_layer; ++l) {
-    const int window = shape.window.empty() ? 0 : shape.window[size_t(l)];
-    if (window > 0 && shape.rows(l) < shape.n_ctx && slot.cached.size() - n > size_t(shape.rows(l) - window)) {
-      return 0;
-    }
-  }
+  // Rings (sliding windows, a kept recent window) must still hold what the positions from n on read.
+  if (!slot.cache.shape().can_rewind(int(slot.cached.size()), int(n))) return 0;
   return int(n);
 }
 
