@@ -18,6 +18,7 @@ namespace {
 constexpr double kMaxKldFloatWeights = 1e-3;      // f32 / f16 / bf16 weights
 constexpr double kMaxKldQuantizedWeights = 5e-3;  // activations are quantized to 8 bits on the fly
 constexpr double kMinArgmaxAgreement = 0.98;      // f32 / f16 / bf16 weights
+constexpr double kMaxKldInt8QueryRounding = 1e-4;  // the same cache read with 8-bit or f32 queries (NEON: 2.6e-5)
 constexpr double kMinArgmaxAgreementStories = 0.995;
 // Same KV quantization as the fixture: our KLD to it must be far below its KLD to the f32 cache.
 constexpr double kMaxKldFractionOfFixtureGap = 0.25;
@@ -160,9 +161,10 @@ TEST(Prefill, ChunkedEqualsAllAtOnce) {
   Model& m = **model;
   const int n_vocab = m.config().n_vocab, n = 64;
   // The last case keeps sinks and a recent window (kv/kv_cache.h): each query of a prefill sees its own window.
-  for (KvTypes kv : {KvTypes{GgmlType::F16, GgmlType::F16}, KvTypes{GgmlType::Q8_0, GgmlType::Q4_0},
-                     KvTypes{GgmlType::Q4_0, GgmlType::Q4_0}}) {
-    if (kv.k == GgmlType::Q4_0) m.set_kv_kept(2, 20, GgmlType::F16);
+  // Same types as the second, so both take the same kernel paths (and query rounding) on every target.
+  for (int kept : {0, 1, 2}) {
+    const KvTypes kv = kept == 0 ? KvTypes{GgmlType::F16, GgmlType::F16} : KvTypes{GgmlType::Q8_0, GgmlType::Q4_0};
+    if (kept == 2) m.set_kv_kept(2, 20, GgmlType::F16);
     std::vector<int32_t> tokens(f.tokens.begin(), f.tokens.begin() + n);
     auto all = m.make_cache(n, std::vector<KvTypes>(m.config().n_layer, kv));
     auto chunked = m.make_cache(n, std::vector<KvTypes>(m.config().n_layer, kv));
@@ -181,8 +183,15 @@ TEST(Prefill, ChunkedEqualsAllAtOnce) {
           m.forward(std::span(tokens).subspan(pos, 1), pos, *chunked, got.data() + size_t(pos) * n_vocab, true).ok());
     }
     const Agreement a = compare_logits(expected.data(), got.data(), n, n_vocab);
-    EXPECT_LE(a.mean_kld, 1e-6);
-    EXPECT_EQ(a.argmax, 1.0);
+    if (kept == 2) {
+      // The kept case's prefill runs 4-query slices, which may take the integer K·q (queries rounded to 8 bits:
+      // NEON sdot, AVX-512 VNNI) where single queries take f32; synth-mini's flat logits then flip a near-tie.
+      EXPECT_LE(a.mean_kld, kMaxKldInt8QueryRounding);
+      EXPECT_GE(a.argmax, kMinArgmaxAgreement);
+    } else {
+      EXPECT_LE(a.mean_kld, 1e-6);
+      EXPECT_EQ(a.argmax, 1.0);
+    }
   }
 }
 
