@@ -102,19 +102,18 @@ void attention_ref(const AttentionParams& p, const KvCache& cache, int layer, co
   const KvKeptViews kept = cache.kept(layer);
   if (!kept.any()) return naive_attention(p, k_plain.data(), v_plain.data(), row_values, n_kv, q, n_tokens, pos0, out);
   // Kept ranges (kv_cache.h): each query composes its own keys, sinks and its recent window from the kept rows.
-  const auto [k_sink, v_sink] = rows_by_position(kept.sink, std::min(n_kv, kept.sinks));
-  const auto [k_recent, v_recent] = rows_by_position(kept.window, n_kv);
+  const auto sink = rows_by_position(kept.sink, std::min(n_kv, kept.sinks));
+  const auto recent = rows_by_position(kept.window, n_kv);
   const size_t row = size_t(row_values);
   for (int t = 0; t < n_tokens; ++t) {
     const int q_pos = pos0 + t;
     std::vector<float> k_q(k_plain.begin(), k_plain.begin() + ptrdiff_t((q_pos + 1) * row));
     std::vector<float> v_q(v_plain.begin(), v_plain.begin() + ptrdiff_t((q_pos + 1) * row));
     for (int j = 0; j <= q_pos; ++j) {
-      const std::vector<float>* k_src = j < kept.sinks ? &k_sink : j > q_pos - kept.recent ? &k_recent : nullptr;
-      const std::vector<float>* v_src = j < kept.sinks ? &v_sink : j > q_pos - kept.recent ? &v_recent : nullptr;
-      if (!k_src) continue;
-      std::copy_n(k_src->begin() + ptrdiff_t(j * row), row, k_q.begin() + ptrdiff_t(j * row));
-      std::copy_n(v_src->begin() + ptrdiff_t(j * row), row, v_q.begin() + ptrdiff_t(j * row));
+      const auto* src = j < kept.sinks ? &sink : j > q_pos - kept.recent ? &recent : nullptr;
+      if (!src) continue;
+      std::copy_n(src->first.begin() + ptrdiff_t(j * row), row, k_q.begin() + ptrdiff_t(j * row));
+      std::copy_n(src->second.begin() + ptrdiff_t(j * row), row, v_q.begin() + ptrdiff_t(j * row));
     }
     naive_attention(p, k_q.data(), v_q.data(), row_values, q_pos + 1, q + size_t(t) * p.n_head * p.head_dim, 1, q_pos,
                     out + size_t(t) * p.n_head * p.head_dim);
