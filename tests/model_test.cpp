@@ -164,7 +164,7 @@ TEST(Prefill, ChunkedEqualsAllAtOnce) {
   // Same types as the second, so both take the same kernel paths (and query rounding) on every target.
   for (int kept : {0, 1, 2}) {
     const KvTypes kv = kept == 0 ? KvTypes{GgmlType::F16, GgmlType::F16} : KvTypes{GgmlType::Q8_0, GgmlType::Q4_0};
-    if (kept == 2) m.set_kv_kept(2, 20, GgmlType::F16);
+    if (kept == 2) m.set_kv_layout({.sinks = 2, .recent = 20});
     std::vector<int32_t> tokens(f.tokens.begin(), f.tokens.begin() + n);
     auto all = m.make_cache(n, std::vector<KvTypes>(m.config().n_layer, kv));
     auto chunked = m.make_cache(n, std::vector<KvTypes>(m.config().n_layer, kv));
@@ -204,7 +204,7 @@ TEST(KeptRanges, WholeWindowIsTheFloatCacheAndShortOnesHelp) {
   Model& m = **model;
   const int n = int(f.tokens.size()), n_vocab = m.config().n_vocab;
   const auto logits_of = [&](KvTypes kv, int sinks, int recent, GgmlType keep) {
-    m.set_kv_kept(sinks, recent, keep);
+    m.set_kv_layout({.sinks = sinks, .recent = recent, .keep_type = keep});
     auto cache = m.make_cache(n, std::vector<KvTypes>(m.config().n_layer, kv));
     EXPECT_TRUE(cache.ok());
     std::vector<float> logits(size_t(n) * n_vocab);  // [n, n_vocab]
@@ -219,7 +219,7 @@ TEST(KeptRanges, WholeWindowIsTheFloatCacheAndShortOnesHelp) {
   const double kept = compare_logits(f32_cache.data(), logits_of(q4, 4, 16, GgmlType::F16).data(), n, n_vocab).mean_kld;
   std::printf("q4_0/q4_0 KLD to the f32 cache: %.3e plain, %.3e with 4 sinks and a window of 16\n", plain, kept);
   EXPECT_LT(kept, 0.8 * plain);
-  m.set_kv_kept(0, 0, GgmlType::F16);
+  m.set_kv_layout({});
 }
 
 TEST(Model, RejectsBadInput) {

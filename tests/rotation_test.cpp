@@ -211,7 +211,7 @@ TEST(KvCentring, LowersWhatFourBitCachesCostOnStories15M) {
   const auto plain = logits_with(m, tokens, {GgmlType::F16, GgmlType::F16});
   const KvTypes nl4{GgmlType::NL4_H, GgmlType::NL4_H, KvRotation::kKeysValues};
   const double uncentred = test::compare_logits(plain.data(), logits_with(m, tokens, nl4).data(), n, n_vocab).mean_kld;
-  m.set_kv_centring(true);
+  m.set_kv_layout({.centre = true});
   const double centred = test::compare_logits(plain.data(), logits_with(m, tokens, nl4).data(), n, n_vocab).mean_kld;
   const auto plain_centred = logits_with(m, tokens, {GgmlType::F16, GgmlType::F16});
   EXPECT_EQ(plain, plain_centred);

@@ -59,15 +59,14 @@ void add_kept_options(CLI::App* command, KvOptions& options) {
       ->capture_default_str();
 }
 
-Status apply_kept_options(const KvOptions& options, Model& model) {
+Result<KvCacheLayout> kv_cache_layout(const KvOptions& options, const ModelConfig& config) {
   auto type = parse_kv_type(options.keep);
   if (!type) return make_error("--kvq-keep: {}", type.error().message);
-  if (is_head_scaled(*type) && model.config().head_dim % kHeadGroup != 0) {
+  if (is_head_scaled(*type) && config.head_dim % kHeadGroup != 0) {
     return make_error("--kvq-keep {} needs a head_dim that is a multiple of {}; this model's is {}", options.keep,
-                      kHeadGroup, model.config().head_dim);
+                      kHeadGroup, config.head_dim);
   }
-  model.set_kv_kept(options.sinks, options.window, *type);
-  return Status::Ok();
+  return KvCacheLayout{options.centre == "on", options.sinks, options.window, *type};
 }
 
 Result<std::vector<KvTypes>> resolve_kv_types(const KvOptions& options, const ModelIdentity& model) {

@@ -29,8 +29,8 @@ struct KvOptions {
 };
 // Adds --kvq-sinks, --kvq-window and --kvq-keep (also the sweep's, which has no other KV flags).
 void add_kept_options(CLI::App* command, KvOptions& options);
-// Sets the kept ranges of `options` on `model`; errors name the flag.
-Status apply_kept_options(const KvOptions& options, Model& model);
+// The cache layout `options` ask of a model of `config` (--kvq-centre, the kept ranges); errors name the flag.
+Result<KvCacheLayout> kv_cache_layout(const KvOptions& options, const ModelConfig& config);
 void add_kv_options(CLI::App* command, KvOptions& options);
 // --temp, --top-k, --top-p, --min-p with their defaults.
 void add_sampling_options(CLI::App* command, SamplerParams& params);

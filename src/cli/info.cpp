@@ -59,16 +59,10 @@ int run_info(const InfoArgs& args) {
   if (const gguf::Value* v = file->find("tokenizer.ggml.tokens")) vocab_size = v->array.size();
 
   const KvCacheShape shape{c.n_layer, 0, c.n_head_kv, c.head_dim};
-  // The cache kvq allocates for ctx tokens: sliding-window layers keep rings (kv/kv_cache.h).
-  auto keep_type = parse_kv_type(args.kv.keep);
-  if (!keep_type) return report_error(make_error("--kvq-keep: {}", keep_type.error().message)), 1;
-  const auto shape_at = [&](int64_t ctx) {
-    KvCacheShape s{c.n_layer, int(ctx), c.n_head_kv, c.head_dim, c.layer_windows(), Model::kMaxBatch};
-    s.centre_keys = args.kv.centre == "on" && c.attn_softcap == 0.0f;  // as Model::cache_shape
-    s.centre_values = args.kv.centre == "on";
-    s.sinks = args.kv.sinks, s.recent = args.kv.window, s.keep_type = *keep_type;  // kept rows count (kv_cache.h)
-    return s;
-  };
+  auto layout = kv_cache_layout(args.kv, c);
+  if (!layout) return report_error(layout.error()), 1;
+  // The cache kvq allocates for ctx tokens: rings of sliding-window layers, centring means, kept rows.
+  const auto shape_at = [&](int64_t ctx) { return cache_shape_of(c, int(ctx), *layout); };
   const int n_windowed = int(std::ranges::count_if(c.layers, [](const LayerConfig& l) { return l.window > 0; }));
   const uint64_t f16_per_token = KvCache::bytes_per_token(shape, std::vector<KvTypes>(c.n_layer, KvTypes{}));
   std::vector<int> contexts(std::begin(kContexts), std::end(kContexts));

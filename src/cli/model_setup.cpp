@@ -12,8 +12,9 @@ Result<LoadedModel> load_model(const std::string& path, const KvOptions& kv) {
   if (!model) return model.error();
   auto types = resolve_kv_types(kv, identify_model((*model)->file(), (*model)->config()));
   if (!types) return types.error();
-  (*model)->set_kv_centring(kv.centre == "on");
-  KVQ_RETURN_IF_ERROR(apply_kept_options(kv, **model));
+  auto layout = kv_cache_layout(kv, (*model)->config());
+  if (!layout) return layout.error();
+  (*model)->set_kv_layout(*layout);
   return LoadedModel{std::move(*model), std::move(*types)};
 }
 

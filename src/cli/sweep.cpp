@@ -23,8 +23,7 @@ struct SweepArgs {
   std::vector<std::string> keys = {"f16", "q8_0", "q4_0"};
   std::vector<std::string> vals = {"f16", "q8_0", "q4_0"};
   std::vector<std::string> rotations = {"auto"};
-  std::string centre = "off";
-  KvOptions kept;  // --kvq-sinks, --kvq-window, --kvq-keep: the same for every row
+  KvOptions kept;  // --kvq-centre, --kvq-sinks, --kvq-window, --kvq-keep: the same for every row
   std::vector<int> contexts = {512};
   int chunks = 0;
   int threads = 0;
@@ -54,8 +53,9 @@ int run_sweep_command(const SweepArgs& args) {
   const int threads = set_threads(args.threads);
   auto model = Model::load(args.model);
   if (!model) return report_error(model.error()), 1;
-  (*model)->set_kv_centring(args.centre == "on");
-  if (Status st = apply_kept_options(args.kept, **model); !st) return report_error(st.error()), 1;
+  auto layout = kv_cache_layout(args.kept, (*model)->config());
+  if (!layout) return report_error(layout.error()), 1;
+  (*model)->set_kv_layout(*layout);
   const ModelConfig& c = (*model)->config();
   auto tokenizer = Tokenizer::from_gguf((*model)->file());
   if (!tokenizer) return report_error(tokenizer.error()), 1;
@@ -92,7 +92,7 @@ int run_sweep_command(const SweepArgs& args) {
            1;
   }
   std::vector<std::string> options;  // what applies to every row
-  if (args.centre == "on") options.push_back("centred");
+  if (layout->centre) options.push_back("centred");
   if (args.kept.sinks > 0 || args.kept.window > 0) {
     options.push_back(fmt::format("sinks {}, window {} at {}", args.kept.sinks, args.kept.window, args.kept.keep));
   }
@@ -178,7 +178,7 @@ void register_sweep(CLI::App& app) {
   cmd->add_option("-o,--out", args->out_dir, "output folder for CSV, JSON and charts")->capture_default_str();
   cmd->add_option("-t,--threads", args->threads, "threads (0 = all cores)")->capture_default_str();
   cmd->add_flag("--no-charts", args->no_charts, "skip the gnuplot scripts and images");
-  cmd->add_option("--kvq-centre", args->centre, "centre quantized sides on the first batch's mean (kv/kv_cache.h)")
+  cmd->add_option("--kvq-centre", args->kept.centre, "centre quantized sides on the first batch's mean (kv/kv_cache.h)")
       ->check(CLI::IsMember({"on", "off"}))
       ->capture_default_str();
   add_kept_options(cmd, args->kept);

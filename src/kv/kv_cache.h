@@ -52,6 +52,14 @@ inline constexpr int kKvRecentSlice = 4;        // most queries per attention ca
 
 enum class KvSide { kKey = 0, kValue = 1 };
 
+// What a cache stores beside its types (--kvq-centre, --kvq-sinks, --kvq-window, --kvq-keep; above).
+struct KvCacheLayout {
+  bool centre = false;
+  int sinks = 0;
+  int recent = 0;
+  GgmlType keep_type = GgmlType::F16;
+};
+
 struct KvCacheShape {
   int n_layer = 0;
   int n_ctx = 0;

@@ -22,14 +22,18 @@ Result<std::unique_ptr<Model>> Model::load(const std::string& path) {
 Model::Model(gguf::File file, ModelConfig config, ModelWeights weights)
     : file_(std::move(file)), config_(std::move(config)), weights_(std::move(weights)) {}
 
-KvCacheShape Model::cache_shape(int n_ctx, int max_batch) const {
-  KvCacheShape shape{config_.n_layer, n_ctx, config_.n_head_kv, config_.head_dim, config_.layer_windows(), max_batch};
-  shape.centre_keys = kv_centring_ && config_.attn_softcap == 0.0f;  // capped scores are not shift-invariant
-  shape.centre_values = kv_centring_;
-  shape.sinks = kv_sinks_;
-  shape.recent = kv_recent_;
-  shape.keep_type = kv_keep_type_;
+KvCacheShape cache_shape_of(const ModelConfig& config, int n_ctx, const KvCacheLayout& layout, int max_batch) {
+  KvCacheShape shape{config.n_layer, n_ctx, config.n_head_kv, config.head_dim, config.layer_windows(), max_batch};
+  shape.centre_keys = layout.centre && config.attn_softcap == 0.0f;
+  shape.centre_values = layout.centre;
+  shape.sinks = layout.sinks;
+  shape.recent = layout.recent;
+  shape.keep_type = layout.keep_type;
   return shape;
+}
+
+KvCacheShape Model::cache_shape(int n_ctx, int max_batch) const {
+  return cache_shape_of(config_, n_ctx, kv_layout_, max_batch);
 }
 
 Result<KvCache> Model::make_cache(int n_ctx, const std::vector<KvTypes>& per_layer, int max_batch) const {

@@ -24,6 +24,12 @@ struct SequenceStep {
   float* logits = nullptr;  // [n_vocab] for the last token, or null
 };
 
+// The cache of a model of `config` at n_ctx tokens: sliding-window layers keep rings sized for max_batch
+// tokens per forward slice; centring and kept rows as `layout` says, except that keys are never centred
+// where scores are soft-capped (capped scores are not shift-invariant). kvq info counts memory by it.
+KvCacheShape cache_shape_of(const ModelConfig& config, int n_ctx, const KvCacheLayout& layout,
+                            int max_batch = kKvDefaultMaxBatch);
+
 class Model {
  public:
   // Maps the file and binds every tensor; errors name the file and what is wrong.
@@ -33,12 +39,10 @@ class Model {
   const ModelWeights& weights() const { return weights_; }
   const gguf::File& file() const { return file_; }
 
-  // The shape of this model's cache of n_ctx tokens: its sliding-window layers keep rings sized for
-  // max_batch tokens per forward slice; quantized sides centred (kv/kv_cache.h) when turned on here.
+  // The shape of this model's cache of n_ctx tokens (cache_shape_of with the layout set here).
   KvCacheShape cache_shape(int n_ctx, int max_batch = kMaxBatch) const;
-  void set_kv_centring(bool on) { kv_centring_ = on; }
-  // Sinks and a recent window kept at `type` beside quantized sides (kv/kv_cache.h); 0, 0 = none.
-  void set_kv_kept(int sinks, int recent, GgmlType type) { kv_sinks_ = sinks, kv_recent_ = recent, kv_keep_type_ = type; }
+  // Centring, sinks and a recent window of the caches made from now on (kv/kv_cache.h); default none.
+  void set_kv_layout(const KvCacheLayout& layout) { kv_layout_ = layout; }
   // A cache shaped for this model; per_layer has n_layer entries.
   Result<KvCache> make_cache(int n_ctx, const std::vector<KvTypes>& per_layer, int max_batch = kMaxBatch) const;
 
@@ -55,9 +59,7 @@ class Model {
   static constexpr int kMaxBatch = kKvDefaultMaxBatch;
 
  private:
-  bool kv_centring_ = false;
-  int kv_sinks_ = 0, kv_recent_ = 0;
-  GgmlType kv_keep_type_ = GgmlType::F16;
+  KvCacheLayout kv_layout_;
   // Rows [row0, row0 + n) of a batch belong to one sequence at positions pos ...
   struct Segment {
     int row0 = 0, n = 0, pos = 0;
