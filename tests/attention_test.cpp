@@ -35,8 +35,8 @@ constexpr double kMaxNmseRetiled = 1e-9;
 // sizes the rounding: correctness of the integer path is held to kMaxNmseKernel by the oracle tests, which
 // feed queries already on the q8_0 grid (q8_round_trip) so that the kernel's rounding is exact.
 constexpr double kMaxNmseInt8Query = 2.5e-4;
-// Decode with q4_0 values on AVX-512 VNNI rounds the p·v weights p * d_v to 8 bits on each row's grid per
-// 32-value block and 64-key chunk (attention_pv_int8-inl.h): measured output NMSE vs the oracle 1.7-3.4e-5
+// Decode with q4_0 or nl2_h..nl4_h values on AVX-512 VNNI rounds the p·v weights p * d_v to 8 bits on each
+// row's grid per 32-value block and 64-key chunk (attention_pv_int8-inl.h): measured output NMSE vs the oracle 1.7-3.4e-5
 // on this file's sharp-softmax data, bounded with 2x headroom. A wrong token, block, sign or row there
 // lands above 1e-2.
 constexpr double kMaxNmseInt8Weights = 7e-5;
@@ -54,10 +54,11 @@ constexpr double kMaxAttnNmseNl3 = 4.5e-2;  // Lloyd-Max 3-bit levels: MSE 0.034
 constexpr double kMaxAttnNmseNl2 = 1.5e-1;  // 2-bit: 0.1175
 
 // The kernel's bound against the oracle on the same cache: kMaxNmseKernel, or kMaxNmseInt8Weights where the
-// integer p·v may run (q4_0 values on the AVX3_DL target; default: the best target of this CPU).
+// integer p·v may run (q4_0 and nl2_h..nl4_h values on the AVX3_DL target; default: the best target of this CPU).
 double kernel_bound(GgmlType v_type, int64_t target = hwy::SupportedAndGeneratedTargets().front()) {
-  return target == HWY_AVX3_DL && (v_type == GgmlType::Q4_0 || v_type == GgmlType::NL4_H) ? kMaxNmseInt8Weights
-                                                                                          : kMaxNmseKernel;
+  const bool int8_weights = v_type == GgmlType::Q4_0 || v_type == GgmlType::NL2_H || v_type == GgmlType::NL3_H ||
+                            v_type == GgmlType::NL4_H;
+  return target == HWY_AVX3_DL && int8_weights ? kMaxNmseInt8Weights : kMaxNmseKernel;
 }
 
 double max_attention_nmse(GgmlType type) {

@@ -12,8 +12,8 @@
 // - K·q is computed as dequantize-then-FMA in f32, except in the decode layout on AVX-512 VNNI with q8_0,
 //   q4_0, iq4_nl or head-scaled keys: there the query heads are rounded to 8-bit blocks once per item and
 //   the scores are integer dot products on the cache's codes (attention_int8-inl.h, ~1.5-1.8x faster). In
-//   that layout q8_0 values are decoded straight into the p·v registers, and q4_0 and nl4_h values take an
-//   integer p·v with the probabilities rounded to 8 bits (attention_pv_int8-inl.h).
+//   that layout q8_0 values are decoded straight into the p·v registers, and q4_0 and nl2_h..nl4_h values take
+//   an integer p·v with the probabilities rounded to 8 bits (attention_pv_int8-inl.h).
 
 #ifndef KVQ_KERNELS_ATTENTION_SHARED_
 #define KVQ_KERNELS_ATTENTION_SHARED_

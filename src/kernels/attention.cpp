@@ -116,11 +116,12 @@ void AttendItemT(DQ dq, const ad::Work& w, const ad::Item& it, int rows, int row
   uint16_t* k_half_scales = nullptr;
   // q4_0 / q8_0 values through the AVX-512 decoder (attention_int8-inl.h), whatever the layout.
   const bool fast_v = hd % kQK == 0 && (kv.v_type == GgmlType::Q4_0 || kv.v_type == GgmlType::Q8_0);
-  // nl4_h values: the integer p·v of attention_pv_int8-inl.h, in the decode layout only.
-  const bool nl4_pv = hd % kQK == 0 && kv.v_type == GgmlType::NL4_H;
+  // nl2_h / nl3_h / nl4_h values: the integer p·v of attention_pv_int8-inl.h, in the decode layout only.
+  const bool nl_pv = hd % kQK == 0 && (kv.v_type == GgmlType::NL2_H || kv.v_type == GgmlType::NL3_H ||
+                                       kv.v_type == GgmlType::NL4_H);
   float* v_scales = nullptr;  // [kChunk * n_kv * n_blocks + 16] f32, then as many f16 bits
   uint16_t* v_half_scales = nullptr;
-  if (fast_v || nl4_pv) {
+  if (fast_v || nl_pv) {
     const size_t n_scales = size_t(ad::kChunk) * n_kv * n_blocks + 16;
     v_scales = sc.v_scale.Grow(n_scales + (n_scales + 1) / 2);
     v_half_scales = reinterpret_cast<uint16_t*>(v_scales + n_scales);
@@ -231,12 +232,15 @@ void AttendItemT(DQ dq, const ad::Work& w, const ad::Item& it, int rows, int row
       }
       ad::F32RowsView v;
 #if KVQ_INT8_SCORES
-      if (nl4_pv && kG == 2 && rows_pad == 8 && int(hn::Lanes(dq)) == kInt8Lanes) {  // decode layout
+      if (nl_pv && kG == 2 && rows_pad == 8 && int(hn::Lanes(dq)) == kInt8Lanes) {  // decode layout
         const size_t record = head_record_bytes(kv.v_type, hd);
         const int n_pad = (n + 3) / 4 * 4;
         if (kh == 0) GatherHeadScales(v_chunk, kv.v_row_bytes, record, n, n_kv, v_half_scales);
-        AccumulatePVNl4(v_chunk, kv.v_row_bytes, size_t(kh) * record, n, n_blocks, s,
-                        v_half_scales + size_t(kh) * n_pad, v_scales, acc_kh);
+        const auto pv = kv.v_type == GgmlType::NL2_H   ? AccumulatePVNl<2>
+                        : kv.v_type == GgmlType::NL3_H ? AccumulatePVNl<3>
+                                                       : AccumulatePVNl<4>;
+        pv(v_chunk, kv.v_row_bytes, size_t(kh) * record, n, n_blocks, s, v_half_scales + size_t(kh) * n_pad, v_scales,
+           acc_kh);
         continue;
       }
       if (fast_v && kG == 2 && rows_pad == 8 && int(hn::Lanes(dq)) == kInt8Lanes) {  // decode layout: fused

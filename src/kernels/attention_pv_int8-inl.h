@@ -1,4 +1,4 @@
-// Integer p·v for q4_0 values on AVX-512 VNNI, decode layout (8 rows, token-pair score lanes).
+// Integer p·v for q4_0 and nl2_h / nl3_h / nl4_h values on AVX-512 VNNI, decode layout (8 rows, token-pair score lanes).
 // Included once per SIMD target by attention-inl.h; the kernel exists only for HWY_AVX3_DL.
 //
 // Why: in f32, p·v costs 16 FMAs per token and value block for the 8 query rows of a GQA group, plus the
@@ -178,58 +178,82 @@ HWY_INLINE void GatherHeadScales(const uint8_t* rows, size_t row_bytes, size_t r
   }
 }
 
-// AccumulatePVQ4_0 for nl4_h values: the same weights (p times the head's scale, which is never negative,
-// on each row's u8 grid) against the codes' int8 levels (one vpshufb per 16 codes). A block's byte i holds
-// dims 2i (low nibble) and 2i + 1 (high), so the two accumulators hold the even and the odd dims, interleaved
-// back at the end. record: the head's first byte in a row; half_scales: the head's row of GatherHeadScales.
-HWY_NOINLINE KVQ_TARGET_PV_INT8 void AccumulatePVNl4(const uint8_t* rows, size_t row_bytes, size_t record, int n,
-                                                     int n_blocks, const float* HWY_RESTRICT s,
-                                                     const uint16_t* HWY_RESTRICT half_scales,
-                                                     float* HWY_RESTRICT scales, float* HWY_RESTRICT acc) {
+// Byte tables of AccumulatePVNl: for output vector V (dims 16V .. 16V + 15 of a 32-dim block), `spread`
+// puts into 64-bit lane Q the 4 tokens' 16-bit windows (token t at byte 16t of LoadQuadRows' vector) that
+// hold codes c and c + 1 of group g = 2V + Q / 4, c = 2 (Q % 4); `shift` (vpmultishiftqb) then pulls code
+// c + j of token t into byte 4j + t. Every int32 lane is then one dim of the 4 tokens, in dim order.
+template <int kBits>
+struct NlQuadTables {
+  alignas(64) uint8_t spread[2][64];
+  alignas(64) uint8_t shift[2][64];
+  constexpr NlQuadTables() : spread(), shift() {
+    for (int v = 0; v < 2; ++v) {
+      for (int i = 0; i < 64; ++i) {
+        const int q = i / 8, g = 2 * v + q / 4, c = 2 * (q % 4);
+        const int window = kBits * g + kBits * c / 8;  // the window's first byte in the block's codes
+        spread[v][i] = uint8_t(16 * (i % 8 / 2) + window + i % 2);
+        shift[v][i] = uint8_t(16 * (i % 4) + kBits * (c + i % 8 / 4) - 8 * (kBits * c / 8));
+      }
+    }
+  }
+};
+template <int kBits>
+inline constexpr NlQuadTables<kBits> kNlQuad{};
+
+// AccumulatePVQ4_0 for nl*_h values of 2, 3 or 4 bits: the same weights (p times the head's scale, which is
+// never negative, on each row's u8 grid) against the codes' int8 levels. Per quad of tokens and 32-dim block
+// (4 kBits bytes of each token), two vpermb + vpmultishiftqb + vpermb (level table) steps give the 4
+// tokens' levels of dims 0..15 and 16..31. record: the head's first byte in a row; half_scales: the head's
+// row of GatherHeadScales.
+template <int kBits>
+HWY_NOINLINE KVQ_TARGET_PV_INT8 void AccumulatePVNl(const uint8_t* rows, size_t row_bytes, size_t record, int n,
+                                                    int n_blocks, const float* HWY_RESTRICT s,
+                                                    const uint16_t* HWY_RESTRICT half_scales,
+                                                    float* HWY_RESTRICT scales, float* HWY_RESTRICT acc) {
+  static_assert(kBits >= 2 && kBits <= 4, "a block's codes must fit LoadQuadRows' 16 bytes per token");
   constexpr int kMaxQuads = attention_detail::kChunk / 4;
   const int n_quads = (n + 3) / 4;
   const int n_pad = 4 * n_quads;
-  const __m512i transpose = QuadTransposeIndex();
   const __m512i gather_u8 = WeightGatherIndex();
-  const __m512i levels = _mm512_broadcast_i32x4(_mm_loadu_si128(reinterpret_cast<const __m128i*>(kNl4Levels)));
-  const __m512i nibble = _mm512_set1_epi8(0x0F);
-  alignas(64) int32_t even_odd[2][16];
-  for (int i = 0; i < 16; ++i) even_odd[0][i] = i % 2 == 0 ? i / 2 : 16 + i / 2;      // lanes 0..15 of the block
-  for (int i = 0; i < 16; ++i) even_odd[1][i] = i % 2 == 0 ? 8 + i / 2 : 24 + i / 2;  // lanes 16..31
-  const __m512i interleave_lo = _mm512_load_si512(even_odd[0]), interleave_hi = _mm512_load_si512(even_odd[1]);
+  const auto& t = kNlQuad<kBits>;
+  const __m512i spread[2] = {_mm512_load_si512(t.spread[0]), _mm512_load_si512(t.spread[1])};
+  const __m512i shift[2] = {_mm512_load_si512(t.shift[0]), _mm512_load_si512(t.shift[1])};
+  const __m512i levels = _mm512_load_si512(attention_detail::kNlVbmi<kBits>.table);
   const size_t hd = size_t(n_blocks) * kQK;
-  for (int t = 0; t < n_pad; t += 16) {  // one scale per token for every block of the head
-    const __mmask16 m = n_pad - t >= 16 ? 0xFFFF : __mmask16((1u << (n_pad - t)) - 1);
-    _mm512_storeu_ps(scales + t, _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(m, half_scales + t)));
+  for (int i = 0; i < n_pad; i += 16) {  // one scale per token for every block of the head
+    const __mmask16 m = n_pad - i >= 16 ? 0xFFFF : __mmask16((1u << (n_pad - i)) - 1);
+    _mm512_storeu_ps(scales + i, _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(m, half_scales + i)));
   }
   alignas(64) uint32_t u[kMaxQuads][8];  // [quad][row]: the 4 tokens' u8 weights
   const __m512 wmax = RowWeightsU8(s, scales, n_quads, gather_u8, u);
   alignas(64) float grid[16];
   _mm512_store_ps(grid, _mm512_mul_ps(wmax, _mm512_set1_ps(1.0f / 255.0f)));
   for (int b = 0; b < n_blocks; ++b) {
-    __m512i even[8], odd[8];  // rows' int32 sums for the block's even and odd dims
+    __m512i lo[8], hi[8];  // rows' int32 sums for dims 0..15 and 16..31 of the block
 #pragma GCC unroll 8
-    for (int r = 0; r < 8; ++r) even[r] = odd[r] = _mm512_setzero_si512();
+    for (int r = 0; r < 8; ++r) lo[r] = hi[r] = _mm512_setzero_si512();
     for (int q = 0; q < n_quads; ++q) {
-      const uint8_t* quad = rows + size_t(4 * q) * row_bytes + record + 2 + size_t(b) * kQK / 2;
-      const __m512i v = _mm512_permutexvar_epi8(transpose, LoadQuadRows(quad, row_bytes, std::min(4, n - 4 * q)));
-      const __m512i v_even = _mm512_shuffle_epi8(levels, _mm512_and_si512(v, nibble));
-      const __m512i v_odd = _mm512_shuffle_epi8(levels, _mm512_and_si512(_mm512_srli_epi16(v, 4), nibble));
+      const uint8_t* quad = rows + size_t(4 * q) * row_bytes + record + 2 + size_t(b) * 4 * kBits;
+      const __m512i x = LoadQuadRows(quad, row_bytes, std::min(4, n - 4 * q));
+      // Dims 0..15 and 16..31: each token's code windows, the codes pulled out, their levels looked up.
+      const __m512i v_lo = _mm512_permutexvar_epi8(
+          _mm512_multishift_epi64_epi8(shift[0], _mm512_permutexvar_epi8(spread[0], x)), levels);
+      const __m512i v_hi = _mm512_permutexvar_epi8(
+          _mm512_multishift_epi64_epi8(shift[1], _mm512_permutexvar_epi8(spread[1], x)), levels);
 #pragma GCC unroll 8
       for (int r = 0; r < 8; ++r) {
         const __m512i ur = _mm512_set1_epi32(int(u[q][r]));
-        even[r] = _mm512_dpbusd_epi32(even[r], ur, v_even);
-        odd[r] = _mm512_dpbusd_epi32(odd[r], ur, v_odd);
+        lo[r] = _mm512_dpbusd_epi32(lo[r], ur, v_lo);
+        hi[r] = _mm512_dpbusd_epi32(hi[r], ur, v_hi);
       }
     }
     float* a = acc + size_t(b) * kQK;
 #pragma GCC unroll 8
     for (int r = 0; r < 8; ++r) {
       const __m512 grid_r = _mm512_set1_ps(grid[2 * r]);
-      const __m512 e = _mm512_cvtepi32_ps(even[r]), o = _mm512_cvtepi32_ps(odd[r]);
-      const __m512 lo = _mm512_permutex2var_ps(e, interleave_lo, o), hi = _mm512_permutex2var_ps(e, interleave_hi, o);
-      _mm512_storeu_ps(a + r * hd, _mm512_fmadd_ps(lo, grid_r, _mm512_loadu_ps(a + r * hd)));
-      _mm512_storeu_ps(a + r * hd + 16, _mm512_fmadd_ps(hi, grid_r, _mm512_loadu_ps(a + r * hd + 16)));
+      _mm512_storeu_ps(a + r * hd, _mm512_fmadd_ps(_mm512_cvtepi32_ps(lo[r]), grid_r, _mm512_loadu_ps(a + r * hd)));
+      _mm512_storeu_ps(a + r * hd + 16,
+                       _mm512_fmadd_ps(_mm512_cvtepi32_ps(hi[r]), grid_r, _mm512_loadu_ps(a + r * hd + 16)));
     }
   }
 }
