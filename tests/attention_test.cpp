@@ -36,8 +36,8 @@ constexpr double kMaxNmseRetiled = 1e-9;
 // feed queries already on the q8_0 grid (q8_round_trip) so that the kernel's rounding is exact.
 constexpr double kMaxNmseInt8Query = 2.5e-4;
 // Decode with q4_0 or nl2_h..nl4_h values on AVX-512 VNNI rounds the p·v weights p * d_v to 8 bits on each
-// row's grid per 32-value block and 64-key chunk (attention_pv_int8-inl.h): measured output NMSE vs the oracle 1.7-3.4e-5
-// on this file's sharp-softmax data, bounded with 2x headroom. A wrong token, block, sign or row there
+// row's grid per 32-value block and 64-key chunk (attention_pv_int8-inl.h): measured output NMSE vs the
+// oracle 1.7-3.4e-5 on this file's sharp-softmax data, bounded with 2x headroom. A wrong token, block, sign or row there
 // lands above 1e-2.
 constexpr double kMaxNmseInt8Weights = 7e-5;
 

@@ -117,8 +117,7 @@ void AttendItemT(DQ dq, const ad::Work& w, const ad::Item& it, int rows, int row
   // q4_0 / q8_0 values through the AVX-512 decoder (attention_int8-inl.h), whatever the layout.
   const bool fast_v = hd % kQK == 0 && (kv.v_type == GgmlType::Q4_0 || kv.v_type == GgmlType::Q8_0);
   // nl2_h / nl3_h / nl4_h values: the integer p·v of attention_pv_int8-inl.h, in the decode layout only.
-  const bool nl_pv = hd % kQK == 0 && (kv.v_type == GgmlType::NL2_H || kv.v_type == GgmlType::NL3_H ||
-                                       kv.v_type == GgmlType::NL4_H);
+  const bool nl_pv = hd % kQK == 0 && is_head_scaled(kv.v_type) && head_bits(kv.v_type) <= 4;
   float* v_scales = nullptr;  // [kChunk * n_kv * n_blocks + 16] f32, then as many f16 bits
   uint16_t* v_half_scales = nullptr;
   if (fast_v || nl_pv) {
@@ -236,9 +235,8 @@ void AttendItemT(DQ dq, const ad::Work& w, const ad::Item& it, int rows, int row
         const size_t record = head_record_bytes(kv.v_type, hd);
         const int n_pad = (n + 3) / 4 * 4;
         if (kh == 0) GatherHeadScales(v_chunk, kv.v_row_bytes, record, n, n_kv, v_half_scales);
-        const auto pv = kv.v_type == GgmlType::NL2_H   ? AccumulatePVNl<2>
-                        : kv.v_type == GgmlType::NL3_H ? AccumulatePVNl<3>
-                                                       : AccumulatePVNl<4>;
+        const int bits = head_bits(kv.v_type);
+        const auto pv = bits == 2 ? AccumulatePVNl<2> : bits == 3 ? AccumulatePVNl<3> : AccumulatePVNl<4>;
         pv(v_chunk, kv.v_row_bytes, size_t(kh) * record, n, n_blocks, s, v_half_scales + size_t(kh) * n_pad, v_scales,
            acc_kh);
         continue;

@@ -1,4 +1,5 @@
-// Integer p·v for q4_0 and nl2_h / nl3_h / nl4_h values on AVX-512 VNNI, decode layout (8 rows, token-pair score lanes).
+// Integer p·v for q4_0 and nl2_h / nl3_h / nl4_h values on AVX-512 VNNI, decode layout (8 rows, token-pair
+// score lanes).
 // Included once per SIMD target by attention-inl.h; the kernel exists only for HWY_AVX3_DL.
 //
 // Why: in f32, p·v costs 16 FMAs per token and value block for the 8 query rows of a GQA group, plus the
