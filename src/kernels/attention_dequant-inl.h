@@ -228,23 +228,35 @@ HWY_INLINE void DecodeHalfs(const T* HWY_RESTRICT src, int n, float* HWY_RESTRIC
 }
 
 #if HWY_TARGET == HWY_AVX3_DL
-// The int8 levels of an nl*_h record's head_dim codes (kBits = 2, 3, 4 or 5), plus `offset` (0, or 128 for
-// vpdpbusd's unsigned side), into out [head_dim] bytes, 64 codes per step: vpermb puts group g's kBits bytes
-// in 64-bit lane g, vpmultishiftqb pulls code j of each lane out of bits kBits * j, vpermb looks the levels
-// up. Reads up to 64 bytes past the codes (kKvReadSlack).
+// The int8 levels of 64 kBits-bit codes (kBits = 2, 3, 4 or 5) plus `offset` (0, or 128 for vpdpbusd's
+// unsigned side) as 64 bytes: vpermb puts group g's kBits bytes in 64-bit lane g, vpmultishiftqb pulls code j
+// of each lane out of bits kBits * j, vpermb looks the levels up. Reads 64 bytes at `codes` (kKvReadSlack).
+template <int kBits>
+class NlLevelsVbmi {
+ public:
+  explicit NlLevelsVbmi(int offset)
+      : spread_(_mm512_load_si512(attention_detail::kNlVbmi<kBits>.spread)),
+        shift_(_mm512_load_si512(attention_detail::kNlVbmi<kBits>.shift)),
+        table_(_mm512_add_epi8(_mm512_load_si512(attention_detail::kNlVbmi<kBits>.table),
+                               _mm512_set1_epi8(char(offset)))),
+        mask_(_mm512_set1_epi8(char((1 << kBits) - 1))) {}
+  HWY_INLINE __m512i operator()(const uint8_t* HWY_RESTRICT codes) const {
+    const __m512i groups = _mm512_permutexvar_epi8(spread_, _mm512_loadu_si512(codes));
+    return _mm512_permutexvar_epi8(_mm512_and_si512(_mm512_multishift_epi64_epi8(shift_, groups), mask_), table_);
+  }
+
+ private:
+  __m512i spread_, shift_, table_, mask_;
+};
+
+// The levels of an nl*_h record's head_dim codes, plus `offset`, into out [head_dim] bytes, 64 per step.
 template <int kBits>
 HWY_INLINE void NlHeadLevelsVbmi(const uint8_t* HWY_RESTRICT codes, int head_dim, int offset,
                                  uint8_t* HWY_RESTRICT out) {
-  const auto& t = attention_detail::kNlVbmi<kBits>;
-  const __m512i spread_v = _mm512_load_si512(t.spread), shift_v = _mm512_load_si512(t.shift);
-  const __m512i table_v = _mm512_add_epi8(_mm512_load_si512(t.table), _mm512_set1_epi8(char(offset)));
-  const __m512i mask = _mm512_set1_epi8(char((1 << kBits) - 1));
+  const NlLevelsVbmi<kBits> levels(offset);
   for (int j = 0; j < head_dim; j += 64, codes += 8 * kBits) {
-    const __m512i groups = _mm512_permutexvar_epi8(spread_v, _mm512_loadu_si512(codes));
-    const __m512i code = _mm512_and_si512(_mm512_multishift_epi64_epi8(shift_v, groups), mask);
     const int n = std::min(64, head_dim - j);
-    _mm512_mask_storeu_epi8(out + j, n == 64 ? ~__mmask64(0) : (__mmask64(1) << n) - 1,
-                            _mm512_permutexvar_epi8(code, table_v));
+    _mm512_mask_storeu_epi8(out + j, n == 64 ? ~__mmask64(0) : (__mmask64(1) << n) - 1, levels(codes));
   }
 }
 #endif

@@ -352,51 +352,55 @@ HWY_NOINLINE KVQ_TARGET_VNNI void AccumulatePVQ8_0(const uint8_t* rows, size_t r
   }
 }
 
-// The unsigned codes (level + 128) of one head record's head_dim values, in order, into out [head_dim] u8.
+// The unsigned codes (level + 128) of one head record's dims j .. j + 63 as 64 bytes (past head_dim: bytes
+// of the read slack, which the caller does not store).
 template <GgmlType kType>
-HWY_INLINE void HeadCodesU8(const uint8_t* HWY_RESTRICT record, int head_dim, uint8_t* HWY_RESTRICT out) {
-  if constexpr (kType == GgmlType::Q8_H) {
-    for (int j = 0; j < head_dim; ++j) out[j] = uint8_t(record[2 + j] ^ 0x80);
-  } else {
-    NlHeadLevelsVbmi<attention_detail::head_code_bits(kType)>(record + 2, head_dim, 128, out);
+class HeadCodesU8 {
+  static constexpr int kBits = attention_detail::head_code_bits(kType);
+
+ public:
+  HeadCodesU8() : levels_(128) {}
+  HWY_INLINE __m512i operator()(const uint8_t* HWY_RESTRICT record, int j) const {
+    if constexpr (kBits == 8) {  // q8_h: the codes are the levels
+      return _mm512_xor_si512(_mm512_loadu_si512(record + 2 + j), _mm512_set1_epi8(char(0x80)));
+    } else {
+      return levels_(record + 2 + j / 8 * kBits);
+    }
   }
-}
+
+ private:
+  std::conditional_t<kBits == 8, int, NlLevelsVbmi<kBits>> levels_;  // q8_h needs no table
+};
 
 // PackKeysInt8 for a head-scaled key type: the same pair layout [n_pairs][n_kv * head_dim / 32][64] u8 and
 // scales [n_pairs][n_kv * head_dim / 32][2] f32, each block of a head taking the head's scale. head_dim is a
-// multiple of 32; tokens n .. 2 * n_pairs - 1 get scale 0.
+// multiple of 32; tokens n .. 2 * n_pairs - 1 get scale 0. In registers, 64 dims of a pair at a time:
+// unpack{lo,hi}_epi32 interleave the two tokens' 4-code groups per 128-bit lane, and two vshufi64x2 gather
+// lanes 0-1 (dims 0-31) and 2-3 (dims 32-63) of both into the two blocks' pair layouts.
 template <GgmlType kType>
 HWY_NOINLINE KVQ_TARGET_VNNI void PackHeadKeysInt8(const uint8_t* rows, size_t row_bytes, int n, int n_pairs, int n_kv,
                                                    int head_dim, uint8_t* HWY_RESTRICT packed,
                                                    float* HWY_RESTRICT scales) {
   const size_t record = head_record_bytes(kType, head_dim);
   const int n_blocks = head_dim / kQK, all_blocks = n_kv * n_blocks;
-  alignas(32) uint8_t codes[2][kQK * 16];  // [token of the pair][head_dim] u8, head_dim <= 512
-  KVQ_CHECK(head_dim <= kQK * 16);
+  const HeadCodesU8<kType> codes;
+  const __m512i absent = _mm512_set1_epi8(char(128));  // level 0 for a padding token
   for (int p = 0; p < n_pairs; ++p) {
-    for (int h = 0; h < n_kv; ++h) {
-      float d[2];
-      for (int o = 0; o < 2; ++o) {
-        const int t = 2 * p + o;
-        if (t < n) {
-          const uint8_t* rec = rows + size_t(t) * row_bytes + size_t(h) * record;
-          uint16_t bits;
-          std::memcpy(&bits, rec, 2);
-          d[o] = _cvtsh_ss(bits);
-          HeadCodesU8<kType>(rec, head_dim, codes[o]);
-        } else {
-          d[o] = 0.0f;
-          std::memset(codes[o], 128, size_t(head_dim));
-        }
+    const uint8_t* rec_a = rows + size_t(2 * p) * row_bytes;
+    const uint8_t* rec_b = 2 * p + 1 < n ? rec_a + row_bytes : nullptr;
+    for (int h = 0; h < n_kv; ++h, rec_a += record, rec_b = rec_b != nullptr ? rec_b + record : nullptr) {
+      const float d_a = RecordScale(rec_a), d_b = rec_b != nullptr ? RecordScale(rec_b) : 0.0f;
+      const size_t first = size_t(p) * all_blocks + size_t(h) * n_blocks;
+      for (int j = 0; j < head_dim; j += 64) {
+        const __m512i la = codes(rec_a, j), lb = rec_b != nullptr ? codes(rec_b, j) : absent;
+        const __m512i lo = _mm512_unpacklo_epi32(la, lb), hi = _mm512_unpackhi_epi32(la, lb);
+        uint8_t* out = packed + (first + j / kQK) * 64;
+        _mm512_storeu_si512(out, _mm512_shuffle_i64x2(lo, hi, 0x44));
+        if (j + 64 <= head_dim) _mm512_storeu_si512(out + 64, _mm512_shuffle_i64x2(lo, hi, 0xEE));
       }
       for (int blk = 0; blk < n_blocks; ++blk) {
-        const size_t i = size_t(p) * all_blocks + size_t(h) * n_blocks + blk;
-        const __m256i ya = _mm256_load_si256(reinterpret_cast<const __m256i*>(codes[0] + blk * kQK));
-        const __m256i yb = _mm256_load_si256(reinterpret_cast<const __m256i*>(codes[1] + blk * kQK));
-        _mm256_storeu_si256(reinterpret_cast<__m256i*>(packed + i * 64), _mm256_unpacklo_epi32(ya, yb));
-        _mm256_storeu_si256(reinterpret_cast<__m256i*>(packed + i * 64 + 32), _mm256_unpackhi_epi32(ya, yb));
-        scales[2 * i] = d[0];
-        scales[2 * i + 1] = d[1];
+        scales[2 * (first + blk)] = d_a;
+        scales[2 * (first + blk) + 1] = d_b;
       }
     }
   }
