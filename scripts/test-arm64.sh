@@ -5,9 +5,10 @@
 #               labelled `emulated` and `dotprod` — every kernel of every weight and KV type against its
 #               oracle, whole models against reference logits, the parsers — less the two stories15M quality
 #               measurements (RotatedModel, KvCentring: kernels covered here, 2.5 minutes under emulation);
-#   cortex-a72  Armv8.0 without the dot product (the Raspberry Pi 4's core): the `dotprod` tests (matmul and
-#               whole models of every weight type) and the attention tests of the key types with an sdot kernel
-#               (q8_0, q4_0, iq4_nl), on their portable NEON fallbacks.
+#   cortex-a72  Armv8.0 without the dot product or i8mm (the Raspberry Pi 4's core): the `dotprod` tests
+#               (matmul and whole models of every weight type) and attention tests of key and value types with
+#               an sdot / sudot kernel (q8_0, q4_0, iq4_nl, nl4_h, nl2_h keys; q4_0, nl3_h values), on their
+#               portable NEON fallbacks.
 # The attention suite runs 66 of its 124 K/V pairs here (every decoder of each side: attention_test.cpp).
 # Expects scripts/setup.sh to have run once.
 set -euo pipefail
@@ -24,4 +25,4 @@ echo "test-arm64: the dot-product kernels' fallbacks under qemu-aarch64 -cpu cor
 QEMU_CPU=cortex-a72 ctest --test-dir build-arm64 --no-tests=error -L dotprod --output-on-failure -j"$jobs" \
   -E '^(FixturePairs/QuantizedCacheLogits|QuantizedCache|Stories260K|Prefill)\.'  # the next run covers attention
 QEMU_CPU=cortex-a72 ctest --test-dir build-arm64 --no-tests=error --output-on-failure -j"$jobs" \
-  -R '^(Attention\.|Representative/AttentionConsistency\.|AllKvPairs/AttentionPair\..*/(q8_0|q4_0|iq4_nl)_(f16|q8_0|q4_0)( |$))'
+  -R '^(Attention\.|Representative/AttentionConsistency\.|AllKvPairs/AttentionPair\..*/(q8_0|q4_0|iq4_nl|nl4_h|nl2_h)_(f16|q8_0|q4_0|nl3_h)( |$))'

@@ -17,6 +17,7 @@
 #include "kv/kv_cache.h"
 #include "quant/quant.h"
 #include "test_util.h"
+#include "util/system.h"
 
 namespace kvq {
 namespace {
@@ -54,11 +55,13 @@ constexpr double kMaxAttnNmseNl3 = 4.5e-2;  // Lloyd-Max 3-bit levels: MSE 0.034
 constexpr double kMaxAttnNmseNl2 = 1.5e-1;  // 2-bit: 0.1175
 
 // The kernel's bound against the oracle on the same cache: kMaxNmseKernel, or kMaxNmseInt8Weights where the
-// integer p·v may run (q4_0 and nl2_h..nl4_h values on the AVX3_DL target; default: the best target of this CPU).
+// integer p·v may run (q4_0 and nl2_h..nl4_h values on the AVX3_DL target, and on NEON with i8mm; default:
+// the best target of this CPU).
 double kernel_bound(GgmlType v_type, int64_t target = hwy::SupportedAndGeneratedTargets().front()) {
   const bool int8_weights = v_type == GgmlType::Q4_0 || v_type == GgmlType::NL2_H || v_type == GgmlType::NL3_H ||
                             v_type == GgmlType::NL4_H;
-  return target == HWY_AVX3_DL && int8_weights ? kMaxNmseInt8Weights : kMaxNmseKernel;
+  const bool int8_pv = target == HWY_AVX3_DL || (target == HWY_NEON && cpu_has_arm_i8mm());
+  return int8_pv && int8_weights ? kMaxNmseInt8Weights : kMaxNmseKernel;
 }
 
 double max_attention_nmse(GgmlType type) {

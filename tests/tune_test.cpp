@@ -318,6 +318,23 @@ TEST(TunePrediction, MixedUpMeasurementsMissTheTolerance) {
   }
 }
 
+// The finalists are measured as wholes on the calibration chunks (the same values the random assignments
+// got there, not the held-out chunks'), and a repeated finalist is measured once with the same result.
+TEST(TuneMeasure, FinalistsAreMeasuredOnTheCalibrationChunks) {
+  const MeasuredAssignments& d = stories260k_assignments();
+  const std::vector<std::vector<KvTypes>> finalists = {d.assignments[0], d.assignments[1], d.assignments[0]};
+  int chunk_reports = 0;
+  TuneCallbacks callbacks;
+  callbacks.progress = [&](double, std::string_view) { ++chunk_reports; };
+  auto kld = measure_finalists(stories260k_backend(), TuneSplit{128, 4, 4}, finalists, callbacks, 0);
+  ASSERT_TRUE(kld.ok()) << kld.error().message;
+  ASSERT_EQ(kld->size(), 3u);
+  EXPECT_DOUBLE_EQ((*kld)[0], d.measured[0]);
+  EXPECT_DOUBLE_EQ((*kld)[1], d.measured[1]);
+  EXPECT_DOUBLE_EQ((*kld)[2], (*kld)[0]);
+  EXPECT_EQ(chunk_reports, 3 * (1 + 4));  // baseline and two finalists: a start and 4 chunks each
+}
+
 // Ctrl-C between measurements keeps the finished ones, and a second run measures only the rest.
 TEST(TuneMeasure, StoppedRunKeepsItsMeasurementsAndResumes) {
   const TuneBackend& backend = stories260k_backend();

@@ -1,7 +1,8 @@
 // kvq tune: per-layer key and value types chosen for a memory budget or a quality target. Measures each
 // slot's KL-divergence on calibration chunks against one f16 baseline, predicts an assignment's cost as
-// their sum, searches the best assignment (eval/tune.h), then measures it on held-out chunks next to the
-// best uniform configuration and the first/last-layers-higher heuristic of the same budget.
+// their sum, searches the best assignment (eval/tune.h), keeps whichever of it, the best predicted uniform
+// configurations and the first/last-layers-higher heuristic measures best as a whole on the calibration
+// chunks (budget runs), then measures them all on held-out chunks.
 #include <charconv>
 #include <chrono>
 #include <cmath>
@@ -190,9 +191,11 @@ int run_tune(const TuneArgs& args) {
     std::fprintf(stderr, "kvq: %s: %d measurements reused, %d to go\n", args.resume.c_str(), *taken,
                  table.unmeasured());
   }
-  const int n_compared = 2 + args.uniform_measured + 1;  // held-out baseline, tuned, uniform, first/last
+  const int n_compared = 2 + args.uniform_measured + 1;  // a baseline, tuned, uniform, first/last
   const double measure_chunks = eval::sensitivity_chunks(table, split);
-  const double total = measure_chunks + (args.no_eval ? 0 : n_compared * split.eval_chunks);
+  const bool budget_run = target->target.kind == eval::TuneTarget::Kind::kBudget;
+  const double total = measure_chunks + (budget_run ? n_compared * split.calib_chunks : 0) +
+                       (args.no_eval ? 0 : n_compared * split.eval_chunks);
   std::fprintf(stderr,
                "kvq: %s: %zu tokens; %d layers x 2 sides x %zu types, %d slots to measure on %d calibration "
                "chunks of %d, held-out %d chunks; %d threads\n",
@@ -230,15 +233,36 @@ int run_tune(const TuneArgs& args) {
   // In a quality-target run the comparison budget is what the tuned assignment takes.
   report.budget_bytes =
       target->target.kind == eval::TuneTarget::Kind::kBudget ? target->target.budget_bytes : tuned->bytes;
-  report.compared.push_back({"tuned", *tuned, std::nullopt});
+  report.compared.push_back({"tuned", *tuned, std::nullopt, std::nullopt});
   std::vector<eval::TuneChoice> uniform = eval::uniform_choices(table, target->shape, report.budget_bytes);
   for (int i = 0; i < std::min<int>(args.uniform_measured, int(uniform.size())); ++i) {
-    report.compared.push_back({"uniform", uniform[size_t(i)], std::nullopt});
+    report.compared.push_back({"uniform", uniform[size_t(i)], std::nullopt, std::nullopt});
   }
   if (auto heuristic = eval::first_last_choice(table, target->shape, report.budget_bytes); heuristic) {
-    report.compared.push_back({"first/last", *heuristic, std::nullopt});
+    report.compared.push_back({"first/last", *heuristic, std::nullopt, std::nullopt});
   } else {
     std::fprintf(stderr, "kvq: %s\n", heuristic.error().message.c_str());
+  }
+  if (budget_run) {
+    // The finalists measured as wholes on the calibration chunks: the lowest KLD is the tuned assignment.
+    std::vector<std::vector<KvTypes>> finalists;
+    for (const TuneCandidate& cand : report.compared) finalists.push_back(cand.choice.layers);
+    auto kld = eval::measure_finalists(backend, split, finalists, callbacks, chunks_done);
+    if (!kld) return bar.finish(), report_error(kld.error()), stop.load() ? eval::kInterruptedExitCode : 1;
+    chunks_done += double(finalists.size() + 1) * split.calib_chunks;
+    size_t best = 0;
+    for (size_t i = 0; i < kld->size(); ++i) {
+      report.compared[i].calibration_kld = (*kld)[i];
+      if ((*kld)[i] < (*kld)[best]) best = i;
+    }
+    if (best != 0) {
+      std::fprintf(stderr, "kvq: on the calibration chunks %s (%s, KLD %.3e) beats the search's optimum (%.3e)\n",
+                   report.compared[best].label.c_str(), eval::kv_layers_string(finalists[best]).c_str(),
+                   (*kld)[best], (*kld)[0]);
+      *tuned = report.compared[best].choice;
+      report.compared[0].choice = *tuned;
+      report.compared[0].calibration_kld = (*kld)[best];
+    }
   }
   report.tune_seconds = seconds_since(start);
   std::fprintf(stderr, "kvq: measured and searched in %s\n", format_duration(report.tune_seconds).c_str());

@@ -17,6 +17,7 @@ nlohmann::json candidate_json(const TuneCandidate& c, const KvCacheShape& shape)
                       {"bits_per_value", eval::assignment_bits_per_value(shape, c.choice.layers)},
                       {"predicted_kld", c.choice.predicted_kld},
                       {"predicted_dppl_pct", c.choice.predicted_dppl_pct}};
+  if (c.calibration_kld) j["calibration_kld"] = *c.calibration_kld;
   if (c.held_out) {
     j["held_out"] = {{"ppl", c.held_out->ppl},
                      {"dppl_pct", c.held_out->dppl_pct},

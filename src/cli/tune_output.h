@@ -17,6 +17,7 @@ struct TuneCandidate {
   std::string label;  // "tuned", "uniform", "first/last"
   eval::TuneChoice choice;
   std::optional<eval::HeldOutResult> held_out;  // absent with --no-eval
+  std::optional<double> calibration_kld;        // measured as a whole (budget runs: the finalists)
 };
 
 struct TuneReport {

@@ -1,5 +1,7 @@
 #include "eval/tune_measure.h"
 
+#include <algorithm>
+
 #include <fmt/format.h>
 
 namespace kvq::eval {
@@ -111,20 +113,21 @@ Result<bool> measure_sensitivities(const TuneBackend& backend, const TuneSplit& 
 }
 
 Result<HeldOutEvaluation> HeldOutEvaluation::create(const TuneBackend& backend, const TuneSplit& split,
-                                                    const TuneCallbacks& callbacks, double chunks_before) {
+                                                    const TuneCallbacks& callbacks, double chunks_before,
+                                                    std::string name) {
   KldBase base(range_identity(backend, split.n_ctx, split.eval_chunks));
   const std::vector<KvTypes> base_layers(size_t(backend.n_layer));  // f16/f16 on every layer
   auto run = run_range(backend, split.n_ctx, split.calib_chunks, split.eval_chunks, base_layers, &base, nullptr,
-                       callbacks, chunks_before, "held-out baseline");
+                       callbacks, chunks_before, name + " baseline");
   if (!run) return run.error();
   if (run->ppl.interrupted) return make_error("interrupted");
-  return HeldOutEvaluation(backend, split, std::move(base), run->ppl.ppl());
+  return HeldOutEvaluation(backend, split, std::move(name), std::move(base), run->ppl.ppl());
 }
 
 Result<HeldOutResult> HeldOutEvaluation::evaluate(const std::vector<KvTypes>& layers, const TuneCallbacks& callbacks,
                                                   double chunks_before) const {
   auto run = run_range(*backend_, split_.n_ctx, split_.calib_chunks, split_.eval_chunks, layers, nullptr, &base_,
-                       callbacks, chunks_before, "held-out " + kv_layers_string(layers));
+                       callbacks, chunks_before, name_ + " " + kv_layers_string(layers));
   if (!run) return run.error();
   if (run->ppl.interrupted) return make_error("interrupted");
   HeldOutResult r;
@@ -133,6 +136,27 @@ Result<HeldOutResult> HeldOutEvaluation::evaluate(const std::vector<KvTypes>& la
   r.kld = *run->kld;
   r.dppl_pct_stderr = 100.0 * r.kld.ppl_ratio_stderr;
   return r;
+}
+
+Result<std::vector<double>> measure_finalists(const TuneBackend& backend, const TuneSplit& split,
+                                              const std::vector<std::vector<KvTypes>>& finalists,
+                                              const TuneCallbacks& callbacks, double chunks_before) {
+  // The calibration chunks as a held-out range [0, calib_chunks).
+  auto calibration = HeldOutEvaluation::create(backend, TuneSplit{split.n_ctx, 0, split.calib_chunks}, callbacks,
+                                               chunks_before, "calibration");
+  if (!calibration) return calibration.error();
+  std::vector<double> kld;
+  for (size_t i = 0; i < finalists.size(); ++i) {
+    const auto same = std::find(finalists.begin(), finalists.begin() + ptrdiff_t(i), finalists[i]);
+    if (same != finalists.begin() + ptrdiff_t(i)) {  // measured already
+      kld.push_back(kld[size_t(same - finalists.begin())]);
+      continue;
+    }
+    auto r = calibration->evaluate(finalists[i], callbacks, chunks_before + double(i + 1) * split.calib_chunks);
+    if (!r) return r.error();
+    kld.push_back(r->kld.kld_mean);
+  }
+  return kld;
 }
 
 }  // namespace kvq::eval

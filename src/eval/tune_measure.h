@@ -9,6 +9,7 @@
 #include <atomic>
 #include <functional>
 #include <span>
+#include <string>
 #include <string_view>
 #include <vector>
 
@@ -61,24 +62,36 @@ struct HeldOutResult {
   KldStats kld;
 };
 
-// The f16 baseline of the held-out chunks, once, and any number of assignments against it.
+// The f16 baseline of the held-out chunks, once, and any number of assignments against it. `name` labels
+// the progress ("held-out", or "calibration" where a split of 0 calibration chunks stands for them).
 class HeldOutEvaluation {
  public:
   // Evaluates the baseline; errors come from the model, or say "interrupted" when stopped.
   static Result<HeldOutEvaluation> create(const TuneBackend& backend, const TuneSplit& split,
-                                          const TuneCallbacks& callbacks, double chunks_before);
+                                          const TuneCallbacks& callbacks, double chunks_before,
+                                          std::string name = "held-out");
   // Result of `layers`; an interrupted run is an error too (nothing partial is reported as measured).
   Result<HeldOutResult> evaluate(const std::vector<KvTypes>& layers, const TuneCallbacks& callbacks,
                                  double chunks_before) const;
   double base_ppl() const { return base_ppl_; }
 
  private:
-  HeldOutEvaluation(const TuneBackend& backend, const TuneSplit& split, KldBase base, double base_ppl)
-      : backend_(&backend), split_(split), base_(std::move(base)), base_ppl_(base_ppl) {}
+  HeldOutEvaluation(const TuneBackend& backend, const TuneSplit& split, std::string name, KldBase base, double base_ppl)
+      : backend_(&backend), split_(split), name_(std::move(name)), base_(std::move(base)), base_ppl_(base_ppl) {}
   const TuneBackend* backend_;
   TuneSplit split_;
+  std::string name_;
   KldBase base_;  // the held-out chunks' f16 log-probabilities
   double base_ppl_ = 0;
 };
+
+// The budget search's last step: the finalists (its optimum, the best predicted uniform pairs, first/last)
+// measured as wholes on the calibration chunks, against the calibration baseline. The additive prediction
+// ranks near-equal assignments by its own error and misses interactions between slots; the whole-assignment
+// KLD does neither. Returns each finalist's mean KLD (the lowest is the tuned assignment); chunks_before as
+// for the progress callback.
+Result<std::vector<double>> measure_finalists(const TuneBackend& backend, const TuneSplit& split,
+                                              const std::vector<std::vector<KvTypes>>& finalists,
+                                              const TuneCallbacks& callbacks, double chunks_before);
 
 }  // namespace kvq::eval

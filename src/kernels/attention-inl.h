@@ -75,6 +75,7 @@ struct Item {
 #include "kernels/attention_int8-inl.h"
 #include "kernels/attention_int8_neon-inl.h"
 #include "kernels/attention_pv_int8-inl.h"
+#include "kernels/attention_pv_int8_neon-inl.h"
 
 HWY_BEFORE_NAMESPACE();
 namespace kvq {

@@ -38,6 +38,11 @@ HWY_INLINE void ScaleRow(float a, float* HWY_RESTRICT x, int n) {
   for (; i < n; ++i) x[i] *= a;
 }
 
+// Byte offset of KV head kh in a token row of whole blocks: its first block, or its record for the "_h" types.
+inline size_t HeadOffset(GgmlType type, int kh, int hd) {
+  return size_t(kh) * (is_head_scaled(type) ? head_record_bytes(type, hd) : row_bytes(type, hd));
+}
+
 // One item with the score layout fixed: kG tokens per score vector of tag DQ, rows_pad rows on the lanes.
 template <class DQ, int kG>
 void AttendItemT(DQ dq, const ad::Work& w, const ad::Item& it, int rows, int rows_pad) {
@@ -92,6 +97,12 @@ void AttendItemT(DQ dq, const ad::Work& w, const ad::Item& it, int rows, int row
   }
 #else
   const bool use_neon_int8 = false;
+#endif
+#if KVQ_NEON_INT8_PV
+  // Integer p·v on NEON with i8mm (attention_pv_int8_neon-inl.h): rows layout, up to 8 rows.
+  static const bool i8mm = cpu_has_arm_i8mm();
+  const bool use_neon_pv =
+      i8mm && kG == 1 && rows_pad <= kNeonInt8MaxRows && hd % kQK == 0 && NeonInt8ValueType(kv.v_type);
 #endif
   // f32 scores: row r of KV head kh = query it.t0 + r / group, query head kh * group + r % group, on the
   // lanes of qt. Padding rows are zero queries: finite, ignored at the end.
@@ -202,8 +213,8 @@ void AttendItemT(DQ dq, const ad::Work& w, const ad::Item& it, int rows, int row
 #endif
 #if KVQ_NEON_INT8_SCORES
       if (use_neon_int8) {
-        const size_t first = size_t(kh) * size_t(hd / kQK) * size_t(type_traits(kv.k_type).type_size);
-        ScoresInt8Neon(kv.k_type, qn[size_t(kh)], rows_pad, k_chunk, kv.k_row_bytes, first, n, n_groups, hd / kQK, s);
+        ScoresInt8Neon(kv.k_type, qn[size_t(kh)], rows_pad, k_chunk, kv.k_row_bytes, HeadOffset(kv.k_type, kh, hd), n,
+                       n_groups, hd / kQK, s);
         scored = true;
       }
 #endif
@@ -230,6 +241,13 @@ void AttendItemT(DQ dq, const ad::Work& w, const ad::Item& it, int rows, int row
         if (a != 1.0f) ScaleRow(a, acc_kh + size_t(r) * hd, hd);
       }
       ad::F32RowsView v;
+#if KVQ_NEON_INT8_PV
+      if (use_neon_pv) {
+        AccumulatePVInt8Neon(kv.v_type, rows_pad, v_chunk, kv.v_row_bytes, HeadOffset(kv.v_type, kh, hd), n, hd / kQK,
+                             s, acc_kh);
+        continue;
+      }
+#endif
 #if KVQ_INT8_SCORES
       if (nl_pv && kG == 2 && rows_pad == 8 && int(hn::Lanes(dq)) == kInt8Lanes) {  // decode layout
         const size_t record = head_record_bytes(kv.v_type, hd);
@@ -316,7 +334,7 @@ void AttendItem(const ad::Work& w, const ad::Item& it) {
 }
 
 // The K·q and p·v kernels AttendItem runs for one decode token of a GQA group of `group` query heads (kvq
-// bench's report; it follows the layout choice above and AttendItemT's use_int8 / fast_v / nl4_pv).
+// bench's report; it follows the layout choice above and AttendItemT's use_int8 / fast_v / nl_pv / use_neon_int8 / use_neon_pv).
 std::string AttentionDecodeKernelName(GgmlType k, GgmlType v, int group, int head_dim) {
   const int lanes = int(hn::Lanes(DFA()));
   int rows_pad = 2;
@@ -327,7 +345,7 @@ std::string AttentionDecodeKernelName(GgmlType k, GgmlType v, int group, int hea
   const bool int8_layout = pair_layout && 2 * rows_pad == kInt8Lanes;
   const std::string scores = int8_layout && blocks && Int8KeyType(k) ? "K·q int8 (vpdpbusd)" : "K·q f32 FMA";
   std::string pv = "p·v f32 FMA";
-  if (blocks && int8_layout && (v == GgmlType::Q4_0 || v == GgmlType::NL4_H)) {
+  if (blocks && int8_layout && (v == GgmlType::Q4_0 || (is_head_scaled(v) && head_bits(v) <= 4))) {
     pv = "p·v int8 (vpdpbusd)";
   } else if (blocks && int8_layout && v == GgmlType::Q8_0) {
     pv = "p·v f32, values decoded into registers";
@@ -336,13 +354,12 @@ std::string AttentionDecodeKernelName(GgmlType k, GgmlType v, int group, int hea
   }
   return scores + ", " + pv;
 #elif KVQ_NEON_INT8_SCORES
-  (void)v;
-  const bool int8 =
-      !pair_layout && rows_pad <= kNeonInt8MaxRows && blocks && NeonInt8KeyType(k) && cpu_has_arm_dotprod();
+  const bool rows_int8 = !pair_layout && rows_pad <= kNeonInt8MaxRows && blocks;
+  const bool int8 = rows_int8 && NeonInt8KeyType(k) && cpu_has_arm_dotprod();
   return std::string(int8          ? "K·q int8 (sdot)"
                      : pair_layout ? "K·q f32 FMA (token pairs)"
                                    : "K·q f32 FMA") +
-         ", p·v f32 FMA";
+         (rows_int8 && NeonInt8ValueType(v) && cpu_has_arm_i8mm() ? ", p·v int8 (sudot)" : ", p·v f32 FMA");
 #else
   (void)k, (void)v, (void)blocks;
   return std::string(pair_layout ? "K·q f32 FMA (token pairs)" : "K·q f32 FMA") + ", p·v f32 FMA";

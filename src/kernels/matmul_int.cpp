@@ -423,18 +423,17 @@ bool GemvUsesQ4KPairs() { return HWY_ARCH_X86 && HWY_TARGET <= HWY_AVX2; }  // t
 // dispatch above: fused GEMV types of x86, the 16-row kernel of AVX-512 VNNI, the 4-row panel kernel).
 const char* Int8KernelName(GgmlType type, int64_t n_tokens) {
   const bool decode = n_tokens <= matmul_detail::kMaxGemvTokens;
-  [[maybe_unused]] const bool x86_fused =
+  [[maybe_unused]] const bool fused =  // the types with a fused decode kernel on x86 and on NEON with sdot
       decode && (type == GgmlType::Q4_0 || type == GgmlType::Q8_0 || type == GgmlType::Q4_K || type == GgmlType::Q6_K);
 #if HWY_TARGET == HWY_AVX3_DL
-  if (x86_fused && type == GgmlType::Q4_0 && GemvUsesQ4Triples())
-    return "fused GEMV on raw q4_0 block triples, vpdpbusd";
-  if (x86_fused) return "fused GEMV, vpdpbusd";
+  if (fused && type == GgmlType::Q4_0 && GemvUsesQ4Triples()) return "fused GEMV on raw q4_0 block triples, vpdpbusd";
+  if (fused) return "fused GEMV, vpdpbusd";
   return decode ? "4-row panel, vpdpbusd" : "16-row interleaved GEMM, vpdpbusd";
 #elif HWY_TARGET == HWY_AVX3 || HWY_TARGET == HWY_AVX2
-  return x86_fused ? "fused GEMV, vpmaddubsw" : "4-row panel, vpmaddubsw";
+  return fused ? "fused GEMV, vpmaddubsw" : "4-row panel, vpmaddubsw";
 #elif HWY_TARGET == HWY_NEON
   if (!cpu_has_arm_dotprod()) return "4-row panel, portable int16 (Highway)";
-  return decode && (type == GgmlType::Q4_0 || type == GgmlType::Q8_0) ? "fused GEMV, sdot" : "4-row panel, sdot";
+  return fused ? "fused GEMV, sdot" : "4-row panel, sdot";
 #else
   (void)decode;
   return "4-row panel, portable int16 (Highway)";

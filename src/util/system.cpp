@@ -127,4 +127,22 @@ bool cpu_has_arm_dotprod() {
 #endif
 }
 
+bool cpu_has_arm_i8mm() {
+#if defined(__ARM_FEATURE_MATMUL_INT8)
+  return true;
+#elif defined(__linux__) && defined(__aarch64__)
+  static const bool has = (getauxval(AT_HWCAP2) & HWCAP2_I8MM) != 0;
+  return has;
+#elif defined(__APPLE__) && defined(__aarch64__)
+  static const bool has = [] {
+    int value = 0;
+    size_t size = sizeof(value);
+    return sysctlbyname("hw.optional.arm.FEAT_I8MM", &value, &size, nullptr, 0) == 0 && value != 0;
+  }();
+  return has;
+#else
+  return false;
+#endif
+}
+
 }  // namespace kvq

@@ -21,6 +21,9 @@ std::string cpu_model_name();
 // Whether the CPU has ARM's 8-bit dot product instructions (sdot / udot, FEAT_DotProd: Apple M1 and later,
 // Graviton 2 and later, Ampere Altra); false on other architectures. Read once.
 bool cpu_has_arm_dotprod();
+// Whether it has ARM's int8 matrix-multiply instructions (usdot / sudot / smmla, FEAT_I8MM: Apple M2 and
+// later, Graviton 3 and later); false on other architectures. Read once.
+bool cpu_has_arm_i8mm();
 
 inline double seconds_since(std::chrono::steady_clock::time_point start) {
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
