@@ -25,4 +25,7 @@
 #else
 #define KVQ_TARGET_I8MM __attribute__((target("arch=armv8.2-a+dotprod+i8mm")))
 #endif
+
+// Fully unrolls a small fixed loop, so that GCC keeps its arrays of vectors in registers.
+#define KVQ_NEON_UNROLL4 _Pragma("GCC unroll 4")
 #endif  // __aarch64__

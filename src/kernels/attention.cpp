@@ -334,7 +334,8 @@ void AttendItem(const ad::Work& w, const ad::Item& it) {
 }
 
 // The K·q and p·v kernels AttendItem runs for one decode token of a GQA group of `group` query heads (kvq
-// bench's report; it follows the layout choice above and AttendItemT's use_int8 / fast_v / nl_pv / use_neon_int8 / use_neon_pv).
+// bench's report; it follows the layout choice above and AttendItemT's use_int8 / fast_v / nl_pv /
+// use_neon_int8 / use_neon_pv).
 std::string AttentionDecodeKernelName(GgmlType k, GgmlType v, int group, int head_dim) {
   const int lanes = int(hn::Lanes(DFA()));
   int rows_pad = 2;

@@ -125,7 +125,7 @@ KVQ_TARGET_DOTPROD HWY_INLINE float BlockCodesNeon(const uint8_t* head, int b, i
     const uint8x16x2_t bytes = {vld1q_u8(codes), vld1q_u8(codes + 16)};
     const uint16x8_t mask = vdupq_n_u16((1 << kBits) - 1);
     uint8x8_t code[4];
-    for (int p = 0; p < 4; ++p) {
+    KVQ_NEON_UNROLL4 for (int p = 0; p < 4; ++p) {
       const uint16x8_t window = vreinterpretq_u16_u8(vqtbl2q_u8(bytes, vld1q_u8(t.gather[p])));
       code[p] = vmovn_u16(vandq_u16(vshlq_u16(window, vld1q_s16(t.shift[p])), mask));
     }

@@ -39,7 +39,6 @@ namespace HWY_NAMESPACE {
 #undef KVQ_NEON_INT8_PV
 #if HWY_TARGET == HWY_NEON
 #define KVQ_NEON_INT8_PV 1
-#define KVQ_PV_UNROLL _Pragma("GCC unroll 4")  // GCC keeps the small fixed loops' vector arrays in registers
 
 inline bool NeonInt8ValueType(GgmlType t) {
   return t == GgmlType::Q4_0 || t == GgmlType::NL2_H || t == GgmlType::NL3_H || t == GgmlType::NL4_H;
@@ -73,7 +72,7 @@ KVQ_TARGET_I8MM void AccumulatePVInt8NeonT(const uint8_t* rows, size_t row_bytes
   for (int b = 0; b < n_blocks; ++b) {
     for (int q = 0; q < n_quads; ++q) {
       int8x16_t lo[4], hi[4];
-      KVQ_PV_UNROLL for (int k = 0; k < 4; ++k) {
+      KVQ_NEON_UNROLL4 for (int k = 0; k < 4; ++k) {
         const int t = 4 * q + k;  // padding tokens repeat the last one: their weights are 0
         const float d = BlockCodesNeon<kType>(rows + size_t(std::min(t, n - 1)) * row_bytes + first, b, &lo[k], &hi[k]);
         scale[t] = t < n ? std::fabs(d) : 0.0f;
@@ -95,7 +94,7 @@ KVQ_TARGET_I8MM void AccumulatePVInt8NeonT(const uint8_t* rows, size_t row_bytes
     for (int q = 0; q < n_quads; ++q) {
       for (int i = 0; i < kQuads; ++i) {
         uint16x4_t c[4];
-        KVQ_PV_UNROLL for (int k = 0; k < 4; ++k) {
+        KVQ_NEON_UNROLL4 for (int k = 0; k < 4; ++k) {
           const int t = 4 * q + k;
           c[k] = vmovn_u32(vcvtnq_u32_f32(vmulq_f32(vmulq_n_f32(vld1q_f32(s + t * kRows + 4 * i), scale[t]), to_u8[i])));
         }
@@ -106,12 +105,12 @@ KVQ_TARGET_I8MM void AccumulatePVInt8NeonT(const uint8_t* rows, size_t row_bytes
     for (int i = 0; i < kQuads; ++i) {
       for (int half = 0; half < 2; ++half) {
         int32x4_t sum[4][4];  // [dim group of the half][row of the quad]: 4 dims, in registers once unrolled
-        KVQ_PV_UNROLL for (int g = 0; g < 4; ++g) {
-          KVQ_PV_UNROLL for (int r = 0; r < 4; ++r) sum[g][r] = vdupq_n_s32(0);
+        KVQ_NEON_UNROLL4 for (int g = 0; g < 4; ++g) {
+          KVQ_NEON_UNROLL4 for (int r = 0; r < 4; ++r) sum[g][r] = vdupq_n_s32(0);
         }
         for (int q = 0; q < n_quads; ++q) {
           const uint8x16_t w = vld1q_u8(u[q][i]);
-          KVQ_PV_UNROLL for (int g = 0; g < 4; ++g) {
+          KVQ_NEON_UNROLL4 for (int g = 0; g < 4; ++g) {
             const int8x16_t c = vld1q_s8(codes[q][4 * half + g]);
             sum[g][0] = vsudotq_laneq_s32(sum[g][0], c, w, 0);
             sum[g][1] = vsudotq_laneq_s32(sum[g][1], c, w, 1);
@@ -121,9 +120,9 @@ KVQ_TARGET_I8MM void AccumulatePVInt8NeonT(const uint8_t* rows, size_t row_bytes
         }
         alignas(16) float grid[4];  // W of each row: a u8 step in weight units
         vst1q_f32(grid, vdivq_f32(wmax[i], vdupq_n_f32(255.0f)));
-        KVQ_PV_UNROLL for (int r = 0; r < 4; ++r) {
+        KVQ_NEON_UNROLL4 for (int r = 0; r < 4; ++r) {
           float* out = acc + size_t(4 * i + r) * hd + size_t(b) * kQK + 16 * half;
-          KVQ_PV_UNROLL for (int g = 0; g < 4; ++g) {
+          KVQ_NEON_UNROLL4 for (int g = 0; g < 4; ++g) {
             vst1q_f32(out + 4 * g, vfmaq_n_f32(vld1q_f32(out + 4 * g), vcvtq_f32_s32(sum[g][r]), grid[r]));
           }
         }
@@ -152,7 +151,6 @@ inline void AccumulatePVInt8Neon(GgmlType v_type, int rows_pad, const uint8_t* r
   }
 }
 
-#undef KVQ_PV_UNROLL
 #else
 #define KVQ_NEON_INT8_PV 0
 #endif  // HWY_TARGET == HWY_NEON
