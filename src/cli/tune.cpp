@@ -257,8 +257,8 @@ int run_tune(const TuneArgs& args) {
     }
     if (best != 0) {
       std::fprintf(stderr, "kvq: on the calibration chunks %s (%s, KLD %.3e) beats the search's optimum (%.3e)\n",
-                   report.compared[best].label.c_str(), eval::kv_layers_string(finalists[best]).c_str(),
-                   (*kld)[best], (*kld)[0]);
+                   report.compared[best].label.c_str(), eval::kv_layers_string(finalists[best]).c_str(), (*kld)[best],
+                   (*kld)[0]);
       *tuned = report.compared[best].choice;
       report.compared[0].choice = *tuned;
       report.compared[0].calibration_kld = (*kld)[best];

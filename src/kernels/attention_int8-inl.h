@@ -359,16 +359,18 @@ class HeadCodesU8 {
   static constexpr int kBits = attention_detail::head_code_bits(kType);
 
  public:
-  HeadCodesU8() : levels_(128) {}
+  explicit HeadCodesU8(int head_dim) : head_dim_(head_dim), levels_(128) {}
   HWY_INLINE __m512i operator()(const uint8_t* HWY_RESTRICT record, int j) const {
-    if constexpr (kBits == 8) {  // q8_h: the codes are the levels
-      return _mm512_xor_si512(_mm512_loadu_si512(record + 2 + j), _mm512_set1_epi8(char(0x80)));
+    if constexpr (kBits == 8) {  // q8_h: the codes are the levels; no read past the record's head_dim codes
+      const __mmask64 live = head_dim_ - j >= 64 ? ~__mmask64(0) : (__mmask64(1) << (head_dim_ - j)) - 1;
+      return _mm512_xor_si512(_mm512_maskz_loadu_epi8(live, record + 2 + j), _mm512_set1_epi8(char(0x80)));
     } else {
       return levels_(record + 2 + j / 8 * kBits);
     }
   }
 
  private:
+  int head_dim_;
   std::conditional_t<kBits == 8, int, NlLevelsVbmi<kBits>> levels_;  // q8_h needs no table
 };
 
@@ -383,16 +385,22 @@ HWY_NOINLINE KVQ_TARGET_VNNI void PackHeadKeysInt8(const uint8_t* rows, size_t r
                                                    float* HWY_RESTRICT scales) {
   const size_t record = head_record_bytes(kType, head_dim);
   const int n_blocks = head_dim / kQK, all_blocks = n_kv * n_blocks;
-  const HeadCodesU8<kType> codes;
+  const HeadCodesU8<kType> codes(head_dim);
   const __m512i absent = _mm512_set1_epi8(char(128));  // level 0 for a padding token
+  // Token t's record of head h, nullptr for a padding token (past n: no row to read).
+  const auto record_of = [&](int t, int h) {
+    return t < n ? rows + size_t(t) * row_bytes + size_t(h) * record : nullptr;
+  };
   for (int p = 0; p < n_pairs; ++p) {
-    const uint8_t* rec_a = rows + size_t(2 * p) * row_bytes;
-    const uint8_t* rec_b = 2 * p + 1 < n ? rec_a + row_bytes : nullptr;
-    for (int h = 0; h < n_kv; ++h, rec_a += record, rec_b = rec_b != nullptr ? rec_b + record : nullptr) {
-      const float d_a = RecordScale(rec_a), d_b = rec_b != nullptr ? RecordScale(rec_b) : 0.0f;
+    for (int h = 0; h < n_kv; ++h) {
+      const uint8_t* rec_a = record_of(2 * p, h);
+      const uint8_t* rec_b = record_of(2 * p + 1, h);
+      const float d_a = rec_a != nullptr ? RecordScale(rec_a) : 0.0f,
+                  d_b = rec_b != nullptr ? RecordScale(rec_b) : 0.0f;
       const size_t first = size_t(p) * all_blocks + size_t(h) * n_blocks;
       for (int j = 0; j < head_dim; j += 64) {
-        const __m512i la = codes(rec_a, j), lb = rec_b != nullptr ? codes(rec_b, j) : absent;
+        const __m512i la = rec_a != nullptr ? codes(rec_a, j) : absent;
+        const __m512i lb = rec_b != nullptr ? codes(rec_b, j) : absent;
         const __m512i lo = _mm512_unpacklo_epi32(la, lb), hi = _mm512_unpackhi_epi32(la, lb);
         uint8_t* out = packed + (first + j / kQK) * 64;
         _mm512_storeu_si512(out, _mm512_shuffle_i64x2(lo, hi, 0x44));

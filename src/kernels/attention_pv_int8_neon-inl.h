@@ -46,8 +46,10 @@ inline bool NeonInt8ValueType(GgmlType t) {
 
 // Rows r[0..3] (16 dims of tokens 0..3) into out[g] = dims 4g..4g+3 x tokens 0..3 (byte 4i + k = r[k][4g + i]).
 KVQ_TARGET_I8MM HWY_INLINE void TransposeQuadNeon(const int8x16_t r[4], int8_t* HWY_RESTRICT out) {
-  const int16x8_t lo01 = vreinterpretq_s16_s8(vzip1q_s8(r[0], r[1])), lo23 = vreinterpretq_s16_s8(vzip1q_s8(r[2], r[3]));
-  const int16x8_t hi01 = vreinterpretq_s16_s8(vzip2q_s8(r[0], r[1])), hi23 = vreinterpretq_s16_s8(vzip2q_s8(r[2], r[3]));
+  const int16x8_t lo01 = vreinterpretq_s16_s8(vzip1q_s8(r[0], r[1])),
+                  lo23 = vreinterpretq_s16_s8(vzip1q_s8(r[2], r[3]));
+  const int16x8_t hi01 = vreinterpretq_s16_s8(vzip2q_s8(r[0], r[1])),
+                  hi23 = vreinterpretq_s16_s8(vzip2q_s8(r[2], r[3]));
   vst1q_s8(out, vreinterpretq_s8_s16(vzip1q_s16(lo01, lo23)));
   vst1q_s8(out + 16, vreinterpretq_s8_s16(vzip2q_s16(lo01, lo23)));
   vst1q_s8(out + 32, vreinterpretq_s8_s16(vzip1q_s16(hi01, hi23)));
@@ -85,7 +87,8 @@ KVQ_TARGET_I8MM void AccumulatePVInt8NeonT(const uint8_t* rows, size_t row_bytes
     float32x4_t wmax[kQuads], to_u8[kQuads];
     for (int i = 0; i < kQuads; ++i) wmax[i] = vdupq_n_f32(0.0f);
     for (int t = 0; t < 4 * n_quads; ++t) {
-      for (int i = 0; i < kQuads; ++i) wmax[i] = vmaxq_f32(wmax[i], vmulq_n_f32(vld1q_f32(s + t * kRows + 4 * i), scale[t]));
+      for (int i = 0; i < kQuads; ++i)
+        wmax[i] = vmaxq_f32(wmax[i], vmulq_n_f32(vld1q_f32(s + t * kRows + 4 * i), scale[t]));
     }
     for (int i = 0; i < kQuads; ++i) {
       const uint32x4_t live = vcgtq_f32(wmax[i], vdupq_n_f32(0.0f));
@@ -96,9 +99,11 @@ KVQ_TARGET_I8MM void AccumulatePVInt8NeonT(const uint8_t* rows, size_t row_bytes
         uint16x4_t c[4];
         KVQ_NEON_UNROLL4 for (int k = 0; k < 4; ++k) {
           const int t = 4 * q + k;
-          c[k] = vmovn_u32(vcvtnq_u32_f32(vmulq_f32(vmulq_n_f32(vld1q_f32(s + t * kRows + 4 * i), scale[t]), to_u8[i])));
+          c[k] =
+              vmovn_u32(vcvtnq_u32_f32(vmulq_f32(vmulq_n_f32(vld1q_f32(s + t * kRows + 4 * i), scale[t]), to_u8[i])));
         }
-        const uint8x16_t by_token = vcombine_u8(vmovn_u16(vcombine_u16(c[0], c[1])), vmovn_u16(vcombine_u16(c[2], c[3])));
+        const uint8x16_t by_token =
+            vcombine_u8(vmovn_u16(vcombine_u16(c[0], c[1])), vmovn_u16(vcombine_u16(c[2], c[3])));
         vst1q_u8(u[q][i], vqtbl1q_u8(by_token, row_major));
       }
     }

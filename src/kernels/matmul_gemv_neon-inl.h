@@ -39,8 +39,8 @@ KVQ_TARGET_DOTPROD HWY_INLINE void DotSuperBlockNeon(const uint8_t* block, const
       KVQ_UNROLL for (int half = 0; half < 2; ++half) {
         const int sub = 2 * g + half;
         const int8x16_t* w = half == 0 ? lo : hi;
-        const int32x4_t dot = vdotq_s32(vdotq_s32(vdupq_n_s32(0), w[0], vld1q_s8(x + 32 * sub)), w[1],
-                                        vld1q_s8(x + 32 * sub + 16));
+        const int32x4_t dot =
+            vdotq_s32(vdotq_s32(vdupq_n_s32(0), w[0], vld1q_s8(x + 32 * sub)), w[1], vld1q_s8(x + 32 * sub + 16));
         *acc = vfmaq_n_f32(*acc, vcvtq_f32_s32(dot), float(d) * float(sc[sub]) * x_scale[8 * sub]);
         mins += float(m[sub]) * (sum16[2 * sub] + sum16[2 * sub + 1]);
       }
