@@ -29,3 +29,21 @@
 // Fully unrolls a small fixed loop, so that GCC keeps its arrays of vectors in registers.
 #define KVQ_NEON_UNROLL4 _Pragma("GCC unroll 4")
 #endif  // __aarch64__
+
+#include <type_traits>
+
+#include "hwy/base.h"
+#include "quant/blocks.h"
+
+namespace kvq {
+
+// Calls run(std::integral_constant<GgmlType, T>()) for the T of kTypes equal to `type`, which must be one of
+// them: turns a run-time KV type into the template argument of a kernel specialised per type.
+template <GgmlType... kTypes, class Run>
+inline void WithTypeTag(GgmlType type, const Run& run) {
+  const bool found = ((type == kTypes ? (run(std::integral_constant<GgmlType, kTypes>()), true) : false) || ...);
+  HWY_DASSERT(found);
+  (void)found;
+}
+
+}  // namespace kvq

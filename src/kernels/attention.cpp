@@ -255,13 +255,13 @@ void AttendItemT(DQ dq, const ad::Work& w, const ad::Item& it, int rows, int row
         if (kh == 0) GatherHeadScales(v_chunk, kv.v_row_bytes, record, n, n_kv, v_half_scales);
         const int bits = head_bits(kv.v_type);
         const auto pv = bits == 2 ? AccumulatePVNl<2> : bits == 3 ? AccumulatePVNl<3> : AccumulatePVNl<4>;
-        pv(v_chunk, kv.v_row_bytes, size_t(kh) * record, n, n_blocks, s, v_half_scales + size_t(kh) * n_pad, v_scales,
-           acc_kh);
+        pv(v_chunk, kv.v_row_bytes, HeadOffset(kv.v_type, kh, hd), n, n_blocks, s, v_half_scales + size_t(kh) * n_pad,
+           v_scales, acc_kh);
         continue;
       }
       if (fast_v && kG == 2 && rows_pad == 8 && int(hn::Lanes(dq)) == kInt8Lanes) {  // decode layout: fused
         const size_t block_bytes = size_t(type_traits(kv.v_type).type_size);
-        const size_t first = size_t(kh) * n_blocks * block_bytes;
+        const size_t first = HeadOffset(kv.v_type, kh, hd);
         const int n_pad = (n + 3) / 4 * 4;
         if (kh == 0) GatherValueScales(v_chunk, kv.v_row_bytes, block_bytes, n, n_kv * n_blocks, v_half_scales);
         const uint16_t* head_half_scales = v_half_scales + size_t(kh) * n_blocks * n_pad;
@@ -273,7 +273,7 @@ void AttendItemT(DQ dq, const ad::Work& w, const ad::Item& it, int rows, int row
         continue;
       }
       if (fast_v) {
-        const size_t first = size_t(kh) * n_blocks * size_t(type_traits(kv.v_type).type_size);
+        const size_t first = HeadOffset(kv.v_type, kh, hd);
         if (kv.v_type == GgmlType::Q4_0) {
           DecodeValuesInt<GgmlType::Q4_0>(v_chunk, kv.v_row_bytes, first, n, n_blocks, v_half_scales, v_scales, v_rows);
         } else {

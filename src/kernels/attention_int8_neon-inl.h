@@ -179,24 +179,8 @@ inline void ScoresInt8Neon(GgmlType k_type, const NeonInt8Queries& q, int rows_p
     return rows_pad == 8 ? ScoresInt8NeonT<kType, 2>(q, rows, row_bytes, first, n, n_keys, n_blocks, s)
                          : ScoresInt8NeonT<kType, 1>(q, rows, row_bytes, first, n, n_keys, n_blocks, s);
   };
-  switch (k_type) {
-    case GgmlType::Q8_0:
-      return run(std::integral_constant<GgmlType, GgmlType::Q8_0>());
-    case GgmlType::Q4_0:
-      return run(std::integral_constant<GgmlType, GgmlType::Q4_0>());
-    case GgmlType::IQ4_NL:
-      return run(std::integral_constant<GgmlType, GgmlType::IQ4_NL>());
-    case GgmlType::Q8_H:
-      return run(std::integral_constant<GgmlType, GgmlType::Q8_H>());
-    case GgmlType::NL5_H:
-      return run(std::integral_constant<GgmlType, GgmlType::NL5_H>());
-    case GgmlType::NL4_H:
-      return run(std::integral_constant<GgmlType, GgmlType::NL4_H>());
-    case GgmlType::NL3_H:
-      return run(std::integral_constant<GgmlType, GgmlType::NL3_H>());
-    default:
-      return run(std::integral_constant<GgmlType, GgmlType::NL2_H>());
-  }
+  WithTypeTag<GgmlType::Q8_0, GgmlType::Q4_0, GgmlType::IQ4_NL, GgmlType::Q8_H, GgmlType::NL5_H, GgmlType::NL4_H,
+              GgmlType::NL3_H, GgmlType::NL2_H>(k_type, run);
 }
 
 #else

@@ -144,16 +144,7 @@ inline void AccumulatePVInt8Neon(GgmlType v_type, int rows_pad, const uint8_t* r
     return rows_pad == 8 ? AccumulatePVInt8NeonT<kType, 2>(rows, row_bytes, first, n, n_blocks, s, acc)
                          : AccumulatePVInt8NeonT<kType, 1>(rows, row_bytes, first, n, n_blocks, s, acc);
   };
-  switch (v_type) {
-    case GgmlType::Q4_0:
-      return run(std::integral_constant<GgmlType, GgmlType::Q4_0>());
-    case GgmlType::NL2_H:
-      return run(std::integral_constant<GgmlType, GgmlType::NL2_H>());
-    case GgmlType::NL3_H:
-      return run(std::integral_constant<GgmlType, GgmlType::NL3_H>());
-    default:
-      return run(std::integral_constant<GgmlType, GgmlType::NL4_H>());
-  }
+  WithTypeTag<GgmlType::Q4_0, GgmlType::NL2_H, GgmlType::NL3_H, GgmlType::NL4_H>(v_type, run);
 }
 
 #else

@@ -74,6 +74,13 @@ std::string sysctl_string(const char* name) {
   size_t size = sizeof(buffer) - 1;
   return sysctlbyname(name, buffer, &size, nullptr, 0) == 0 ? std::string(buffer) : std::string();
 }
+
+// Whether the integer sysctl `name` exists and is non-zero (hw.optional.arm.FEAT_*).
+[[maybe_unused]] bool sysctl_flag(const char* name) {
+  int value = 0;
+  size_t size = sizeof(value);
+  return sysctlbyname(name, &value, &size, nullptr, 0) == 0 && value != 0;
+}
 #endif
 
 // The value after "key<spaces>: " on the first /proc/cpuinfo line that starts with key, "" if none.
@@ -116,11 +123,7 @@ bool cpu_has_arm_dotprod() {
   static const bool has = (getauxval(AT_HWCAP) & HWCAP_ASIMDDP) != 0;
   return has;
 #elif defined(__APPLE__) && defined(__aarch64__)
-  static const bool has = [] {
-    int value = 0;
-    size_t size = sizeof(value);
-    return sysctlbyname("hw.optional.arm.FEAT_DotProd", &value, &size, nullptr, 0) == 0 && value != 0;
-  }();
+  static const bool has = sysctl_flag("hw.optional.arm.FEAT_DotProd");
   return has;
 #else
   return false;
@@ -134,11 +137,7 @@ bool cpu_has_arm_i8mm() {
   static const bool has = (getauxval(AT_HWCAP2) & HWCAP2_I8MM) != 0;
   return has;
 #elif defined(__APPLE__) && defined(__aarch64__)
-  static const bool has = [] {
-    int value = 0;
-    size_t size = sizeof(value);
-    return sysctlbyname("hw.optional.arm.FEAT_I8MM", &value, &size, nullptr, 0) == 0 && value != 0;
-  }();
+  static const bool has = sysctl_flag("hw.optional.arm.FEAT_I8MM");
   return has;
 #else
   return false;
