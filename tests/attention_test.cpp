@@ -38,8 +38,8 @@ constexpr double kMaxNmseRetiled = 1e-9;
 constexpr double kMaxNmseInt8Query = 2.5e-4;
 // Decode with q4_0 or nl2_h..nl4_h values on AVX-512 VNNI rounds the p·v weights p * d_v to 8 bits on each
 // row's grid per 32-value block and 64-key chunk (attention_pv_int8-inl.h): measured output NMSE vs the
-// oracle 1.7-3.4e-5 on this file's sharp-softmax data, bounded with 2x headroom. A wrong token, block, sign or row there
-// lands above 1e-2.
+// oracle 1.7-3.4e-5 on this file's sharp-softmax data, bounded with 2x headroom. A wrong token, block, sign or row
+// there lands above 1e-2.
 constexpr double kMaxNmseInt8Weights = 7e-5;
 
 // Output NMSE against f32 K/V (attention_ref_f32) that quantizing one side adds, by bit width; a pair may add
@@ -58,8 +58,8 @@ constexpr double kMaxAttnNmseNl2 = 1.5e-1;  // 2-bit: 0.1175
 // integer p·v may run (q4_0 and nl2_h..nl4_h values on the AVX3_DL target, and on NEON with i8mm; default:
 // the best target of this CPU).
 double kernel_bound(GgmlType v_type, int64_t target = hwy::SupportedAndGeneratedTargets().front()) {
-  const bool int8_weights = v_type == GgmlType::Q4_0 || v_type == GgmlType::NL2_H || v_type == GgmlType::NL3_H ||
-                            v_type == GgmlType::NL4_H;
+  const bool int8_weights =
+      v_type == GgmlType::Q4_0 || v_type == GgmlType::NL2_H || v_type == GgmlType::NL3_H || v_type == GgmlType::NL4_H;
   const bool int8_pv = target == HWY_AVX3_DL || (target == HWY_NEON && cpu_has_arm_i8mm());
   return int8_pv && int8_weights ? kMaxNmseInt8Weights : kMaxNmseKernel;
 }
@@ -162,8 +162,7 @@ using Pair = std::tuple<GgmlType, GgmlType>;
 std::vector<Pair> all_pairs() {
   const bool reduced = test::sanitized() || *test::kvq_emulator();
   const auto keep = [reduced](GgmlType k, GgmlType v) {
-    return !reduced || k == v || v == GgmlType::F16 || v == GgmlType::Q4_0 || k == GgmlType::F16 ||
-           k == GgmlType::Q8_0;
+    return !reduced || k == v || v == GgmlType::F16 || v == GgmlType::Q4_0 || k == GgmlType::F16 || k == GgmlType::Q8_0;
   };
   std::vector<Pair> pairs;
   for (GgmlType k : kKvCacheTypes) {
@@ -322,10 +321,10 @@ TEST_P(AttentionPair, SinksAndRecentWindowMatchOracle) {
     for (int gqa : {1, 8}) {
       for (int n_tokens : {1, 3, kKvRecentSlice}) {
         const int n_head_kv = 2, n_head = n_head_kv * gqa, row = n_head_kv * c.head_dim;
-        KvCacheShape shape{1, kCtx, n_head_kv, c.head_dim};
+        const KvCacheShape shape{1, kCtx, n_head_kv, c.head_dim};
+        const KvKept keep{c.sinks, c.recent, c.keep};
         auto plain = KvCache::create(shape, {{k_type, v_type}});
-        shape.sinks = c.sinks, shape.recent = c.recent, shape.keep_type = c.keep;
-        auto kept = KvCache::create(shape, {{k_type, v_type}});
+        auto kept = KvCache::create(shape, {{k_type, v_type, KvRotation::kNone, keep}});
         ASSERT_TRUE(kept.ok() && plain.ok());
         std::vector<float> k = randn(size_t(kCtx) * row, uint32_t(c.head_dim + n_tokens), 1.0f);
         std::vector<float> v = randn(size_t(kCtx) * row, uint32_t(c.head_dim + n_tokens + 1), 1.0f);
@@ -350,8 +349,8 @@ TEST_P(AttentionPair, SinksAndRecentWindowMatchOracle) {
         // Where a side keeps rows more precise than its own, the kernel is far closer to the oracle of the kept
         // rows than to the result without them: it read the kept rows.
         const auto keeps_finer = [&](GgmlType side) {
-          return kept->shape().keeps(side) && type_traits(c.keep).type_size * type_traits(side).block_size >
-                                                  type_traits(side).type_size * type_traits(c.keep).block_size;
+          return keeps_side(keep, side) && type_traits(c.keep).type_size * type_traits(side).block_size >
+                                               type_traits(side).type_size * type_traits(c.keep).block_size;
         };
         if (!keeps_finer(k_type) && !keeps_finer(v_type)) continue;
         plain->store(0, 0, kCtx, k.data(), v.data());

@@ -107,6 +107,32 @@ TEST(KvTypes, ParsesLayerSpecs) {
   EXPECT_EQ(*empty, std::vector<KvTypes>(3, defaults));
 }
 
+// "+sN", "+wR", "+keep=TYPE": a range's kept positions; unnamed ones come from the defaults (the flags).
+TEST(KvTypes, ParsesKeptRangesPerLayer) {
+  const KvTypes defaults{GgmlType::Q4_0, GgmlType::Q4_0, KvRotation::kKeysValues, {0, 8, GgmlType::F16}};
+  const auto layers = parse_kv_layers("0:nl4_h/nl3_h+s1+w16+keep=q8_0,1:q8_0/q4_0+r0+w0,2:q4_0/q4_0+s2", 4, defaults);
+  ASSERT_TRUE(layers.ok()) << layers.error().message;
+  EXPECT_EQ((*layers)[0],
+            (KvTypes{GgmlType::NL4_H, GgmlType::NL3_H, KvRotation::kKeysValues, {1, 16, GgmlType::Q8_0}}));
+  EXPECT_EQ((*layers)[1], (KvTypes{GgmlType::Q8_0, GgmlType::Q4_0, KvRotation::kNone, {0, 0, GgmlType::F16}}));
+  EXPECT_EQ((*layers)[2], (KvTypes{GgmlType::Q4_0, GgmlType::Q4_0, KvRotation::kKeysValues, {2, 8, GgmlType::F16}}));
+  EXPECT_EQ((*layers)[3], defaults);
+  // kv_types_name writes what the parser reads back.
+  for (const KvTypes& t : *layers) {
+    const auto again = parse_kv_layers("0:" + kv_types_name(t), 1, KvTypes{});
+    ASSERT_TRUE(again.ok()) << kv_types_name(t) << ": " << again.error().message;
+    EXPECT_EQ(again->front(), t) << kv_types_name(t);
+  }
+  EXPECT_EQ(kv_types_name((*layers)[0]), "nl4_h/nl3_h+rkv+s1+w16+keep=q8_0");
+  for (const char* bad : {"0:q4_0/q4_0+w", "0:q4_0/q4_0+s-1", "0:q4_0/q4_0+wx", "0:q4_0/q4_0+", "0:q4_0/q4_0+keep=q4_K",
+                          "0:q4_0/q4_0+x16"}) {
+    const auto parsed = parse_kv_layers(bad, 4, defaults);
+    ASSERT_FALSE(parsed.ok()) << bad;
+    EXPECT_NE(parsed.error().message.find(std::string_view(bad).substr(2)), std::string::npos)
+        << parsed.error().message;
+  }
+}
+
 TEST(KvTypes, RejectsBadLayerSpecs) {
   const KvTypes defaults;
   struct Case {
@@ -356,12 +382,13 @@ TEST(KvCache, RejectsBadWindows) {
 // type beside its own; a float side keeps none. Every figure counts them exactly.
 TEST(KvCache, KeptRowsAreCountedExactly) {
   const int ctx = 4096, n_layer = 3, sinks = 4, recent = 64;
-  KvCacheShape shape{n_layer, ctx, 4, 64};
-  shape.sinks = sinks, shape.recent = recent;
+  const KvCacheShape shape{n_layer, ctx, 4, 64};
+  const KvKept keep{sinks, recent};
   const int kept_rows = sinks + recent + kKvRecentSlice - 1;
-  EXPECT_EQ(shape.sink_rows() + shape.recent_rows(), kept_rows);
-  const std::vector<KvTypes> types = {{GgmlType::Q8_0, GgmlType::Q4_0}, {GgmlType::F16, GgmlType::Q4_0},
-                                      {GgmlType::F16, GgmlType::F16}};
+  EXPECT_EQ(kept_sink_rows(keep, ctx) + kept_recent_rows(keep, ctx), kept_rows);
+  std::vector<KvTypes> types = {{GgmlType::Q8_0, GgmlType::Q4_0, KvRotation::kNone, keep},
+                                {GgmlType::F16, GgmlType::Q4_0, KvRotation::kNone, keep},
+                                {GgmlType::F16, GgmlType::F16, KvRotation::kNone, keep}};
   const uint64_t row_q8 = 4 * 64 / 32 * 34, row_q4 = 4 * 64 / 32 * 18, row_f16 = 4 * 64 * 2;
   const uint64_t own = uint64_t(ctx) * (row_q8 + row_q4 + row_f16 + row_q4 + 2 * row_f16);
   const uint64_t kept = uint64_t(kept_rows) * 3 * row_f16;  // three quantized sides
@@ -377,26 +404,58 @@ TEST(KvCache, KeptRowsAreCountedExactly) {
   const uint64_t kept_read = uint64_t(sinks + recent);
   EXPECT_EQ(KvCache::bytes_attended(shape, types, ctx),
             (ctx - kept_read) * (row_q8 + 2 * row_q4) + kept_read * 3 * row_f16 + uint64_t(ctx) * 3 * row_f16);
-  // Kept in q8_0 instead: the same rows at q8_0's size.
-  shape.keep_type = GgmlType::Q8_0;
-  EXPECT_EQ(KvCache::bytes(shape, types), own + uint64_t(kept_rows) * 3 * row_q8);
   // Rewinding is exact while the ring still holds the window before the rewind point.
-  const int ring = shape.recent_rows();
-  EXPECT_TRUE(shape.can_rewind(1000, 1000 - (ring - recent)));
-  EXPECT_FALSE(shape.can_rewind(1000, 1000 - (ring - recent) - 1));
+  const int ring = kept_recent_rows(keep, ctx);
+  EXPECT_TRUE(cache->can_rewind(1000, 1000 - (ring - recent)));
+  EXPECT_FALSE(cache->can_rewind(1000, 1000 - (ring - recent) - 1));
+  // Kept in q8_0 instead: the same rows at q8_0's size.
+  for (KvTypes& t : types) t.kept.type = GgmlType::Q8_0;
+  EXPECT_EQ(KvCache::bytes(shape, types), own + uint64_t(kept_rows) * 3 * row_q8);
   // A short context caps both stores at n_ctx rows.
-  KvCacheShape tiny{1, 10, 4, 64};
-  tiny.sinks = 20, tiny.recent = 30;
-  EXPECT_EQ(tiny.sink_rows(), 10);
-  EXPECT_EQ(tiny.recent_rows(), 10);
-  EXPECT_TRUE(tiny.can_rewind(10, 0));  // the ring is the whole context
+  const KvKept long_keep{20, 30};
+  EXPECT_EQ(kept_sink_rows(long_keep, 10), 10);
+  EXPECT_EQ(kept_recent_rows(long_keep, 10), 10);
+  auto tiny = KvCache::create({1, 10, 4, 64}, {{GgmlType::Q4_0, GgmlType::Q4_0, KvRotation::kNone, long_keep}});
+  ASSERT_TRUE(tiny.ok());
+  EXPECT_TRUE(tiny->can_rewind(10, 0));  // the ring is the whole context
+}
+
+// Each layer keeps its own positions (a per-layer spec's "+s1+w16+keep=q8_0"): its stores, views and bytes.
+TEST(KvCache, KeptRangesArePerLayer) {
+  const int ctx = 512;
+  const KvCacheShape shape{3, ctx, 4, 64};
+  const std::vector<KvTypes> types = {{GgmlType::Q4_0, GgmlType::Q4_0, KvRotation::kNone, {1, 16, GgmlType::Q8_0}},
+                                      {GgmlType::Q4_0, GgmlType::Q4_0},
+                                      {GgmlType::Q4_0, GgmlType::Q4_0, KvRotation::kNone, {0, 8}}};
+  const uint64_t row_q8 = 4 * 64 / 32 * 34, row_q4 = 4 * 64 / 32 * 18, row_f16 = 4 * 64 * 2;
+  const uint64_t own = uint64_t(ctx) * 3 * 2 * row_q4;
+  const uint64_t kept = 2 * ((1 + 16 + kKvRecentSlice - 1) * row_q8 + (8 + kKvRecentSlice - 1) * row_f16);
+  EXPECT_EQ(KvCache::bytes(shape, types), own + kept);
+  EXPECT_EQ(KvCache::key_bytes(shape, types) + KvCache::value_bytes(shape, types), own + kept);
+  EXPECT_EQ(KvCache::side_bytes(shape, 0, GgmlType::Q4_0, KvSide::kKey, types[0].kept),
+            ctx * row_q4 + (1 + 16 + kKvRecentSlice - 1) * row_q8);
+  auto cache = KvCache::create(shape, types);
+  ASSERT_TRUE(cache.ok());
+  EXPECT_EQ(cache->bytes(), own + kept);
+  const KvKeptViews first = cache->kept(0), middle = cache->kept(1), last = cache->kept(2);
+  EXPECT_EQ(first.sinks, 1);
+  EXPECT_EQ(first.recent, 16);
+  EXPECT_EQ(first.ring, 16 + kKvRecentSlice - 1);
+  EXPECT_EQ(first.window.k_type, GgmlType::Q8_0);
+  EXPECT_FALSE(middle.any());
+  EXPECT_EQ(last.sinks, 0);
+  EXPECT_EQ(last.recent, 8);
+  EXPECT_EQ(last.window.v_type, GgmlType::F16);
+  // Rewinding is limited by the smallest ring's slack, here layer 2's (kKvRecentSlice - 1 rows).
+  EXPECT_TRUE(cache->can_rewind(100, 100 - (kKvRecentSlice - 1)));
+  EXPECT_FALSE(cache->can_rewind(100, 100 - kKvRecentSlice));
 }
 
 TEST(KvCache, KeptRowsHoldWhatWasStored) {
   const int ctx = 200, row = 2 * 32, sinks = 3, recent = 20;
-  KvCacheShape shape{1, ctx, 2, 32};
-  shape.sinks = sinks, shape.recent = recent;
-  auto cache = KvCache::create(shape, {{GgmlType::Q4_0, GgmlType::F32}});
+  const KvCacheShape shape{1, ctx, 2, 32};
+  const std::vector<KvTypes> types = {{GgmlType::Q4_0, GgmlType::F32, KvRotation::kNone, {sinks, recent}}};
+  auto cache = KvCache::create(shape, types);
   ASSERT_TRUE(cache.ok());
   std::vector<float> k(size_t(ctx) * row), v(size_t(ctx) * row);
   for (size_t i = 0; i < k.size(); ++i) k[i] = float(i % 1000) / 64.0f, v[i] = -float(i);  // f16-exact keys
@@ -415,28 +474,27 @@ TEST(KvCache, KeptRowsHoldWhatWasStored) {
     return fp16_to_f32(reinterpret_cast<const uint16_t*>(view.k + size_t(row_index) * view.k_row_bytes)[i]);
   };
   for (int pos = 0; pos < sinks; ++pos) EXPECT_EQ(key_at(kept.sink, pos, 5), k[size_t(pos) * row + 5]) << pos;
-  const int ring = shape.recent_rows();
+  const int ring = kept.ring;
   for (int pos = ctx - ring; pos < ctx; ++pos) {
     EXPECT_EQ(key_at(kept.window, pos % ring, 7), k[size_t(pos) * row + 7]) << pos;
   }
   // copy_from carries the kept rows.
-  auto copy = KvCache::create(shape, {{GgmlType::Q4_0, GgmlType::F32}});
+  auto copy = KvCache::create(shape, types);
   ASSERT_TRUE(copy.ok() && copy->copy_from(*cache));
   EXPECT_EQ(key_at(copy->kept(0).window, (ctx - 1) % ring, 7), k[size_t(ctx - 1) * row + 7]);
   EXPECT_EQ(key_at(copy->kept(0).sink, 2, 9), k[size_t(2) * row + 9]);
 }
 
 TEST(KvCache, RejectsBadKeptRanges) {
-  KvCacheShape shape{1, 16, 4, 64};
-  shape.sinks = -1;
-  EXPECT_FALSE(KvCache::create(shape, std::vector<KvTypes>(1)).ok());
-  shape.sinks = 0, shape.recent = 4, shape.keep_type = GgmlType::Q4_K;
-  const auto bad = KvCache::create(shape, std::vector<KvTypes>(1));
+  const KvCacheShape shape{1, 16, 4, 64};
+  EXPECT_FALSE(KvCache::create(shape, {{GgmlType::Q4_0, GgmlType::Q4_0, KvRotation::kNone, {-1, 0}}}).ok());
+  const auto bad =
+      KvCache::create(shape, {{GgmlType::Q4_0, GgmlType::Q4_0, KvRotation::kNone, {0, 4, GgmlType::Q4_K}}});
   ASSERT_FALSE(bad.ok());
   EXPECT_NE(bad.error().message.find("q4_K"), std::string::npos) << bad.error().message;
-  KvCacheShape odd{1, 16, 2, 12};  // head_dim 12: no head-scaled type
-  odd.recent = 4, odd.keep_type = GgmlType::NL5_H;
-  EXPECT_FALSE(KvCache::create(odd, std::vector<KvTypes>(1)).ok());
+  const KvCacheShape odd{1, 16, 2, 12};  // head_dim 12: no head-scaled type
+  EXPECT_FALSE(
+      KvCache::create(odd, {{GgmlType::Q4_0, GgmlType::Q4_0, KvRotation::kNone, {0, 4, GgmlType::NL5_H}}}).ok());
 }
 
 }  // namespace

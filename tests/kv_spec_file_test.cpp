@@ -4,6 +4,7 @@
 // the budget met by the cache arithmetic, the refusals with their figures).
 #include <gtest/gtest.h>
 
+#include <cmath>
 #include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
@@ -23,7 +24,9 @@ using test::run_kvq;
 KvSpecFile sample_spec() {
   KvSpecFile spec;
   spec.model = ModelIdentity{"stories260K", 3, 0x0123456789abcdefull};
-  spec.layers = {{GgmlType::Q8_0, GgmlType::Q4_0}, {GgmlType::F16, GgmlType::IQ4_NL}, {GgmlType::Q5_1, GgmlType::Q4_1}};
+  spec.layers = {{GgmlType::Q8_0, GgmlType::Q4_0, KvRotation::kNone, {1, 16, GgmlType::Q8_0}},
+                 {GgmlType::F16, GgmlType::IQ4_NL},
+                 {GgmlType::Q5_1, GgmlType::Q4_1, KvRotation::kNone, {0, 8}}};
   spec.tuned_json = R"({"bytes":123})";
   return spec;
 }
@@ -58,6 +61,9 @@ TEST(KvSpecFile, MalformedFilesNameWhatIsWrong) {
       {edited([](auto& j) { j["model"]["fingerprint"] = "xyz"; }), "16 hex digits"},
       {edited([](auto& j) { j["layers"].erase(2); }), "has 2 entries; the model has 3"},
       {edited([](auto& j) { j["layers"][2]["layer"] = 0; }), "layer 0 appears twice"},
+      {edited([](auto& j) { j["layers"][0]["window"] = -2; }), "\"window\" is -2"},
+      {edited([](auto& j) { j["layers"][0]["sinks"] = "1"; }), "\"sinks\" must be an integer"},
+      {edited([](auto& j) { j["layers"][0]["keep"] = "q4_K"; }), "layer 0 \"keep\""},
       {edited([](auto& j) { j["layers"][1]["layer"] = 7; }), "\"layer\" is 7, expected 0..2"},
       {edited([](auto& j) { j["layers"][1]["v"] = "q3_x"; }), "invalid KV cache type 'q3_x'"},
       {edited([](auto& j) { j["layers"][1].erase("k"); }), "\"k\" must be a string"},
@@ -231,6 +237,37 @@ TEST(TuneCli, ResumeReusesEveryMeasurement) {
   const CommandResult second = run_kvq(cmd, true);
   ASSERT_EQ(second.exit_code, 0) << second.out;
   EXPECT_NE(second.out.find("20 measurements reused, 0 to go"), std::string::npos) << second.out;
+}
+
+// `kvq tune --kvq-window R`: every quantized candidate is measured and counted with the kept positions, the
+// spec carries them, the allocation meets the budget, and measurements taken without them are not reused.
+TEST(TuneCli, KeptPositionsAreMeasuredCountedAndWritten) {
+  const std::string resume = test::temp_dir() + "/resume-kept-260k.json";
+  const std::string out = test::temp_dir() + "/kept.json";
+  std::filesystem::remove(resume);
+  const std::string kept = " --kvq-sinks 1 --kvq-window 8 --kvq-keep q8_0";
+  const CommandResult r = run_kvq(kSmallTune + " --budget 7.0 --no-eval --json --resume " + resume + " -o " + out + kept);
+  ASSERT_EQ(r.exit_code, 0) << r.out;
+  const auto result = nlohmann::json::parse(r.out, nullptr, false);
+  ASSERT_FALSE(result.is_discarded()) << r.out;
+  auto spec = parse_kv_spec_file(test::read_text_file(out));
+  ASSERT_TRUE(spec.ok()) << spec.error().message;
+  for (const KvTypes& t : spec->layers) {
+    if (type_traits(t.k).quantized || type_traits(t.v).quantized) {
+      EXPECT_EQ(t.kept, (KvKept{1, 8, GgmlType::Q8_0})) << kv_types_name(t);
+    }
+  }
+  EXPECT_NE(result["kvq_layers"].get<std::string>().find("+s1+w8+keep=q8_0"), std::string::npos);
+  auto model = Model::load(kModel);
+  ASSERT_TRUE(model.ok());
+  auto cache = (*model)->make_cache(64, spec->layers);
+  ASSERT_TRUE(cache.ok());
+  EXPECT_EQ(result["compared"][0]["bytes"], cache->bytes());
+  EXPECT_LE(cache->bytes(), uint64_t(std::floor(7.0 / 16 * double(KvCache::bytes(cache->shape(),
+                                                                             std::vector<KvTypes>(5))))));
+  const CommandResult other = run_kvq(kSmallTune + " --budget 7.0 --no-eval --resume " + resume + " -o " + out, true);
+  EXPECT_EQ(other.exit_code, 1);
+  EXPECT_NE(other.out.find("kept positions s1+w8+keep=q8_0; this run keeps none"), std::string::npos) << other.out;
 }
 
 }  // namespace

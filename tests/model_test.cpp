@@ -15,9 +15,9 @@ namespace {
 
 // Two correct implementations of the same file differ only by rounding and summation order
 // (fixtures/README.md): a wrong kernel lands at KLD >= 0.1.
-constexpr double kMaxKldFloatWeights = 1e-3;      // f32 / f16 / bf16 weights
-constexpr double kMaxKldQuantizedWeights = 5e-3;  // activations are quantized to 8 bits on the fly
-constexpr double kMinArgmaxAgreement = 0.98;      // f32 / f16 / bf16 weights
+constexpr double kMaxKldFloatWeights = 1e-3;       // f32 / f16 / bf16 weights
+constexpr double kMaxKldQuantizedWeights = 5e-3;   // activations are quantized to 8 bits on the fly
+constexpr double kMinArgmaxAgreement = 0.98;       // f32 / f16 / bf16 weights
 constexpr double kMaxKldInt8QueryRounding = 1e-4;  // the same cache read with 8-bit or f32 queries (NEON: 2.6e-5)
 constexpr double kMinArgmaxAgreementStories = 0.995;
 // Same KV quantization as the fixture: our KLD to it must be far below its KLD to the f32 cache.
@@ -160,14 +160,18 @@ TEST(Prefill, ChunkedEqualsAllAtOnce) {
   ASSERT_TRUE(model.ok());
   Model& m = **model;
   const int n_vocab = m.config().n_vocab, n = 64;
-  // The last case keeps sinks and a recent window (kv/kv_cache.h): each query of a prefill sees its own window.
-  // Same types as the second, so both take the same kernel paths (and query rounding) on every target.
-  for (int kept : {0, 1, 2}) {
+  // The last cases keep sinks and a recent window (kv/kv_cache.h): each query of a prefill sees its own window,
+  // on every layer (2) or on the first only (3: the other layers attend whole slices). Same types as the second,
+  // so all take the same kernel paths (and query rounding) on every target.
+  for (int kept : {0, 1, 2, 3}) {
     const KvTypes kv = kept == 0 ? KvTypes{GgmlType::F16, GgmlType::F16} : KvTypes{GgmlType::Q8_0, GgmlType::Q4_0};
-    if (kept == 2) m.set_kv_layout({.sinks = 2, .recent = 20});
+    std::vector<KvTypes> types(size_t(m.config().n_layer), kv);
+    if (kept >= 2) {
+      for (size_t l = 0; l < types.size(); ++l) types[l].kept = kept == 2 || l == 0 ? KvKept{2, 20} : KvKept{};
+    }
     std::vector<int32_t> tokens(f.tokens.begin(), f.tokens.begin() + n);
-    auto all = m.make_cache(n, std::vector<KvTypes>(m.config().n_layer, kv));
-    auto chunked = m.make_cache(n, std::vector<KvTypes>(m.config().n_layer, kv));
+    auto all = m.make_cache(n, types);
+    auto chunked = m.make_cache(n, types);
     ASSERT_TRUE(all.ok() && chunked.ok());
     std::vector<float> expected(size_t(n) * n_vocab), got(size_t(n) * n_vocab);  // [n, n_vocab]
     ASSERT_TRUE(m.forward(tokens, 0, *all, expected.data(), true).ok());
@@ -183,8 +187,8 @@ TEST(Prefill, ChunkedEqualsAllAtOnce) {
           m.forward(std::span(tokens).subspan(pos, 1), pos, *chunked, got.data() + size_t(pos) * n_vocab, true).ok());
     }
     const Agreement a = compare_logits(expected.data(), got.data(), n, n_vocab);
-    if (kept == 2) {
-      // The kept case's prefill runs 4-query slices, which may take the integer K·q (queries rounded to 8 bits:
+    if (kept >= 2) {
+      // The kept cases' prefill runs 4-query slices, which may take the integer K·q (queries rounded to 8 bits:
       // NEON sdot, AVX-512 VNNI) where single queries take f32; synth-mini's flat logits then flip a near-tie.
       EXPECT_LE(a.mean_kld, kMaxKldInt8QueryRounding);
       EXPECT_GE(a.argmax, kMinArgmaxAgreement);
@@ -204,7 +208,7 @@ TEST(KeptRanges, WholeWindowIsTheFloatCacheAndShortOnesHelp) {
   Model& m = **model;
   const int n = int(f.tokens.size()), n_vocab = m.config().n_vocab;
   const auto logits_of = [&](KvTypes kv, int sinks, int recent, GgmlType keep) {
-    m.set_kv_layout({.sinks = sinks, .recent = recent, .keep_type = keep});
+    kv.kept = {sinks, recent, keep};
     auto cache = m.make_cache(n, std::vector<KvTypes>(m.config().n_layer, kv));
     EXPECT_TRUE(cache.ok());
     std::vector<float> logits(size_t(n) * n_vocab);  // [n, n_vocab]
@@ -219,7 +223,6 @@ TEST(KeptRanges, WholeWindowIsTheFloatCacheAndShortOnesHelp) {
   const double kept = compare_logits(f32_cache.data(), logits_of(q4, 4, 16, GgmlType::F16).data(), n, n_vocab).mean_kld;
   std::printf("q4_0/q4_0 KLD to the f32 cache: %.3e plain, %.3e with 4 sinks and a window of 16\n", plain, kept);
   EXPECT_LT(kept, 0.8 * plain);
-  m.set_kv_layout({});
 }
 
 TEST(Model, RejectsBadInput) {

@@ -104,14 +104,16 @@ int run_bench(const BenchArgs& args) {
   if (args.output != "md" && args.output != "csv" && args.output != "json") {
     return report_error(make_error("-o '{}': expected md, csv or json", args.output)), 1;
   }
+  auto kept = kv_kept(args.kept);
+  if (!kept) return report_error(kept.error()), 1;
   std::vector<KvTypes> kv_pairs;
   for (GgmlType k : *keys) {
-    for (GgmlType v : *values) kv_pairs.push_back(resolve_rotation({k, v, KvRotation::kAuto}));
+    for (GgmlType v : *values) kv_pairs.push_back(resolve_rotation({k, v, KvRotation::kAuto, *kept}));
   }
   if (!args.pairs.empty()) {
     kv_pairs.clear();
     for (const std::string& pair : args.pairs) {  // K/V[+rk|+rkv|+r0]: one item of a layer spec, rotation auto
-      auto one = parse_kv_layers("0:" + pair, 1, {GgmlType::F16, GgmlType::F16, KvRotation::kAuto});
+      auto one = parse_kv_layers("0:" + pair, 1, {GgmlType::F16, GgmlType::F16, KvRotation::kAuto, *kept});
       if (!one) {
         return report_error(make_error("--kv-pairs: '{}' is not K/V (e.g. q8_0/q4_0 or q8_0/q4_0+rkv): {}", pair,
                                        one.error().message)),

@@ -59,14 +59,12 @@ void add_kept_options(CLI::App* command, KvOptions& options) {
       ->capture_default_str();
 }
 
-Result<KvCacheLayout> kv_cache_layout(const KvOptions& options, const ModelConfig& config) {
+KvCacheLayout kv_cache_layout(const KvOptions& options) { return KvCacheLayout{options.centre == "on"}; }
+
+Result<KvKept> kv_kept(const KvOptions& options) {
   auto type = parse_kv_type(options.keep);
   if (!type) return make_error("--kvq-keep: {}", type.error().message);
-  if (is_head_scaled(*type) && config.head_dim % kHeadGroup != 0) {
-    return make_error("--kvq-keep {} needs a head_dim that is a multiple of {}; this model's is {}", options.keep,
-                      kHeadGroup, config.head_dim);
-  }
-  return KvCacheLayout{options.centre == "on", options.sinks, options.window, *type};
+  return KvKept{options.sinks, options.window, *type};
 }
 
 Result<std::vector<KvTypes>> resolve_kv_types(const KvOptions& options, const ModelIdentity& model) {
@@ -86,6 +84,9 @@ Result<std::vector<KvTypes>> resolve_kv_types(const KvOptions& options, const Mo
   KVQ_RETURN_IF_ERROR(pick(options.key, "KVQ_KEY", "--kvq-key", defaults.k));
   KVQ_RETURN_IF_ERROR(pick(options.val, "KVQ_VAL", "--kvq-val", defaults.v));
   defaults.rotation = KvRotation::kAuto;
+  auto kept = kv_kept(options);
+  if (!kept) return kept.error();
+  defaults.kept = *kept;
   if (!options.rotation.empty()) {
     auto rotation = parse_kv_rotation(options.rotation);
     if (!rotation) return make_error("--kvq-rot: {}", rotation.error().message);
@@ -102,8 +103,12 @@ Result<std::vector<KvTypes>> resolve_kv_types(const KvOptions& options, const Mo
       return make_error("--kvq-layers {}: {}", options.layers, st.message());
     }
     layers = spec->layers;
-    // A spec names types; rotation follows --kvq-rot (auto by default, as kvq tune measured them).
-    for (KvTypes& t : layers) t.rotation = defaults.rotation;
+    // A spec names types; rotation follows --kvq-rot (auto by default, as kvq tune measured them), and the
+    // kept positions --kvq-sinks / --kvq-window where the spec names none.
+    for (KvTypes& t : layers) {
+      t.rotation = defaults.rotation;
+      if (!t.kept.any()) t.kept = defaults.kept;
+    }
   } else if (!options.layers.empty()) {
     auto parsed = parse_kv_layers(options.layers, n_layer, defaults);
     if (!parsed) return make_error("--kvq-layers: {}", parsed.error().message);

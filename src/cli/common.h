@@ -29,8 +29,10 @@ struct KvOptions {
 };
 // Adds --kvq-sinks, --kvq-window and --kvq-keep (also the sweep's, which has no other KV flags).
 void add_kept_options(CLI::App* command, KvOptions& options);
-// The cache layout `options` ask of a model of `config` (--kvq-centre, the kept ranges); errors name the flag.
-Result<KvCacheLayout> kv_cache_layout(const KvOptions& options, const ModelConfig& config);
+// The cache layout `options` ask for (--kvq-centre).
+KvCacheLayout kv_cache_layout(const KvOptions& options);
+// The kept positions of every layer a spec does not set (--kvq-sinks, --kvq-window, --kvq-keep).
+Result<KvKept> kv_kept(const KvOptions& options);
 void add_kv_options(CLI::App* command, KvOptions& options);
 // --temp, --top-k, --top-p, --min-p with their defaults.
 void add_sampling_options(CLI::App* command, SamplerParams& params);

@@ -59,10 +59,11 @@ int run_info(const InfoArgs& args) {
   if (const gguf::Value* v = file->find("tokenizer.ggml.tokens")) vocab_size = v->array.size();
 
   const KvCacheShape shape{c.n_layer, 0, c.n_head_kv, c.head_dim};
-  auto layout = kv_cache_layout(args.kv, c);
-  if (!layout) return report_error(layout.error()), 1;
+  const KvCacheLayout layout = kv_cache_layout(args.kv);
+  auto kept = kv_kept(args.kv);
+  if (!kept) return report_error(kept.error()), 1;
   // The cache kvq allocates for ctx tokens: rings of sliding-window layers, centring means, kept rows.
-  const auto shape_at = [&](int64_t ctx) { return cache_shape_of(c, int(ctx), *layout); };
+  const auto shape_at = [&](int64_t ctx) { return cache_shape_of(c, int(ctx), layout); };
   const int n_windowed = int(std::ranges::count_if(c.layers, [](const LayerConfig& l) { return l.window > 0; }));
   const uint64_t f16_per_token = KvCache::bytes_per_token(shape, std::vector<KvTypes>(c.n_layer, KvTypes{}));
   std::vector<int> contexts(std::begin(kContexts), std::end(kContexts));
@@ -127,7 +128,8 @@ int run_info(const InfoArgs& args) {
   };
   nlohmann::json table = nlohmann::json::array();
   for (GgmlType k : kv_types) {
-    for (GgmlType v : kv_types) table.push_back(row_json(std::vector<KvTypes>(c.n_layer, {k, v})));
+    for (GgmlType v : kv_types)
+      table.push_back(row_json(std::vector<KvTypes>(c.n_layer, {k, v, KvRotation::kNone, *kept})));
   }
   j["kv_table"] = table;
   if (n_windowed > 0) {

@@ -12,9 +12,7 @@ Result<LoadedModel> load_model(const std::string& path, const KvOptions& kv) {
   if (!model) return model.error();
   auto types = resolve_kv_types(kv, identify_model((*model)->file(), (*model)->config()));
   if (!types) return types.error();
-  auto layout = kv_cache_layout(kv, (*model)->config());
-  if (!layout) return layout.error();
-  (*model)->set_kv_layout(*layout);
+  (*model)->set_kv_layout(kv_cache_layout(kv));
   return LoadedModel{std::move(*model), std::move(*types)};
 }
 

@@ -47,15 +47,17 @@ int run_sweep_command(const SweepArgs& args) {
     if (!rotation) return report_error(make_error("--rot: {}", rotation.error().message)), 1;
     spec.rotations.push_back(*rotation);
   }
+  auto kept = kv_kept(args.kept);
+  if (!kept) return report_error(kept.error()), 1;
+  spec.kept = *kept;
   spec.contexts = args.contexts;
   spec.max_chunks = args.chunks;
 
   const int threads = set_threads(args.threads);
   auto model = Model::load(args.model);
   if (!model) return report_error(model.error()), 1;
-  auto layout = kv_cache_layout(args.kept, (*model)->config());
-  if (!layout) return report_error(layout.error()), 1;
-  (*model)->set_kv_layout(*layout);
+  const KvCacheLayout layout = kv_cache_layout(args.kept);
+  (*model)->set_kv_layout(layout);
   const ModelConfig& c = (*model)->config();
   auto tokenizer = Tokenizer::from_gguf((*model)->file());
   if (!tokenizer) return report_error(tokenizer.error()), 1;
@@ -92,7 +94,7 @@ int run_sweep_command(const SweepArgs& args) {
            1;
   }
   std::vector<std::string> options;  // what applies to every row
-  if (layout->centre) options.push_back("centred");
+  if (layout.centre) options.push_back("centred");
   if (args.kept.sinks > 0 || args.kept.window > 0) {
     options.push_back(fmt::format("sinks {}, window {} at {}", args.kept.sinks, args.kept.window, args.kept.keep));
   }

@@ -39,6 +39,7 @@ struct TuneArgs {
   std::string resume;
   bool json = false;
   int threads = 0;
+  KvOptions kept;  // --kvq-sinks, --kvq-window, --kvq-keep: kept by every quantized candidate
 };
 
 // The target, and the cache shape its bytes are counted at.
@@ -126,9 +127,17 @@ int run_tune(const TuneArgs& args) {
   if (!model) return report_error(model.error()), 1;
   Model& m = **model;
   const ModelConfig& c = m.config();
+  auto kept = kv_kept(args.kept);
+  if (!kept) return report_error(kept.error()), 1;
+  if (is_head_scaled(kept->type) && c.head_dim % kHeadGroup != 0) {
+    return report_error(make_error("--kvq-keep {} needs a head_dim that is a multiple of {}; this model's is {}",
+                                   type_name(kept->type), kHeadGroup, c.head_dim)),
+           1;
+  }
   if (args.types.empty() && c.head_dim % kHeadGroup != 0) {  // the default list: drop what this model cannot store
     std::erase_if(candidates->types, [](GgmlType t) { return is_head_scaled(t); });
   }
+  eval::SensitivityTable table(c.n_layer, candidates->types, candidates->baseline_is_choice, *kept);
   auto target = parse_target(args, m);
   if (!target) return report_error(target.error()), 1;
   if (target->target.kind == eval::TuneTarget::Kind::kBudget) {
@@ -137,7 +146,8 @@ int run_tune(const TuneArgs& args) {
     for (size_t t = 0; t < types->size(); ++t) {
       if (t == 0 && !candidates->baseline_is_choice) continue;
       const GgmlType type = (*types)[t];
-      least = std::min(least, KvCache::bytes(target->shape, std::vector<KvTypes>(c.n_layer, {type, type})));
+      least = std::min(least,
+                       KvCache::bytes(target->shape, std::vector<KvTypes>(c.n_layer, table.layer_types(type, type))));
     }
     const uint64_t f16 = KvCache::bytes(target->shape, std::vector<KvTypes>(size_t(c.n_layer)));
     if (target->target.budget_bytes < least) {
@@ -172,7 +182,7 @@ int run_tune(const TuneArgs& args) {
   eval::fingerprint_text(*text, backend.identity);
   backend.make_evaluator = [&m](std::vector<KvTypes> layers, int n_ctx) -> Result<eval::ChunkEvaluator> {
     // Rotated as the CLI's default (auto) rotates them, so a tuned spec runs as it was measured.
-    for (KvTypes& t : layers) t = resolve_rotation({t.k, t.v, KvRotation::kAuto});
+    for (KvTypes& t : layers) t.rotation = KvRotation::kAuto, t = resolve_rotation(t);
     auto cache = m.make_cache(n_ctx, layers);
     if (!cache) return cache.error();
     auto owned = std::make_shared<KvCache>(std::move(*cache));  // lives as long as the evaluator
@@ -181,8 +191,7 @@ int run_tune(const TuneArgs& args) {
     });
   };
 
-  eval::SensitivityTable table(c.n_layer, *types, candidates->baseline_is_choice);
-  const eval::TuneCacheKey cache_key{backend.identity, c.n_layer, args.n_ctx, args.calib_chunks};
+  const eval::TuneCacheKey cache_key{backend.identity, c.n_layer, args.n_ctx, args.calib_chunks, kv_kept_name(*kept)};
   if (!args.resume.empty() && std::filesystem::exists(args.resume)) {
     auto saved = read_text_file(args.resume);
     if (!saved) return report_error(saved.error()), 1;
@@ -348,6 +357,7 @@ void register_tune(CLI::App& app) {
   cmd->add_option("--resume", args->resume, "measurements file: read when present, rewritten after each one");
   cmd->add_flag("--json", args->json, "print the result as JSON");
   cmd->add_option("-t,--threads", args->threads, "threads (0 = all cores)")->capture_default_str();
+  add_kept_options(cmd, args->kept);
   cmd->callback([args] { set_exit_code(run_tune(*args)); });
 }
 

@@ -38,8 +38,8 @@ std::string tune_layer_table(const eval::SensitivityTable& table, const KvCacheS
       "|-------|--------|--------|----------|----------|----------|\n";
   for (int l = 0; l < table.n_layer(); ++l) {
     const KvTypes& t = layers[size_t(l)];
-    const uint64_t bytes =
-        KvCache::side_bytes(shape, l, t.k, KvSide::kKey) + KvCache::side_bytes(shape, l, t.v, KvSide::kValue);
+    const uint64_t bytes = KvCache::side_bytes(shape, l, t.k, KvSide::kKey, t.kept) +
+                           KvCache::side_bytes(shape, l, t.v, KvSide::kValue, t.kept);
     out += fmt::format("| {:5} | {:<6} | {:<6} | {:8} | {:8.2e} | {:8.2e} |\n", l, type_name(t.k), type_name(t.v),
                        bytes, slot_kld(table, l, KvSide::kKey, t.k), slot_kld(table, l, KvSide::kValue, t.v));
   }
@@ -84,8 +84,8 @@ nlohmann::json tune_json(const TuneReport& report, const eval::SensitivityTable&
     layers.push_back({{"layer", l},
                       {"k", std::string(type_name(t.k))},
                       {"v", std::string(type_name(t.v))},
-                      {"bytes", KvCache::side_bytes(shape, l, t.k, KvSide::kKey) +
-                                    KvCache::side_bytes(shape, l, t.v, KvSide::kValue)},
+                      {"bytes", KvCache::side_bytes(shape, l, t.k, KvSide::kKey, t.kept) +
+                                    KvCache::side_bytes(shape, l, t.v, KvSide::kValue, t.kept)},
                       {"k_kld", slot_kld(table, l, KvSide::kKey, t.k)},
                       {"v_kld", slot_kld(table, l, KvSide::kValue, t.v)}});
   }

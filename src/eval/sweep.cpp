@@ -12,7 +12,7 @@ std::vector<KvTypes> pairs_of(const SweepSpec& spec) {
   for (GgmlType k : spec.keys) {
     for (GgmlType v : spec.vals) {
       for (KvRotation rotation : spec.rotations) {
-        const KvTypes kv = resolve_rotation(KvTypes{k, v, rotation});
+        const KvTypes kv = resolve_rotation(KvTypes{k, v, rotation, spec.kept});
         if (std::find(pairs.begin(), pairs.end(), kv) == pairs.end()) pairs.push_back(kv);
       }
     }

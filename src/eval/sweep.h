@@ -22,6 +22,7 @@ struct SweepSpec {
   std::vector<GgmlType> keys;
   std::vector<GgmlType> vals;
   std::vector<KvRotation> rotations = {KvRotation::kNone};  // every K/V pair runs with each
+  KvKept kept = {};                                         // every K/V pair keeps these positions
   std::vector<int> contexts;
   int max_chunks = 0;  // per context; <= 0: every chunk the text holds
   KvTypes base{GgmlType::F16, GgmlType::F16};

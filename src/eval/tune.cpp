@@ -31,7 +31,7 @@ std::vector<SlotOptions> slot_options(const SensitivityTable& table, const KvCac
       SlotOptions s{l, side, {}, {}};
       for (int t = 0; t < int(table.types().size()); ++t) {
         const SlotMeasurement& m = table.at(l, side, t);
-        s.bytes.push_back(KvCache::side_bytes(shape, l, table.types()[size_t(t)], side));
+        s.bytes.push_back(KvCache::side_bytes(shape, l, table.types()[size_t(t)], side, table.kept()));
         const bool usable = m.measured && table.is_choice(t);
         s.cost.push_back(!usable ? kInfinity : by_dppl ? std::max(m.ln_ppl_ratio, 0.0) : m.kld);
       }
@@ -89,7 +89,7 @@ Knapsack solve_knapsack(const std::vector<SlotOptions>& slots, uint64_t max_byte
 std::vector<KvTypes> backtrack(const Knapsack& k, const std::vector<SlotOptions>& slots, const SensitivityTable& table,
                                size_t c) {
   const size_t n_types = table.types().size(), stride = k.best.size();
-  std::vector<KvTypes> layers(size_t(table.n_layer()));  // [n_layer]
+  std::vector<KvTypes> layers(size_t(table.n_layer()), table.layer_types(GgmlType::F16, GgmlType::F16));  // [n_layer]
   for (size_t s = slots.size(); s-- > 0;) {
     const uint8_t t = k.choice[s * stride + c];
     GgmlType& out = slots[s].side == KvSide::kKey ? layers[size_t(slots[s].layer)].k : layers[size_t(slots[s].layer)].v;
@@ -123,11 +123,12 @@ uint64_t smallest_bytes(const std::vector<SlotOptions>& slots) {
 
 const char* side_name(KvSide side) { return side == KvSide::kKey ? "k" : "v"; }
 
-SensitivityTable::SensitivityTable(int n_layer, std::vector<GgmlType> types, bool baseline_is_choice)
+SensitivityTable::SensitivityTable(int n_layer, std::vector<GgmlType> types, bool baseline_is_choice, KvKept kept)
     : n_layer_(n_layer),
       types_(std::move(types)),
       slots_(size_t(n_layer) * 2 * types_.size()),
-      baseline_is_choice_(baseline_is_choice) {
+      baseline_is_choice_(baseline_is_choice),
+      kept_(kept) {
   KVQ_CHECK(n_layer > 0 && !types_.empty());
   for (int l = 0; l < n_layer; ++l) {
     for (KvSide side : {KvSide::kKey, KvSide::kValue}) at(l, side, 0) = SlotMeasurement{0.0, 0.0, true};
@@ -245,7 +246,7 @@ std::vector<TuneChoice> uniform_choices(const SensitivityTable& table, const KvC
   const std::vector<GgmlType> choices = choice_types(table);
   for (GgmlType k : choices) {
     for (GgmlType v : choices) {
-      std::vector<KvTypes> layers(size_t(table.n_layer()), KvTypes{k, v});
+      std::vector<KvTypes> layers(size_t(table.n_layer()), table.layer_types(k, v));
       if (KvCache::bytes(shape, layers) <= budget) fitting.push_back(describe_choice(table, shape, std::move(layers)));
     }
   }
@@ -257,7 +258,7 @@ std::vector<TuneChoice> uniform_choices(const SensitivityTable& table, const KvC
 Result<TuneChoice> first_last_choice(const SensitivityTable& table, const KvCacheShape& shape, uint64_t budget) {
   const int n = table.n_layer();
   if (n < 3) return make_error("the first/last heuristic needs at least 3 layers; the model has {}", n);
-  auto side_cost = [&](GgmlType t) { return KvCache::side_bytes(shape, 0, t, KvSide::kKey); };
+  auto side_cost = [&](GgmlType t) { return KvCache::side_bytes(shape, 0, t, KvSide::kKey, table.kept()); };
   std::optional<TuneChoice> best;
   const std::vector<GgmlType> choices = choice_types(table);
   for (GgmlType hk : choices) {
@@ -267,8 +268,8 @@ Result<TuneChoice> first_last_choice(const SensitivityTable& table, const KvCach
           // Edges strictly more precise (in bytes) on one side at least, and less on neither.
           if (side_cost(hk) < side_cost(lk) || side_cost(hv) < side_cost(lv)) continue;
           if (side_cost(hk) == side_cost(lk) && side_cost(hv) == side_cost(lv)) continue;
-          std::vector<KvTypes> layers(size_t(n), KvTypes{lk, lv});
-          layers.front() = layers.back() = KvTypes{hk, hv};
+          std::vector<KvTypes> layers(size_t(n), table.layer_types(lk, lv));
+          layers.front() = layers.back() = table.layer_types(hk, hv);
           if (KvCache::bytes(shape, layers) > budget) continue;
           TuneChoice c = describe_choice(table, shape, std::move(layers));
           if (!best || c.predicted_kld < best->predicted_kld) best = std::move(c);

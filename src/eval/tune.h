@@ -40,11 +40,15 @@ class SensitivityTable {
  public:
   SensitivityTable() = default;
   // types[0] is the baseline type: its slots are measured (zero) from the start. When baseline_is_choice
-  // is false it is only the reference (`kvq tune --types q8_0,q4_0`): no search picks it.
-  SensitivityTable(int n_layer, std::vector<GgmlType> types, bool baseline_is_choice = true);
+  // is false it is only the reference (`kvq tune --types q8_0,q4_0`): no search picks it. `kept` are the
+  // positions every quantized side keeps (`kvq tune --kvq-window 16`): measured with them, counted in bytes.
+  SensitivityTable(int n_layer, std::vector<GgmlType> types, bool baseline_is_choice = true, KvKept kept = {});
 
   int n_layer() const { return n_layer_; }
   const std::vector<GgmlType>& types() const { return types_; }
+  const KvKept& kept() const { return kept_; }
+  // What a layer of types k and v is in an assignment of this table (its kept positions included).
+  KvTypes layer_types(GgmlType k, GgmlType v) const { return KvTypes{k, v, KvRotation::kNone, kept_}; }
   int type_index(GgmlType type) const;  // -1 when not a candidate
   SlotMeasurement& at(int layer, KvSide side, int type_index);
   const SlotMeasurement& at(int layer, KvSide side, int type_index) const;
@@ -57,6 +61,7 @@ class SensitivityTable {
   std::vector<GgmlType> types_;
   std::vector<SlotMeasurement> slots_;  // [n_layer, 2 sides, n_types]
   bool baseline_is_choice_ = true;
+  KvKept kept_;
 };
 
 // Sums of the slot measurements; every type of the assignment must be a measured candidate.

@@ -57,6 +57,7 @@ std::string tune_cache_text(const TuneCacheKey& key, const SensitivityTable& tab
                   {"n_ctx", key.n_ctx},
                   {"calib_chunks", key.calib_chunks},
                   {"n_layer", key.n_layer},
+                  {"kept", key.kept},
                   {"measurements", measurements}};
   return j.dump(1) + "\n";
 }
@@ -90,6 +91,14 @@ Result<int> load_tune_cache(std::string_view text, const TuneCacheKey& key, Sens
           f.name, f.hex ? hex64(*value) : std::to_string(*value),
           f.hex ? hex64(f.expected) : std::to_string(f.expected));
     }
+  }
+  const auto kept = j.find("kept");
+  if (kept != j.end() && !kept->is_string()) return make_error("tune measurements: \"kept\" must be a string");
+  const std::string kept_text = kept == j.end() ? "none" : kept->get<std::string>();
+  if (kept_text != key.kept) {
+    return make_error(
+        "the measurements were taken with kept positions {}; this run keeps {} (use another --resume file)", kept_text,
+        key.kept);
   }
   const auto measurements = j.find("measurements");
   if (measurements == j.end() || !measurements->is_array()) {

@@ -2,7 +2,7 @@
 // atomically after each one, so that a run stopped by Ctrl-C (or killed) goes on where it stopped.
 //
 //   {"kvq_tune_measurements": 1, "model_bytes": ..., "model_hash": "…16 hex…", "text_bytes": ...,
-//    "text_hash": "…", "n_ctx": 256, "calib_chunks": 6, "n_layer": 6,
+//    "text_hash": "…", "n_ctx": 256, "calib_chunks": 6, "n_layer": 6, "kept": "none",
 //    "measurements": [{"layer": 0, "side": "k", "type": "q8_0", "kld": 1.2e-5, "ln_ppl_ratio": 3e-6}, ...]}
 //
 // A file made from another model, text, context or calibration split is refused (its measurements
@@ -24,6 +24,7 @@ struct TuneCacheKey {
   int n_layer = 0;
   int n_ctx = 0;
   int calib_chunks = 0;
+  std::string kept = "none";  // the table's kept positions ("s1+w16+keep=q8_0"); a file without it has none
 };
 
 std::string tune_cache_text(const TuneCacheKey& key, const SensitivityTable& table);

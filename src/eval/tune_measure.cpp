@@ -79,7 +79,8 @@ Result<bool> measure_sensitivities(const TuneBackend& backend, const TuneSplit& 
   KVQ_CHECK(backend.n_layer == table.n_layer());
   if (table.unmeasured() == 0) return true;
   const GgmlType base_type = table.types()[0];
-  const std::vector<KvTypes> base_layers(size_t(table.n_layer()), KvTypes{base_type, base_type});
+  // [n_layer] the baseline: f16 keeps nothing, a slot of a quantized type keeps table.kept()
+  const std::vector<KvTypes> base_layers(size_t(table.n_layer()), table.layer_types(base_type, base_type));
   // The one baseline every slot measurement compares with.
   KldBase base(range_identity(backend, split.n_ctx, split.calib_chunks));
   double done = 0;

@@ -493,7 +493,7 @@ void attention(const AttentionParams& p, const KvCache& cache, int layer, const 
     if (kept.recent == 0) continue;
     const int window = p.window > 0 ? std::min(p.window, kept.recent) : kept.recent;
     const int recent0 = std::max({kept.sinks, q_first - window + 1, 0});
-    const int ring = cache.shape().recent_rows();  // the kept side's ring (the other side holds n_ctx rows)
+    const int ring = kept.ring;  // the kept side's ring (the other side holds n_ctx rows)
     const int wrap = std::min(q_last + 1, (recent0 / ring + 1) * ring);  // the ring's next row 0
     add(&kept.window, recent0, wrap, 0, window, kept.sinks);
     add(&kept.window, wrap, q_last + 1, 0, window, kept.sinks);

@@ -31,23 +31,25 @@ int KvCacheShape::rows(int layer) const {
   return int(std::min<int64_t>(n_ctx, ring));
 }
 
-bool KvCacheShape::keeps(GgmlType type) const { return quantized(type) && (sinks > 0 || recent > 0); }
+bool keeps_side(const KvKept& kept, GgmlType type) { return quantized(type) && kept.any(); }
 
-int KvCacheShape::sink_rows() const { return std::min(sinks, n_ctx); }
+int kept_sink_rows(const KvKept& kept, int n_ctx) { return std::min(kept.sinks, n_ctx); }
 
-int KvCacheShape::recent_rows() const {
-  return recent > 0 ? int(std::min<int64_t>(n_ctx, int64_t(recent) + kKvRecentSlice - 1)) : 0;
+int kept_recent_rows(const KvKept& kept, int n_ctx) {
+  return kept.recent > 0 ? int(std::min<int64_t>(n_ctx, int64_t(kept.recent) + kKvRecentSlice - 1)) : 0;
 }
 
-bool KvCacheShape::can_rewind(int written, int n) const {
+bool KvCache::can_rewind(int written, int n) const {
   // A ring of `rows` holding a window w keeps the positions before n that n reads while fewer than rows - w
   // positions were written after them.
-  const auto holds = [&](int rows, int w) { return rows >= n_ctx || written - n <= rows - w; };
-  for (int l = 0; l < n_layer; ++l) {
-    const int w = window.empty() ? 0 : window[size_t(l)];
-    if (w > 0 && !holds(rows(l), w)) return false;
+  const auto holds = [&](int rows, int w) { return rows >= shape_.n_ctx || written - n <= rows - w; };
+  for (int l = 0; l < shape_.n_layer; ++l) {
+    const int w = shape_.window.empty() ? 0 : shape_.window[size_t(l)];
+    if (w > 0 && !holds(shape_.rows(l), w)) return false;
+    const KvKeptViews kept = this->kept(l);
+    if (kept.recent > 0 && !holds(kept.ring, kept.recent)) return false;
   }
-  return recent == 0 || holds(recent_rows(), recent);
+  return true;
 }
 
 uint64_t KvCache::bytes_per_token(const KvCacheShape& shape, const std::vector<KvTypes>& per_layer) {
@@ -60,22 +62,24 @@ bool KvCache::centred(const KvCacheShape& shape, KvSide side, GgmlType type) {
   return quantized(type) && (side == KvSide::kKey ? shape.centre_keys : shape.centre_values);
 }
 
-uint64_t KvCache::side_bytes(const KvCacheShape& shape, int layer, GgmlType type, KvSide side) {
+uint64_t KvCache::side_bytes(const KvCacheShape& shape, int layer, GgmlType type, KvSide side, const KvKept& kept) {
   const uint64_t mean = centred(shape, side, type) ? uint64_t(shape.n_head_kv) * shape.head_dim * sizeof(fp16_bits) : 0;
-  const uint64_t kept =
-      shape.keeps(type) ? uint64_t(shape.sink_rows() + shape.recent_rows()) * row_bytes_of(shape.keep_type, shape) : 0;
-  return uint64_t(shape.rows(layer)) * row_bytes_of(type, shape) + mean + kept;
+  const uint64_t kept_rows =
+      keeps_side(kept, type) ? kept_sink_rows(kept, shape.n_ctx) + kept_recent_rows(kept, shape.n_ctx) : 0;
+  return uint64_t(shape.rows(layer)) * row_bytes_of(type, shape) + mean + kept_rows * row_bytes_of(kept.type, shape);
 }
 
 uint64_t KvCache::key_bytes(const KvCacheShape& shape, const std::vector<KvTypes>& per_layer) {
   uint64_t bytes = 0;
-  for (size_t l = 0; l < per_layer.size(); ++l) bytes += side_bytes(shape, int(l), per_layer[l].k, KvSide::kKey);
+  for (size_t l = 0; l < per_layer.size(); ++l)
+    bytes += side_bytes(shape, int(l), per_layer[l].k, KvSide::kKey, per_layer[l].kept);
   return bytes;
 }
 
 uint64_t KvCache::value_bytes(const KvCacheShape& shape, const std::vector<KvTypes>& per_layer) {
   uint64_t bytes = 0;
-  for (size_t l = 0; l < per_layer.size(); ++l) bytes += side_bytes(shape, int(l), per_layer[l].v, KvSide::kValue);
+  for (size_t l = 0; l < per_layer.size(); ++l)
+    bytes += side_bytes(shape, int(l), per_layer[l].v, KvSide::kValue, per_layer[l].kept);
   return bytes;
 }
 
@@ -85,10 +89,11 @@ uint64_t KvCache::bytes_attended(const KvCacheShape& shape, const std::vector<Kv
     const int w = shape.window.empty() ? 0 : shape.window[l];
     const int64_t keys = w > 0 ? std::min<int64_t>(n_keys, w) : n_keys;
     // Kept keys (sinks, then the recent window) read at keep_type on a side that keeps them.
-    const int64_t sinks = w > 0 ? 0 : std::min<int64_t>(keys, shape.sinks);
-    const int64_t kept = sinks + std::min<int64_t>(keys - sinks, shape.recent);
+    const KvKept& keep = per_layer[l].kept;
+    const int64_t sinks = w > 0 ? 0 : std::min<int64_t>(keys, keep.sinks);
+    const int64_t kept = sinks + std::min<int64_t>(keys - sinks, keep.recent);
     for (GgmlType type : {per_layer[l].k, per_layer[l].v}) {
-      const uint64_t kept_row = row_bytes_of(shape.keeps(type) ? shape.keep_type : type, shape);
+      const uint64_t kept_row = row_bytes_of(keeps_side(keep, type) ? keep.type : type, shape);
       bytes += uint64_t(keys - kept) * row_bytes_of(type, shape) + uint64_t(kept) * kept_row;
     }
   }
@@ -114,17 +119,15 @@ Result<KvCache> KvCache::create(const KvCacheShape& shape, std::vector<KvTypes> 
   for (int w : shape.window) {
     if (w < 0) return make_error("sliding window {} must not be negative", w);
   }
-  if (shape.sinks < 0 || shape.recent < 0) {
-    return make_error("sinks {} and recent window {} must not be negative", shape.sinks, shape.recent);
-  }
-  if (!is_kv_type(shape.keep_type) || (is_head_scaled(shape.keep_type) && shape.head_dim % kHeadGroup != 0)) {
-    return make_error("type {} cannot keep the sinks and the recent window of this cache", type_name(shape.keep_type));
-  }
   for (size_t l = 0; l < per_layer.size(); ++l) {
     if (per_layer[l].rotation == KvRotation::kAuto) {
       return make_error("layer {}: rotation 'auto' must be resolved before the cache is made", l);
     }
-    for (GgmlType type : {per_layer[l].k, per_layer[l].v}) {
+    const KvKept& kept = per_layer[l].kept;
+    if (kept.sinks < 0 || kept.recent < 0) {
+      return make_error("layer {}: sinks {} and recent window {} must not be negative", l, kept.sinks, kept.recent);
+    }
+    for (GgmlType type : {per_layer[l].k, per_layer[l].v, kept.type}) {
       if (!is_kv_type(type)) {
         const TypeTraits* traits = find_type_traits(uint32_t(type));
         return make_error("layer {}: type {} cannot be stored in the KV cache", l,
@@ -157,16 +160,17 @@ Result<KvCache> KvCache::create(const KvCacheShape& shape, std::vector<KvTypes> 
     // Kept stores, zeroed: small, and a part of a chunk they never wrote stays finite.
     const auto kept_store = [&](GgmlType type, int rows, std::vector<hwy::AlignedFreeUniquePtr<uint8_t[]>>& stores) {
       stores.emplace_back();
-      if (!shape.keeps(type) || rows == 0) return;
-      const size_t size = size_t(rows) * row_bytes_of(shape.keep_type, shape) + kKvReadSlack;
+      if (!keeps_side(t.kept, type) || rows == 0) return;
+      const size_t size = size_t(rows) * row_bytes_of(t.kept.type, shape) + kKvReadSlack;
       stores.back() = hwy::AllocateAligned<uint8_t>(size);
       if (stores.back()) std::memset(stores.back().get(), 0, size);
       allocated = allocated && stores.back();
     };
-    kept_store(t.k, shape.sink_rows(), cache.k_sink_);
-    kept_store(t.v, shape.sink_rows(), cache.v_sink_);
-    kept_store(t.k, shape.recent_rows(), cache.k_recent_);
-    kept_store(t.v, shape.recent_rows(), cache.v_recent_);
+    const int sink_rows = kept_sink_rows(t.kept, shape.n_ctx), recent_rows = kept_recent_rows(t.kept, shape.n_ctx);
+    kept_store(t.k, sink_rows, cache.k_sink_);
+    kept_store(t.v, sink_rows, cache.v_sink_);
+    kept_store(t.k, recent_rows, cache.k_recent_);
+    kept_store(t.v, recent_rows, cache.v_recent_);
     if (!allocated) return make_error("cannot allocate {} bytes for the KV cache", cache.bytes());
   }
   return cache;
@@ -215,15 +219,17 @@ void KvCache::store(int layer, int pos, int n_tokens, const float* k, const floa
   };
   store_rows(view.k_type, k_store, pos, n_tokens, k_[size_t(layer)].get(), view.n_rows);
   store_rows(view.v_type, v_store, pos, n_tokens, v_[size_t(layer)].get(), view.n_rows);
-  // The kept copies of the same rows: positions below sink_rows, and the last recent_rows of this store.
-  const int sink_count = std::clamp(shape_.sink_rows() - pos, 0, n_tokens);
-  const int ring = shape_.recent_rows();
+  // The kept copies of the same rows: positions below the sink rows, and the last ring rows of this store.
+  const KvKept& kept = types_[size_t(layer)].kept;
+  const int sink_rows = kept_sink_rows(kept, shape_.n_ctx);
+  const int sink_count = std::clamp(sink_rows - pos, 0, n_tokens);
+  const int ring = kept_recent_rows(kept, shape_.n_ctx);
   const int recent_skip = std::max(0, n_tokens - ring);
   const auto keep = [&](const float* x, uint8_t* sink, uint8_t* recent) {
-    if (sink && sink_count > 0) store_rows(shape_.keep_type, x, pos, sink_count, sink, shape_.sink_rows());
+    if (sink && sink_count > 0) store_rows(kept.type, x, pos, sink_count, sink, sink_rows);
     if (recent) {
-      store_rows(shape_.keep_type, x + size_t(recent_skip) * row_floats, pos + recent_skip, n_tokens - recent_skip,
-                 recent, ring);
+      store_rows(kept.type, x + size_t(recent_skip) * row_floats, pos + recent_skip, n_tokens - recent_skip, recent,
+                 ring);
     }
   };
   keep(k_store, k_sink_[size_t(layer)].get(), k_recent_[size_t(layer)].get());
@@ -234,23 +240,22 @@ bool KvCache::copy_from(const KvCache& other) {
   if (other.types_ != types_ || other.shape_.n_layer != shape_.n_layer || other.shape_.n_ctx != shape_.n_ctx ||
       other.shape_.window != shape_.window || other.shape_.max_batch != shape_.max_batch ||
       other.shape_.n_head_kv != shape_.n_head_kv || other.shape_.head_dim != shape_.head_dim ||
-      other.shape_.centre_keys != shape_.centre_keys || other.shape_.centre_values != shape_.centre_values ||
-      other.shape_.sinks != shape_.sinks || other.shape_.recent != shape_.recent ||
-      other.shape_.keep_type != shape_.keep_type) {
+      other.shape_.centre_keys != shape_.centre_keys || other.shape_.centre_values != shape_.centre_values) {
     return false;
   }
-  const size_t keep_row = row_bytes_of(shape_.keep_type, shape_);
-  const auto copy_kept = [&](const auto& mine, const auto& theirs, int l, int rows) {
-    if (mine[size_t(l)]) std::memcpy(mine[size_t(l)].get(), theirs[size_t(l)].get(), size_t(rows) * keep_row);
-  };
   for (int l = 0; l < shape_.n_layer; ++l) {
     const KvLayerView view = layer(l);
     std::memcpy(k_[size_t(l)].get(), other.k_[size_t(l)].get(), size_t(view.n_rows) * view.k_row_bytes);
     std::memcpy(v_[size_t(l)].get(), other.v_[size_t(l)].get(), size_t(view.n_rows) * view.v_row_bytes);
-    copy_kept(k_sink_, other.k_sink_, l, shape_.sink_rows());
-    copy_kept(v_sink_, other.v_sink_, l, shape_.sink_rows());
-    copy_kept(k_recent_, other.k_recent_, l, shape_.recent_rows());
-    copy_kept(v_recent_, other.v_recent_, l, shape_.recent_rows());
+    const KvKept& kept = types_[size_t(l)].kept;
+    const size_t keep_row = row_bytes_of(kept.type, shape_);
+    const auto copy_kept = [&](const auto& mine, const auto& theirs, int rows) {
+      if (mine[size_t(l)]) std::memcpy(mine[size_t(l)].get(), theirs[size_t(l)].get(), size_t(rows) * keep_row);
+    };
+    copy_kept(k_sink_, other.k_sink_, kept_sink_rows(kept, shape_.n_ctx));
+    copy_kept(v_sink_, other.v_sink_, kept_sink_rows(kept, shape_.n_ctx));
+    copy_kept(k_recent_, other.k_recent_, kept_recent_rows(kept, shape_.n_ctx));
+    copy_kept(v_recent_, other.v_recent_, kept_recent_rows(kept, shape_.n_ctx));
   }
   k_mean_ = other.k_mean_;
   v_mean_ = other.v_mean_;
@@ -262,9 +267,11 @@ uint64_t KvCache::bytes_holding(int n_positions) const {
   for (int l = 0; l < shape_.n_layer; ++l) {
     const KvLayerView view = layer(l);
     bytes += uint64_t(std::min(n_positions, view.n_rows)) * (view.k_row_bytes + view.v_row_bytes);
-    const int kept_rows = std::min(n_positions, shape_.sink_rows()) + std::min(n_positions, shape_.recent_rows());
-    const int kept_sides = int(shape_.keeps(view.k_type)) + int(shape_.keeps(view.v_type));
-    bytes += uint64_t(kept_rows) * kept_sides * row_bytes_of(shape_.keep_type, shape_);
+    const KvKept& kept = types_[size_t(l)].kept;
+    const int kept_rows = std::min(n_positions, kept_sink_rows(kept, shape_.n_ctx)) +
+                          std::min(n_positions, kept_recent_rows(kept, shape_.n_ctx));
+    const int kept_sides = int(keeps_side(kept, view.k_type)) + int(keeps_side(kept, view.v_type));
+    bytes += uint64_t(kept_rows) * kept_sides * row_bytes_of(kept.type, shape_);
   }
   return bytes;
 }
@@ -296,24 +303,26 @@ KvLayerView KvCache::layer(int layer) const {
 KvKeptViews KvCache::kept(int layer) const {
   KvKeptViews kept;
   const KvLayerView own = this->layer(layer);
-  if (!shape_.keeps(own.k_type) && !shape_.keeps(own.v_type)) return kept;
-  kept.sinks = shape_.sink_rows();
-  kept.recent = shape_.recent;
-  const size_t keep_row = row_bytes_of(shape_.keep_type, shape_);
+  const KvKept& keep = types_[size_t(layer)].kept;
+  if (!keeps_side(keep, own.k_type) && !keeps_side(keep, own.v_type)) return kept;
+  kept.sinks = kept_sink_rows(keep, shape_.n_ctx);
+  kept.recent = keep.recent;
+  kept.ring = kept_recent_rows(keep, shape_.n_ctx);
+  const size_t keep_row = row_bytes_of(keep.type, shape_);
   const auto view_of = [&](const auto& k_store, const auto& v_store, int rows) {
     KvLayerView view = own;
     if (k_store[size_t(layer)]) {
-      view.k_type = shape_.keep_type, view.k = k_store[size_t(layer)].get(), view.k_row_bytes = keep_row;
+      view.k_type = keep.type, view.k = k_store[size_t(layer)].get(), view.k_row_bytes = keep_row;
       view.n_rows = rows;
     }
     if (v_store[size_t(layer)]) {
-      view.v_type = shape_.keep_type, view.v = v_store[size_t(layer)].get(), view.v_row_bytes = keep_row;
+      view.v_type = keep.type, view.v = v_store[size_t(layer)].get(), view.v_row_bytes = keep_row;
       view.v_rows = rows;
     }
     return view;
   };
-  kept.sink = view_of(k_sink_, v_sink_, shape_.sink_rows());
-  kept.window = view_of(k_recent_, v_recent_, shape_.recent_rows());
+  kept.sink = view_of(k_sink_, v_sink_, kept.sinks);
+  kept.window = view_of(k_recent_, v_recent_, kept.ring);
   return kept;
 }
 

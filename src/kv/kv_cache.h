@@ -19,11 +19,12 @@
 // split. Hence off by default.
 // The means are counted in bytes() (2 bytes per value per centred side and layer).
 //
-// Sinks and a recent window (opt-in, `--kvq-sinks N`, `--kvq-window R`): a quantized side also keeps
-// positions 0 .. N - 1 and the last R + kKvRecentSlice - 1 positions (a ring) at keep_type (f16 by default),
+// Sinks and a recent window (opt-in per layer, KvTypes::kept: `--kvq-sinks N`, `--kvq-window R`, or "+sN+wR" in a
+// layer spec): a quantized side also keeps
+// positions 0 .. N - 1 and the last R + kKvRecentSlice - 1 positions (a ring) at kept.type (f16 by default),
 // written by the same store from the same (rotated, centred) rows. A query at position p reads a key j from
 // the sinks when j < N, from the ring when p - R < j <= p, else from the quantized rows: every query sees its
-// own last R positions at keep_type, in prefill as in decode, and a position "leaves the window" by being read
+// own last R positions at kept.type, in prefill as in decode, and a position "leaves the window" by being read
 // from the quantized row written when it was stored (from f32, never from the f16 copy). An attention call
 // then takes at most kKvRecentSlice queries (the model slices). Attention runs the three ranges as parts of
 // one softmax (kernels/attention.h). The kept rows are counted in bytes(); the quantized rows of kept
@@ -52,13 +53,16 @@ inline constexpr int kKvRecentSlice = 4;        // most queries per attention ca
 
 enum class KvSide { kKey = 0, kValue = 1 };
 
-// What a cache stores beside its types (--kvq-centre, --kvq-sinks, --kvq-window, --kvq-keep; above).
+// What a cache stores beside its per-layer types (--kvq-centre; above).
 struct KvCacheLayout {
   bool centre = false;
-  int sinks = 0;
-  int recent = 0;
-  GgmlType keep_type = GgmlType::F16;
 };
+
+// Whether a side of this type keeps the layer's sinks and recent window (quantized types only).
+bool keeps_side(const KvKept& kept, GgmlType type);
+int kept_sink_rows(const KvKept& kept, int n_ctx);    // rows of a side's sink store: min(sinks, n_ctx)
+int kept_recent_rows(const KvKept& kept, int n_ctx);  // rows of its recent ring: recent + kKvRecentSlice - 1, at most
+                                                      // n_ctx; 0 = none
 
 struct KvCacheShape {
   int n_layer = 0;
@@ -69,19 +73,9 @@ struct KvCacheShape {
   int max_batch = kKvDefaultMaxBatch;  // most tokens stored between two attention calls of a layer
   bool centre_keys = false;            // quantized keys store k - mean (below); never where scores are soft-capped
   bool centre_values = false;          // quantized values store v - mean
-  int sinks = 0;                       // first positions a quantized side also keeps at keep_type (above)
-  int recent = 0;                      // recent window every query reads at keep_type (above)
-  GgmlType keep_type = GgmlType::F16;  // type of the sinks and the recent window
 
   // Returns the token rows layer l keeps: n_ctx, or the ring of a windowed layer when that is smaller.
   int rows(int layer) const;
-  // Whether a side of this type keeps sinks and a recent window (quantized types only).
-  bool keeps(GgmlType type) const;
-  int sink_rows() const;    // rows of a side's sink store: min(sinks, n_ctx)
-  int recent_rows() const;  // rows of a side's recent ring: recent + kKvRecentSlice - 1, at most n_ctx; 0 = none
-  // Whether, after positions 0 .. written - 1 were stored, every ring (sliding-window layers, the recent
-  // window) still holds what queries from position n on read: rewinding to n is then exact.
-  bool can_rewind(int written, int n) const;
 };
 
 // Read access to one layer for the attention kernels.
@@ -107,6 +101,7 @@ struct KvLayerView {
 struct KvKeptViews {
   int sinks = 0;   // positions 0 .. sinks - 1 read from `sink`
   int recent = 0;  // a query at p reads p - recent < j <= p from `window`; 0 = no window
+  int ring = 0;    // rows of the kept side's recent ring (position p in row p % ring)
   KvLayerView sink, window;
   bool any() const { return sinks > 0 || recent > 0; }
 };
@@ -121,9 +116,9 @@ class KvCache {
   // Returns the exact K + V bytes create() allocates for this shape (rings and centring means included).
   static uint64_t bytes(const KvCacheShape& shape, const std::vector<KvTypes>& per_layer);
   // Returns the bytes one side (K or V) of one layer takes in `type`: its rows times the row of that type, plus
-  // its centring mean (2 bytes per value of a row) when centred. key_bytes and value_bytes are sums of it, so
-  // a per-layer search can add these up exactly.
-  static uint64_t side_bytes(const KvCacheShape& shape, int layer, GgmlType type, KvSide side);
+  // its centring mean (2 bytes per value of a row) when centred and its kept rows. key_bytes and value_bytes
+  // are sums of it, so a per-layer search can add these up exactly.
+  static uint64_t side_bytes(const KvCacheShape& shape, int layer, GgmlType type, KvSide side, const KvKept& kept = {});
   // Whether that side stores rows minus a mean (Centring, above).
   static bool centred(const KvCacheShape& shape, KvSide side, GgmlType type);
   // Returns the K (or V) bytes only.
@@ -157,6 +152,9 @@ class KvCache {
   KvLayerView layer(int layer) const;
   // The layer's sinks and recent window; any() is false when it keeps none.
   KvKeptViews kept(int layer) const;
+  // Whether, after positions 0 .. written - 1 were stored, every ring (sliding-window layers, the recent
+  // windows) still holds what queries from position n on read: rewinding to n is then exact.
+  bool can_rewind(int written, int n) const;
   // The transform of layers whose types rotate (kv/rotation.h); nullptr when no layer does.
   const HeadRotation* rotation() const { return rotation_ ? &*rotation_ : nullptr; }
 
@@ -168,10 +166,10 @@ class KvCache {
   std::vector<hwy::AlignedFreeUniquePtr<uint8_t[]>> k_;  // per layer: [n_ctx, k row bytes]
   std::vector<hwy::AlignedFreeUniquePtr<uint8_t[]>> v_;  // per layer: [n_ctx, v row bytes]
   std::vector<std::vector<uint16_t>> k_mean_, v_mean_;   // per layer: [row values] f16, empty when uncentred
-  // per layer: [sink_rows, row bytes of keep_type] and [recent_rows, ...]; null where the side keeps none
+  // per layer: [sink rows, row bytes of kept.type] and [recent rows, ...]; null where the side keeps none
   std::vector<hwy::AlignedFreeUniquePtr<uint8_t[]>> k_sink_, v_sink_, k_recent_, v_recent_;
-  std::vector<float> pad_row_;                           // [padded row values] f32 staging for padded rows
-  std::vector<float> centred_k_, centred_v_;             // [n_tokens, row values] f32 staging of a store
+  std::vector<float> pad_row_;                // [padded row values] f32 staging for padded rows
+  std::vector<float> centred_k_, centred_v_;  // [n_tokens, row values] f32 staging of a store
   std::optional<HeadRotation> rotation_;
 };
 

@@ -80,6 +80,20 @@ Result<KvSpecFile> parse_kv_spec_file(std::string_view json_text) {
       if (!type) return make_error("KV spec file layer {} \"{}\": {}", *layer, key, type.error().message);
       *out = *type;
     }
+    // Optional: the layer's kept positions (kv/kv_types.h, KvKept).
+    for (auto [key, out] : {std::pair{"sinks", &types.kept.sinks}, std::pair{"window", &types.kept.recent}}) {
+      if (!item.contains(key)) continue;
+      auto count = get_int(item, key, "KV spec file layer entry", 0, 1 << 30);
+      if (!count) return count.error();
+      *out = *count;
+    }
+    if (item.contains("keep")) {
+      auto text = get_string(item, "keep", "KV spec file layer entry");
+      if (!text) return text.error();
+      auto type = parse_kv_type(*text);
+      if (!type) return make_error("KV spec file layer {} \"keep\": {}", *layer, type.error().message);
+      types.kept.type = *type;
+    }
   }
   // n_layer distinct entries in 0 .. n_layer - 1: every layer is named (no check needed beyond `seen`).
   if (const auto tuned = j.find("tuned"); tuned != j.end()) {
@@ -92,9 +106,14 @@ Result<KvSpecFile> parse_kv_spec_file(std::string_view json_text) {
 std::string kv_spec_file_text(const KvSpecFile& spec) {
   json layers = json::array();
   for (size_t l = 0; l < spec.layers.size(); ++l) {
-    layers.push_back({{"layer", l},
-                      {"k", std::string(type_name(spec.layers[l].k))},
-                      {"v", std::string(type_name(spec.layers[l].v))}});
+    const KvTypes& t = spec.layers[l];
+    json layer = {{"layer", l}, {"k", std::string(type_name(t.k))}, {"v", std::string(type_name(t.v))}};
+    if (t.kept.any()) {
+      layer["sinks"] = t.kept.sinks;
+      layer["window"] = t.kept.recent;
+      layer["keep"] = std::string(type_name(t.kept.type));
+    }
+    layers.push_back(std::move(layer));
   }
   json j = {{"kvq_spec", KvSpecFile::kVersion},
             {"model",

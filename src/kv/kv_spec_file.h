@@ -3,7 +3,8 @@
 //
 //   {"kvq_spec": 1,
 //    "model": {"name": "stories15M", "n_layer": 6, "fingerprint": "9c0f3a1e5d2b4c77"},
-//    "layers": [{"layer": 0, "k": "q8_0", "v": "q4_0"}, ...],      // every layer exactly once
+//    "layers": [{"layer": 0, "k": "q8_0", "v": "q4_0"}, ...],      // every layer exactly once; optional
+//                                                                 // "sinks", "window", "keep" (KvKept)
 //    "tuned": {...}}                                                 // optional, informational
 //
 // The parser returns errors (never throws) so that it can be fuzzed (fuzz/kv_spec_file_fuzz.cpp).

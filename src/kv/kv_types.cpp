@@ -30,6 +30,27 @@ int parse_layer_index(std::string_view s) {
   return value;
 }
 
+// One "+..." suffix of a layer spec item (parse_kv_layers) applied to `types`.
+Status parse_suffix(std::string_view suffix, std::string_view spec, KvTypes& types) {
+  if (suffix == "r0" || suffix == "rk" || suffix == "rkv") {
+    types.rotation = suffix == "r0" ? KvRotation::kNone : suffix == "rk" ? KvRotation::kKeys : KvRotation::kKeysValues;
+    return Status::Ok();
+  }
+  if (suffix.substr(0, 5) == "keep=") {
+    const Result<GgmlType> type = parse_kv_type(suffix.substr(5));
+    if (!type) return make_error("in KV layer spec '{}': keep: {}", spec, type.error().message);
+    types.kept.type = *type;
+    return Status::Ok();
+  }
+  const int count = suffix.size() > 1 ? parse_layer_index(suffix.substr(1)) : -1;
+  if (count >= 0 && (suffix.front() == 's' || suffix.front() == 'w')) {
+    (suffix.front() == 's' ? types.kept.sinks : types.kept.recent) = count;
+    return Status::Ok();
+  }
+  return make_error("in KV layer spec '{}': invalid suffix '+{}' (valid: +rk, +rkv, +r0, +sN, +wR, +keep=TYPE)", spec,
+                    suffix);
+}
+
 }  // namespace
 
 bool is_kv_type(GgmlType type) {
@@ -63,7 +84,16 @@ KvTypes resolve_rotation(KvTypes types) {
 std::string kv_types_name(const KvTypes& types) {
   std::string name = std::string(type_name(types.k)) + "/" + std::string(type_name(types.v));
   if (types.rotation != KvRotation::kNone) name += "+r" + std::string(kv_rotation_name(types.rotation));
+  if (types.kept.any()) name += "+" + kv_kept_name(types.kept);
   return name;
+}
+
+std::string kv_kept_name(const KvKept& kept) {
+  if (!kept.any()) return "none";
+  std::string name;
+  if (kept.sinks > 0) name += "s" + std::to_string(kept.sinks) + "+";
+  if (kept.recent > 0) name += "w" + std::to_string(kept.recent) + "+";
+  return name + "keep=" + std::string(type_name(kept.type));
 }
 
 Result<std::vector<KvTypes>> parse_kv_layers(std::string_view spec, int n_layer, KvTypes defaults) {
@@ -98,21 +128,16 @@ Result<std::vector<KvTypes>> parse_kv_layers(std::string_view spec, int n_layer,
     const Result<GgmlType> k = parse_kv_type(item.substr(colon + 1, slash - colon - 1));
     if (!k) return make_error("in KV layer spec '{}': {}", spec, k.error().message);
     std::string_view v_text = item.substr(slash + 1);
-    KvRotation rotation = defaults.rotation;
-    if (const size_t plus = v_text.find('+'); plus != v_text.npos) {
-      const std::string_view suffix = trim(v_text.substr(plus + 1));
+    KvTypes types = defaults;
+    types.k = *k;
+    for (size_t plus = v_text.rfind('+'); plus != v_text.npos; plus = v_text.rfind('+')) {
+      KVQ_RETURN_IF_ERROR(parse_suffix(trim(v_text.substr(plus + 1)), spec, types));
       v_text = v_text.substr(0, plus);
-      if (suffix == "r0") {
-        rotation = KvRotation::kNone;
-      } else if (suffix == "rk" || suffix == "rkv") {
-        rotation = suffix == "rk" ? KvRotation::kKeys : KvRotation::kKeysValues;
-      } else {
-        return make_error("in KV layer spec '{}': invalid rotation '+{}' (valid: +rk, +rkv, +r0)", spec, suffix);
-      }
     }
     const Result<GgmlType> v = parse_kv_type(v_text);
     if (!v) return make_error("in KV layer spec '{}': {}", spec, v.error().message);
-    for (int layer = first; layer <= last; ++layer) layers[size_t(layer)] = KvTypes{*k, *v, rotation};
+    types.v = *v;
+    for (int layer = first; layer <= last; ++layer) layers[size_t(layer)] = types;
   }
   return layers;
 }

@@ -10,11 +10,22 @@
 
 namespace kvq {
 
+// Positions a layer's quantized sides also keep at a more precise type (kv/kv_cache.h, "Sinks and a recent
+// window"): the first `sinks` and the last `recent` that each query reads.
+struct KvKept {
+  int sinks = 0;
+  int recent = 0;
+  GgmlType type = GgmlType::F16;
+  bool any() const { return sinks > 0 || recent > 0; }
+  bool operator==(const KvKept&) const = default;
+};
+
 // The element types of one layer's cached keys and values.
 struct KvTypes {
   GgmlType k = GgmlType::F16;
   GgmlType v = GgmlType::F16;
   KvRotation rotation = KvRotation::kNone;  // kv/rotation.h
+  KvKept kept = {};                         // sinks and recent window; applies to the quantized sides
   bool operator==(const KvTypes&) const = default;
 };
 
@@ -32,9 +43,11 @@ bool is_kv_type(GgmlType type);
 Result<GgmlType> parse_kv_type(std::string_view text);
 
 // A per-layer spec "0-1:f16/f16,2-21:q8_0/q4_0" (ranges inclusive; "5:q8_0/q4_0" for one layer; types as
-// parse_kv_type; "+rk" / "+rkv" after the value type rotates that range's keys / keys and values, "+r0"
-// turns a default rotation off) applied over `defaults`, which fills every layer the spec does not name.
-// Later items win. Errors: bad syntax, a layer outside 0 .. n_layer - 1, a bad type.
+// parse_kv_type) applied over `defaults`, which fills every layer the spec does not name. Suffixes after the
+// value type, each after a '+': "rk" / "rkv" rotate that range's keys / keys and values, "r0" turns a
+// default rotation off; "sN" keeps N sinks, "wR" a recent window of R, "keep=TYPE" their type (unnamed
+// ones come from `defaults`; "s0+w0" turns them off). Later items win. Errors: bad syntax, a layer outside
+// 0 .. n_layer - 1, a bad type.
 Result<std::vector<KvTypes>> parse_kv_layers(std::string_view spec, int n_layer, KvTypes defaults);
 
 // kAuto made concrete: keys and values rotated when either is quantized (stories15M, `kvq sweep -c 256
@@ -42,7 +55,11 @@ Result<std::vector<KvTypes>> parse_kv_layers(std::string_view spec, int n_layer,
 // caches, where rotation changes nothing but rounding. Other rotations are returned as they are.
 KvTypes resolve_rotation(KvTypes types);
 
-// "q8_0/q4_0", with "+rk" or "+rkv" when rotated
+// "s1+w16+keep=q8_0" (the layer spec's suffixes), or "none"
+std::string kv_kept_name(const KvKept& kept);
+
+// "q8_0/q4_0", with "+rk" or "+rkv" when rotated and "+s1+w16+keep=q8_0" when positions are kept: what
+// parse_kv_layers reads back.
 std::string kv_types_name(const KvTypes& types);
 
 }  // namespace kvq

@@ -26,9 +26,6 @@ KvCacheShape cache_shape_of(const ModelConfig& config, int n_ctx, const KvCacheL
   KvCacheShape shape{config.n_layer, n_ctx, config.n_head_kv, config.head_dim, config.layer_windows(), max_batch};
   shape.centre_keys = layout.centre && config.attn_softcap == 0.0f;
   shape.centre_values = layout.centre;
-  shape.sinks = layout.sinks;
-  shape.recent = layout.recent;
-  shape.keep_type = layout.keep_type;
   return shape;
 }
 
@@ -166,7 +163,7 @@ void Model::attention_block(int l, int n_rows, std::span<const Segment> segments
       if (rotation == KvRotation::kKeysValues) rot->forward(v, int64_t(seg.n) * c.n_head_kv);
     }
     // A kept recent window (kv/kv_cache.h) holds the keys of kKvRecentSlice queries per attention call.
-    const int slice = seg.cache->shape().recent > 0 ? kKvRecentSlice : seg.n;
+    const int slice = seg.cache->kept(l).recent > 0 ? kKvRecentSlice : seg.n;
     for (int s0 = 0; s0 < seg.n; s0 += slice) {
       const int n = std::min(slice, seg.n - s0);
       const size_t kv_off = size_t(s0) * c.kv_dim(), q_off = size_t(s0) * c.q_dim();

@@ -102,7 +102,7 @@ int Engine::reusable_prefix(const Slot& slot, const std::vector<int32_t>& prompt
   size_t n = 0;
   while (n < limit && slot.cached[n] == prompt[n]) ++n;
   // Rings (sliding windows, a kept recent window) must still hold what the positions from n on read.
-  if (!slot.cache.shape().can_rewind(int(slot.cached.size()), int(n))) return 0;
+  if (!slot.cache.can_rewind(int(slot.cached.size()), int(n))) return 0;
   return int(n);
 }
 
