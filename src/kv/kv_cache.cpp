@@ -88,7 +88,7 @@ uint64_t KvCache::bytes_attended(const KvCacheShape& shape, const std::vector<Kv
   for (size_t l = 0; l < per_layer.size(); ++l) {
     const int w = shape.window.empty() ? 0 : shape.window[l];
     const int64_t keys = w > 0 ? std::min<int64_t>(n_keys, w) : n_keys;
-    // Kept keys (sinks, then the recent window) read at keep_type on a side that keeps them.
+    // Kept keys (sinks, then the recent window) read at kept.type on a side that keeps them.
     const KvKept& keep = per_layer[l].kept;
     const int64_t sinks = w > 0 ? 0 : std::min<int64_t>(keys, keep.sinks);
     const int64_t kept = sinks + std::min<int64_t>(keys - sinks, keep.recent);
