@@ -25,8 +25,8 @@ struct SequenceStep {
 };
 
 // The cache of a model of `config` at n_ctx tokens: sliding-window layers keep rings sized for max_batch
-// tokens per forward slice; centring and kept rows as `layout` says, except that keys are never centred
-// where scores are soft-capped (capped scores are not shift-invariant). kvq info counts memory by it.
+// tokens per forward slice; centring as `layout` says (kept rows come with the per-layer types), except that keys are
+// never centred where scores are soft-capped (capped scores are not shift-invariant). kvq info counts memory by it.
 KvCacheShape cache_shape_of(const ModelConfig& config, int n_ctx, const KvCacheLayout& layout,
                             int max_batch = kKvDefaultMaxBatch);
 
@@ -41,7 +41,7 @@ class Model {
 
   // The shape of this model's cache of n_ctx tokens (cache_shape_of with the layout set here).
   KvCacheShape cache_shape(int n_ctx, int max_batch = kMaxBatch) const;
-  // Centring, sinks and a recent window of the caches made from now on (kv/kv_cache.h); default none.
+  // Centring of the caches made from now on (kv/kv_cache.h); default none.
   void set_kv_layout(const KvCacheLayout& layout) { kv_layout_ = layout; }
   // A cache shaped for this model; per_layer has n_layer entries.
   Result<KvCache> make_cache(int n_ctx, const std::vector<KvTypes>& per_layer, int max_batch = kMaxBatch) const;
