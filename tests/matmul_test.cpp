@@ -255,14 +255,16 @@ TEST(Matmul, SupportsExactlyTheKernelTypes) {
 
 // Each output row is computed by one thread in a fixed order: results must not depend on the count.
 // kvq bench names the kernel behind every figure: one for every type and token count, and on ARM the one the
-// CPU's extensions select (sdot only where the dot product exists).
+// CPU's extensions select (sdot only where the dot product exists, smmla for prompts where i8mm does).
 TEST(Matmul, NamesTheKernelItRuns) {
   for (GgmlType type : kAllTypes) {
     for (int64_t n_tokens : {1, 4, 512}) {
       const std::string name = matmul_kernel_name(type, n_tokens);
       EXPECT_FALSE(name.empty() || name == "unsupported") << type_name(type) << " " << n_tokens;
       if (std::string(simd_target_name()) == "NEON" && type_traits(type).quantized) {
-        EXPECT_EQ(name.find("sdot") != std::string::npos, cpu_has_arm_dotprod()) << name;
+        const bool mmla = cpu_has_arm_i8mm() && n_tokens > matmul_detail::kMaxGemvTokens;
+        EXPECT_EQ(name.find("smmla") != std::string::npos, mmla) << name;
+        EXPECT_EQ(name.find("sdot") != std::string::npos, cpu_has_arm_dotprod() && !mmla) << name;
       }
     }
   }

@@ -2,15 +2,16 @@
 // to 8-bit panels (matmul_decode-inl.h), int8 dot products in a 4-row x up-to-4-token register tile.
 //
 // Per target: AVX-512 VNNI (vpdpbusd, u8 x s8 -> 4-value int32 lanes), AVX2 / AVX-512 without VNNI
-// (vpmaddubsw + vpmaddwd, same lanes), and a portable Highway version (int16 promotion +
-// ReorderWidenMulAccumulate) for SSE4, NEON and the rest. Each int32 lane covers 4 values, so a lane's
-// result is scaled by (weight scale x activation scale) of its own group: block scales of any size >= 4
-// fold in without horizontal sums. Mins (and offsets such as q4_0's 8) are applied once per 16 values
-// at the end of a chunk: sum_g min_g * (activation scale * sum of 16 codes).
+// (vpmaddubsw + vpmaddwd, same lanes), NEON with the dot product (sdot; smmla for prompts where i8mm
+// exists, matmul_mmla_neon-inl.h), and a portable Highway version (int16 promotion +
+// ReorderWidenMulAccumulate) for SSE4, NEON without the dot product and the rest. Each int32 lane covers
+// 4 values, so a lane's result is scaled by (weight scale x activation scale) of its own group: block
+// scales of any size >= 4 fold in without horizontal sums. Mins (and offsets such as q4_0's 8) are applied
+// once per 16 values at the end of a chunk: sum_g min_g * (activation scale * sum of 16 codes).
 //
 // Which kernel runs (AVX-512 VNNI target): n_tokens <= kMaxGemvTokens with q4_0 / q8_0 / q4_K / q6_K ->
 // fused GEMV (matmul_gemv-inl.h); more tokens -> 16-row interleaved kernel (matmul_wide-inl.h); otherwise
-// the 4-row panel kernel below, which is also the only int8 kernel of the other targets.
+// the 4-row panel kernel below, every target's fallback (what each target runs: docs/platforms.md).
 //
 // int8 vs dequantize + f32 FMA (matmul_float.cpp), 1 thread, CPU time, cache-resident 2048x2048, on
 // this shared (noisy) machine: q4_0 GEMV 420 us (panel kernel) / 224 us (fused) vs 518 us, GEMM over
@@ -270,6 +271,8 @@ KVQ_TARGET_DOTPROD void DotMicroKernel(const PanelIn& p, const ActsIn& a, bool h
     KVQ_UNROLL for (int t = 0; t < T; ++t) out[r][t] = vaddvq_f32(acc[r][t]) - tail[r][t];
   }
 }
+
+#include "kernels/matmul_mmla_neon-inl.h"
 #endif  // HWY_TARGET == HWY_NEON
 
 // Portable: 16-value groups (one scale each) as int16 products summed into int32 lanes; lane order
@@ -359,6 +362,13 @@ void MatmulInt8Rows(const WeightMatrix& w, const matmul_detail::QuantizedActs& a
   const bool signed_panel = kSignedCodes && IsEightBitType(w.type);
   const bool has_min = !signed_panel;
   const int64_t block = matmul_detail::token_block(w.n_in * matmul_detail::kActBytesPerValue4 / 4);
+#if HWY_TARGET == HWY_NEON
+  // Prompts on CPUs with i8mm take smmla; batched decode keeps a single token's kernels (see above).
+  static const bool i8mm = cpu_has_arm_i8mm();
+  const bool mmla = i8mm && n_tokens > matmul_detail::kMaxGemvTokens;
+  thread_local MmlaPanel mmla_panel_storage;  // 16 KiB
+  MmlaPanel* mmla_panel = &mmla_panel_storage;
+#endif
   for (int64_t tb0 = 0; tb0 < n_tokens; tb0 += block) {
     const int64_t tb1 = std::min(n_tokens, tb0 + block);
     for (int64_t r = r0; r < r1; r += kPanelRows) {
@@ -383,6 +393,9 @@ void MatmulInt8Rows(const WeightMatrix& w, const matmul_detail::QuantizedActs& a
           }
         }
         const PanelIn panel{s.q, s.scale, s.min, len};
+#if HWY_TARGET == HWY_NEON
+        if (mmla) LayOutMmlaPanel(panel, *mmla_panel);
+#endif
         for (int64_t t = tb0; t < tb1; t += kMaxTokens) {
           const int nt = int(std::min<int64_t>(kMaxTokens, tb1 - t));
           ActsIn acts{};
@@ -393,10 +406,15 @@ void MatmulInt8Rows(const WeightMatrix& w, const matmul_detail::QuantizedActs& a
             acts.s16[j] = a.sum16 + at / 16;
           }
           float out[kPanelRows][4];
-          if constexpr (kSignedCodes) {
-            if (signed_panel) RunTile<true>(nt, panel, acts, has_min, out);
-          }
-          if (!signed_panel) RunTile<false>(nt, panel, acts, has_min, out);
+          [&] {
+#if HWY_TARGET == HWY_NEON
+            if (mmla && nt >= 2) return RunMmlaTile(w.type, nt, *mmla_panel, len, acts, has_min, out);
+#endif
+            if constexpr (kSignedCodes) {
+              if (signed_panel) return RunTile<true>(nt, panel, acts, has_min, out);
+            }
+            RunTile<false>(nt, panel, acts, has_min, out);
+          }();
           for (int j = 0; j < nt; ++j) {
             float* dst = y + (t + j) * w.n_out + r;  // [n_tokens, n_out] row of token t + j
             for (int64_t i = 0; i < nr; ++i) dst[i] = (k0 == 0 ? 0.0f : dst[i]) + out[i][j];
@@ -433,6 +451,7 @@ const char* Int8KernelName(GgmlType type, int64_t n_tokens) {
   return fused ? "fused GEMV, vpmaddubsw" : "4-row panel, vpmaddubsw";
 #elif HWY_TARGET == HWY_NEON
   if (!cpu_has_arm_dotprod()) return "4-row panel, portable int16 (Highway)";
+  if (!decode && cpu_has_arm_i8mm()) return "4-row panel, smmla";
   return fused ? "fused GEMV, sdot" : "4-row panel, sdot";
 #else
   (void)decode;
