@@ -197,6 +197,24 @@ TEST_P(MatmulTarget, DefaultPathMatchesReference) {
   check(Acts::kGaussian, Path::kAuto, quantized ? kMaxRelRmseInt8Gaussian : kMaxRelRmseFloat);
 }
 
+// A prompt longer than the largest token block (512, matmul_internal.h) runs in several blocks, each over
+// every chunk of n_in: the second block must read its own tokens' activations and write their rows.
+TEST_P(MatmulTarget, PromptsLongerThanATokenBlock) {
+  Shape s = shapes_for(type()).back();  // n_in > kWideChunk, not a multiple of it
+  s.n_out = std::min<int64_t>(s.n_out, 9);
+  const std::vector<uint8_t> w = random_weights(type(), s, 5);
+  const WeightMatrix wm{type(), w.data(), s.n_in, s.n_out};
+  const int64_t n_tokens = 512 + 37;
+  const std::vector<float> x = make_acts(Acts::kGaussian, n_tokens, s.n_in, 9);
+  const std::vector<float>& ref = reference(type(), s, w, Acts::kGaussian, n_tokens, x);
+  std::vector<float> y(ref.size(), std::nanf(""));  // [n_tokens, n_out]
+  matmul(wm, x.data(), y.data(), n_tokens);
+  const double max_err = type_traits(type()).quantized ? kMaxRelRmseInt8Gaussian : kMaxRelRmseFloat;
+  const std::vector<float> tail_y(y.end() - 37 * s.n_out, y.end()), tail_ref(ref.end() - 37 * s.n_out, ref.end());
+  EXPECT_LE(rel_rmse(y, ref), max_err);
+  EXPECT_LE(rel_rmse(tail_y, tail_ref), max_err) << "tokens of the second block";
+}
+
 // Batched decode (kvq serve --parallel) computes each sequence's token exactly as a decode of that token
 // alone: greedy answers do not depend on which other requests share the step.
 TEST_P(MatmulTarget, FewTokensEqualOneTokenAtATime) {
@@ -269,6 +287,21 @@ TEST(Matmul, NamesTheKernelItRuns) {
     }
   }
   EXPECT_EQ(matmul_kernel_name(GgmlType(999), 1), "unsupported");
+}
+
+// The token block follows the CPU's L2 (three quarters of it, 1 MiB when unknown) and stays a multiple of 4
+// in [16, 512].
+TEST(Matmul, TokenBlockFollowsTheL2Cache) {
+  const uint64_t l2 = cpu_l2_cache_bytes();
+  if (l2 > 0) {
+    EXPECT_GE(l2, uint64_t(64) << 10);
+    EXPECT_LE(l2, uint64_t(1) << 30);
+  }
+  EXPECT_EQ(matmul_detail::act_l2_budget(), l2 > 0 ? int64_t(l2 / 4 * 3) : int64_t(1) << 20);
+  for (int64_t bytes : {int64_t(1), int64_t(1536), int64_t(4608), int64_t(12672), int64_t(1) << 30}) {
+    const int64_t block = matmul_detail::token_block(bytes);
+    EXPECT_TRUE(block >= 16 && block <= 512 && block % 4 == 0) << bytes << " -> " << block;
+  }
 }
 
 TEST(Matmul, ResultsIndependentOfThreadCount) {

@@ -130,7 +130,9 @@ int run_bench(const BenchArgs& args) {
   Model& model = *loaded->model;
   const ModelConfig& c = model.config();
   const std::string cpu = cpu_model_name();
-  std::fprintf(stderr, "kvq bench: %s, SIMD target %s\n", cpu.c_str(), simd_target_name());
+  const uint64_t l2_kib = cpu_l2_cache_bytes() / 1024;  // sizes the prompt kernels' token blocks
+  std::fprintf(stderr, "kvq bench: %s, SIMD target %s, L2 %llu KiB per core\n", cpu.c_str(), simd_target_name(),
+               static_cast<unsigned long long>(l2_kib));
   if (args.kept.sinks > 0 || args.kept.window > 0) {
     std::fprintf(stderr, "kvq bench: every quantized side also keeps %d sinks and a window of %d at %s\n",
                  args.kept.sinks, args.kept.window, args.kept.keep.c_str());
@@ -245,6 +247,7 @@ int run_bench(const BenchArgs& args) {
                               {"tok_s_stdev", s.stdev},
                               {"cpu", cpu},
                               {"simd_target", simd_target_name()},
+                              {"l2_kib", l2_kib},
                               {"kernels", kernels_of(model, pair, test[0] == 't' ? 1 : n_tokens, test[0] == 't')}};
         if (bytes_per_token_step > 0) {
           row["gbs"] = s.median * bytes_per_token_step / 1e9;
@@ -305,7 +308,7 @@ int run_bench(const BenchArgs& args) {
   } else {
     std::cout << fmt::format("model {} ({}), {} threads, {} repetitions, machine read bandwidth {:.1f} GB/s\n",
                              args.model, format_bytes(weight_bytes), threads, args.repetitions, machine_gbs);
-    std::cout << fmt::format("{}, SIMD target {}; kernels:\n", cpu, simd_target_name());
+    std::cout << fmt::format("{}, SIMD target {}, L2 {} KiB per core; kernels:\n", cpu, simd_target_name(), l2_kib);
     std::vector<std::string> seen;  // one line per distinct set of kernels
     for (const auto& r : rows) {
       const std::string test = r["test"];

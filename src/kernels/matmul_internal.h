@@ -6,13 +6,15 @@
 // n_in at a time, into a small "panel" in a kernel-friendly form (decoded once per token_block() tokens,
 // whatever the weight type), then runs a register-tiled micro-kernel of kPanelRows rows x up to 4 tokens
 // over the chunk. For n_tokens = 1 (decode) this streams the weights once; for prompts each weight block is
-// decoded once per 64 tokens and every loaded activation vector is reused for 4 rows.
+// decoded once per token block and every loaded activation vector is reused for 4 rows (16 in the AVX-512
+// VNNI kernel, matmul_wide-inl.h).
 #pragma once
 
 #include <cstdint>
 #include <span>
 
 #include "kernels/matmul.h"
+#include "util/system.h"
 
 // Fully unrolls a register-tile loop: without it GCC -O2 keeps the arrays of accumulators in memory.
 #define KVQ_UNROLL _Pragma("GCC unroll 16")
@@ -39,13 +41,23 @@ inline constexpr int64_t kDecodeRows = 32;
 // types run the one-token kernel per token on the cached rows); above, the prompt kernels. Measured on
 // Zen 5, q4_K 5632 x 2048: panel 374 / 901 / 965 us for 2 / 4 / 8 tokens against 105 us for one token's GEMV.
 inline constexpr int64_t kMaxGemvTokens = 8;
-// Bytes of L2 (2 MiB per core here) given to the activations of one token block: the panel of 4 rows
-// is decoded once per block and reused for all its tokens, so bigger blocks decode less often.
-inline constexpr int64_t kActL2Budget = int64_t(1) << 20;
+// Values over which a decoded weight row keeps one scale and min (and the activations, quantized per 32
+// values, one scale): a whole 32-value block or sub-block, or the 16-value groups of q2_K / q3_K / q6_K. The
+// prompt kernels sum a span in int32 and rescale it once.
+inline int panel_scale_span(GgmlType type) {
+  return type == GgmlType::Q2_K || type == GgmlType::Q3_K || type == GgmlType::Q6_K ? 16 : 32;
+}
+// Bytes of L2 given to the activations of one token block: the decoded weight panel is reused for all the
+// block's tokens, so bigger blocks decode less often. Three quarters of the core's L2 (SPR 2 MiB, Zen 5
+// 1 MiB), 1 MiB where the CPU does not say.
+inline int64_t act_l2_budget() {
+  static const int64_t budget = cpu_l2_cache_bytes() > 0 ? int64_t(cpu_l2_cache_bytes() / 4 * 3) : int64_t(1) << 20;
+  return budget;
+}
 
 // Tokens per block for activations of `bytes_per_token` bytes: a multiple of 4 in [16, 512].
 inline int64_t token_block(int64_t bytes_per_token) {
-  const int64_t n = kActL2Budget / (bytes_per_token > 0 ? bytes_per_token : 1) / 4 * 4;
+  const int64_t n = act_l2_budget() / (bytes_per_token > 0 ? bytes_per_token : 1) / 4 * 4;
   return n < 16 ? 16 : (n > 512 ? 512 : n);
 }
 

@@ -8,7 +8,7 @@
 // It reads the 4-row panel every weight type decodes to, laid out again once per chunk as two row pairs whose
 // 8-code runs alternate (smmla's first operand); the tokens' codes are zipped in pairs in registers. Panel
 // codes are valid s8 (unsigned ones are <= 63, 8-bit types decode signed). A row's scale is constant over
-// MmlaSpan(type) values (a whole 32-value block or sub-block, or the 16-value groups of q2_K / q3_K / q6_K),
+// matmul_detail::panel_scale_span(type) values (a whole 32-value block or sub-block, or 16 values),
 // so a span sums in int32 and is rescaled once per (row, token): per 32 values and 4 rows x 4 tokens, 16
 // smmla in a 74-instruction loop against sdot's 226 (docs/platforms.md).
 
@@ -18,11 +18,6 @@ struct MmlaPanel {
   alignas(16) float sc[2][kIntChunk / 16][4];  // [row pair][16-value group]: scale of row 0, row 0, row 1, row 1
   alignas(16) float mn[2][kIntChunk / 16][4];  // the same for the mins
 };
-
-// Values over which every decoded weight row keeps one scale.
-inline int MmlaSpan(GgmlType type) {
-  return type == GgmlType::Q2_K || type == GgmlType::Q3_K || type == GgmlType::Q6_K ? 16 : 32;
-}
 
 inline void LayOutMmlaPanel(const PanelIn& p, MmlaPanel& out) {
   for (int rp = 0; rp < 2; ++rp) {
@@ -112,7 +107,7 @@ KVQ_TARGET_I8MM void MmlaMicroKernel(const MmlaPanel& p, int64_t len, const Acts
 // A tile of nt in [2, 4] tokens over the laid-out panel of a weight type.
 inline void RunMmlaTile(GgmlType type, int nt, const MmlaPanel& p, int64_t len, const ActsIn& a, bool has_min,
                         float (&out)[kPanelRows][4]) {
-  const bool span32 = MmlaSpan(type) == 32;
+  const bool span32 = matmul_detail::panel_scale_span(type) == 32;
   if (nt == 2) {
     return span32 ? MmlaMicroKernel<1, 32>(p, len, a, nt, has_min, out)
                   : MmlaMicroKernel<1, 16>(p, len, a, nt, has_min, out);

@@ -79,8 +79,10 @@ inline void PackTiles(const matmul_detail::QuantizedActs& a, int64_t t0, int64_t
   }
 }
 
-// out[t] (16 rows) = sum over the chunk of weight * activation of token t of the tile.
-template <int T>
+// out[t] (16 rows) = sum over the chunk of weight * activation of token t of the tile. Each kSpan values
+// (panel_scale_span: the weight's and the activations' scales are constant there) sum in int32 and are
+// converted and scaled once; the mins are applied per 16 values.
+template <int T, int kSpan>
 KVQ_WIDE_TARGET void WideKernel(const matmul_detail::PanelScratch& s, int64_t len, const TileActs& a,
                                 __m512 (&out)[kWideTokens]) {
   __m512 acc[T];
@@ -91,10 +93,10 @@ KVQ_WIDE_TARGET void WideKernel(const matmul_detail::PanelScratch& s, int64_t le
   const uint8_t* xq = a.q;
   const float* xsc = a.sc;
   const float* xs16 = a.s16;
-  for (int64_t j = 0; j < len / 16; ++j) {
+  for (int64_t j = 0; j < len / 16; j += kSpan / 16) {
     __m512i isum[T];
     KVQ_UNROLL for (int t = 0; t < T; ++t) isum[t] = _mm512_setzero_si512();
-    KVQ_UNROLL for (int g = 0; g < 4; ++g) {
+    KVQ_UNROLL for (int g = 0; g < kSpan / 4; ++g) {  // 4 values of 16 rows per vpdpbusd
       const __m512i w = _mm512_load_si512(wq + g * 64);
       KVQ_UNROLL for (int t = 0; t < T; ++t) {
         int32_t x4;  // 4 codes of token t, broadcast to the 16 rows
@@ -103,20 +105,48 @@ KVQ_WIDE_TARGET void WideKernel(const matmul_detail::PanelScratch& s, int64_t le
       }
     }
     const __m512 sc = _mm512_load_ps(wsc);
-    const __m512 mn = _mm512_load_ps(wmn);
-    KVQ_UNROLL for (int t = 0; t < T; ++t) {
+    KVQ_UNROLL for (int t = 0; t < T; ++t) {  // maskz convert: GCC 12 warns on the unmasked form
       const __m512 scale = _mm512_mul_ps(sc, _mm512_set1_ps(xsc[t]));
       acc[t] = _mm512_fmadd_ps(_mm512_maskz_cvtepi32_ps(__mmask16(0xFFFF), isum[t]), scale, acc[t]);
-      acc[t] = _mm512_fnmadd_ps(mn, _mm512_set1_ps(xs16[t]), acc[t]);
     }
-    wq += 4 * 64;
-    wsc += kWideRows;
-    wmn += kWideRows;
-    xq += 4 * kWideTokens * 4;
-    xsc += kWideTokens;
-    xs16 += kWideTokens;
+    KVQ_UNROLL for (int h = 0; h < kSpan / 16; ++h) {
+      const __m512 mn = _mm512_load_ps(wmn + h * kWideRows);
+      KVQ_UNROLL for (int t = 0; t < T; ++t) {
+        acc[t] = _mm512_fnmadd_ps(mn, _mm512_set1_ps(xs16[h * kWideTokens + t]), acc[t]);
+      }
+    }
+    wq += kSpan / 4 * 64;
+    wsc += kSpan / 16 * kWideRows;
+    wmn += kSpan / 16 * kWideRows;
+    xq += kSpan / 4 * kWideTokens * 4;
+    xsc += kSpan / 16 * kWideTokens;
+    xs16 += kSpan / 16 * kWideTokens;
   }
   KVQ_UNROLL for (int t = 0; t < T; ++t) out[t] = acc[t];
+}
+
+// A tile of nt in [1, kWideTokens] tokens.
+template <int kSpan>
+KVQ_WIDE_TARGET void RunWideTile(int nt, const matmul_detail::PanelScratch& s, int64_t len, const TileActs& a,
+                                 __m512 (&out)[kWideTokens]) {
+  switch (nt) {
+    case 1:
+      return WideKernel<1, kSpan>(s, len, a, out);
+    case 2:
+      return WideKernel<2, kSpan>(s, len, a, out);
+    case 3:
+      return WideKernel<3, kSpan>(s, len, a, out);
+    case 4:
+      return WideKernel<4, kSpan>(s, len, a, out);
+    case 5:
+      return WideKernel<5, kSpan>(s, len, a, out);
+    case 6:
+      return WideKernel<6, kSpan>(s, len, a, out);
+    case 7:
+      return WideKernel<7, kSpan>(s, len, a, out);
+    default:
+      return WideKernel<8, kSpan>(s, len, a, out);
+  }
 }
 
 // Decodes rows [r, r + nr) (nr <= 16), values [k0, k0 + len), into the interleaved panel; the 4-row
@@ -147,7 +177,10 @@ inline void DecodeWidePanel(const WeightMatrix& w, int64_t r, int64_t nr, int64_
 KVQ_WIDE_TARGET inline bool WideGemm(const WeightMatrix& w, const matmul_detail::QuantizedActs& a, int64_t n_tokens,
                                      int64_t r0, int64_t r1, float* y, const matmul_detail::PanelScratch& s) {
   if (n_tokens < kMinTokens) return false;
-  const int64_t block = matmul_detail::token_block(w.n_in * matmul_detail::kActBytesPerValue4 / 4);
+  // The tokens whose packed chunk (kWideTileBytes per tile) fits the L2 budget share each decoded panel: a
+  // 512-token prompt decodes every weight once.
+  const int64_t block = matmul_detail::token_block(matmul_detail::kWideTileBytes / kWideTokens);
+  const bool span32 = matmul_detail::panel_scale_span(w.type) == 32;
   for (int64_t tb0 = 0; tb0 < n_tokens; tb0 += block) {
     const int64_t tb1 = std::min(n_tokens, tb0 + block);
     for (int64_t k0 = 0; k0 < w.n_in; k0 += kWideChunk) {
@@ -161,31 +194,10 @@ KVQ_WIDE_TARGET inline bool WideGemm(const WeightMatrix& w, const matmul_detail:
           const int nt = int(std::min<int64_t>(kWideTokens, tb1 - t));
           const TileActs tile = TileAt(s, (t - tb0) / kWideTokens, len);
           __m512 acc[kWideTokens];
-          switch (nt) {
-            case 1:
-              WideKernel<1>(s, len, tile, acc);
-              break;
-            case 2:
-              WideKernel<2>(s, len, tile, acc);
-              break;
-            case 3:
-              WideKernel<3>(s, len, tile, acc);
-              break;
-            case 4:
-              WideKernel<4>(s, len, tile, acc);
-              break;
-            case 5:
-              WideKernel<5>(s, len, tile, acc);
-              break;
-            case 6:
-              WideKernel<6>(s, len, tile, acc);
-              break;
-            case 7:
-              WideKernel<7>(s, len, tile, acc);
-              break;
-            default:
-              WideKernel<8>(s, len, tile, acc);
-              break;
+          if (span32) {
+            RunWideTile<32>(nt, s, len, tile, acc);
+          } else {
+            RunWideTile<16>(nt, s, len, tile, acc);
           }
           for (int j = 0; j < nt; ++j) {
             float* dst = y + (t + j) * w.n_out + r;  // [n_tokens, n_out]: rows r.. of token t + j

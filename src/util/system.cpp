@@ -13,6 +13,7 @@
 
 #include <algorithm>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <string>
 #include <vector>
@@ -114,6 +115,55 @@ std::string cpu_model_name() {
     return "ARM implementer " + implementer + " part " + cpuinfo_field("CPU part");
   }
   return "unknown CPU";
+}
+
+namespace {
+
+// "2048K", "1M", "512" -> bytes; 0 when malformed.
+uint64_t parse_cache_size(const std::string& text) {
+  char* end = nullptr;
+  const unsigned long long n = std::strtoull(text.c_str(), &end, 10);
+  if (end == text.c_str()) return 0;
+  const uint64_t unit = *end == 'K' ? 1024 : *end == 'M' ? 1024 * 1024 : 1;
+  return uint64_t(n) * unit;
+}
+
+std::string read_first_line(const std::string& path) {
+  std::FILE* f = std::fopen(path.c_str(), "r");
+  if (!f) return {};
+  char buffer[64] = {};
+  const bool ok = std::fgets(buffer, sizeof buffer, f) != nullptr;
+  std::fclose(f);
+  std::string line = ok ? buffer : "";
+  while (!line.empty() && (line.back() == '\n' || line.back() == ' ')) line.pop_back();
+  return line;
+}
+
+uint64_t read_l2_cache_bytes() {
+#if defined(__APPLE__)
+  int64_t value = 0;
+  size_t size = sizeof value;
+  if (sysctlbyname("hw.perflevel0.l2cachesize", &value, &size, nullptr, 0) == 0 && value > 0) return uint64_t(value);
+  size = sizeof value;
+  if (sysctlbyname("hw.l2cachesize", &value, &size, nullptr, 0) == 0 && value > 0) return uint64_t(value);
+  return 0;
+#else
+  for (int i = 0; i < 8; ++i) {
+    const std::string dir = "/sys/devices/system/cpu/cpu0/cache/index" + std::to_string(i) + "/";
+    const std::string level = read_first_line(dir + "level");
+    if (level.empty()) break;
+    if (level == "2" && read_first_line(dir + "type") != "Instruction")
+      return parse_cache_size(read_first_line(dir + "size"));
+  }
+  return 0;
+#endif
+}
+
+}  // namespace
+
+uint64_t cpu_l2_cache_bytes() {
+  static const uint64_t bytes = read_l2_cache_bytes();
+  return bytes;
 }
 
 bool cpu_has_arm_dotprod() {

@@ -18,6 +18,10 @@ double measure_read_bandwidth_gbs(int n_threads);
 // part numbers when Linux gives no name), "unknown CPU" if none.
 std::string cpu_model_name();
 
+// Bytes of the level-2 cache one core sees (Linux sysfs, macOS hw.perflevel0.l2cachesize), 0 if unknown. Read
+// once.
+uint64_t cpu_l2_cache_bytes();
+
 // Whether the CPU has ARM's 8-bit dot product instructions (sdot / udot, FEAT_DotProd: Apple M1 and later,
 // Graviton 2 and later, Ampere Altra); false on other architectures. Read once.
 bool cpu_has_arm_dotprod();
