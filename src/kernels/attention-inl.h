@@ -177,6 +177,37 @@ HWY_INLINE void PairPerm(int hd, std::vector<int>& perm) {
 // ---------------------------------------------------------------------------------------------------
 // Scores. s[group][lane] = sum_j qt[j][lane] * key(lane's token)[j]; qt already holds q * scale.
 
+// G = 1, one key quad against kVecs (1 or 2) vectors of rows from row rv: s[t + i][rv ..] for i < 4.
+template <int kVecs, class DQ>
+HWY_INLINE void ScoresG1Quad(DQ dq, const float* HWY_RESTRICT qt, int rows_pad, int rv, ad::F32RowsView k, int t,
+                             int hd, float* HWY_RESTRICT s) {
+  const int lanes = int(hn::Lanes(dq));
+  const float* k0 = k.data + size_t(t) * k.stride;
+  const float* k1 = k0 + k.stride;
+  const float* k2 = k1 + k.stride;
+  const float* k3 = k2 + k.stride;
+  auto a0 = hn::Zero(dq), a1 = hn::Zero(dq), a2 = hn::Zero(dq), a3 = hn::Zero(dq);  // rows rv ..
+  auto b0 = hn::Zero(dq), b1 = hn::Zero(dq), b2 = hn::Zero(dq), b3 = hn::Zero(dq);  // rows rv + lanes .. (kVecs 2)
+  for (int j = 0; j < hd; ++j) {
+    const float* qj = qt + size_t(j) * rows_pad + rv;
+    const auto x0 = hn::Set(dq, k0[j]), x1 = hn::Set(dq, k1[j]), x2 = hn::Set(dq, k2[j]), x3 = hn::Set(dq, k3[j]);
+    const auto qa = hn::LoadU(dq, qj);
+    a0 = hn::MulAdd(qa, x0, a0), a1 = hn::MulAdd(qa, x1, a1), a2 = hn::MulAdd(qa, x2, a2), a3 = hn::MulAdd(qa, x3, a3);
+    if constexpr (kVecs == 2) {
+      const auto qb = hn::LoadU(dq, qj + lanes);
+      b0 = hn::MulAdd(qb, x0, b0), b1 = hn::MulAdd(qb, x1, b1), b2 = hn::MulAdd(qb, x2, b2),
+      b3 = hn::MulAdd(qb, x3, b3);
+    }
+  }
+  float* st = s + size_t(t) * rows_pad + rv;
+  hn::StoreU(a0, dq, st), hn::StoreU(a1, dq, st + rows_pad);
+  hn::StoreU(a2, dq, st + 2 * rows_pad), hn::StoreU(a3, dq, st + 3 * rows_pad);
+  if constexpr (kVecs == 2) {
+    hn::StoreU(b0, dq, st + lanes), hn::StoreU(b1, dq, st + rows_pad + lanes);
+    hn::StoreU(b2, dq, st + 2 * rows_pad + lanes), hn::StoreU(b3, dq, st + 3 * rows_pad + lanes);
+  }
+}
+
 // G = 1: lanes are rows; rows_pad is a multiple of the lanes; n_groups (= keys) a multiple of 4. Two row
 // vectors at a time where there are two: 8 independent FMA chains cover the FMA latency, which 4 do not
 // (prefill: 19 % of an 8K perplexity chunk in this function before, on one vector of rows).
@@ -186,48 +217,10 @@ HWY_NOINLINE void ScoresG1(DQ dq, const float* HWY_RESTRICT qt, int rows_pad, ad
   const int lanes = int(hn::Lanes(dq));
   int rv = 0;
   for (; rv + 2 * lanes <= rows_pad; rv += 2 * lanes) {
-    for (int t = 0; t < n_keys; t += 4) {
-      const float* k0 = k.data + size_t(t) * k.stride;
-      const float* k1 = k0 + k.stride;
-      const float* k2 = k1 + k.stride;
-      const float* k3 = k2 + k.stride;
-      auto a0 = hn::Zero(dq), a1 = hn::Zero(dq), a2 = hn::Zero(dq), a3 = hn::Zero(dq);
-      auto b0 = hn::Zero(dq), b1 = hn::Zero(dq), b2 = hn::Zero(dq), b3 = hn::Zero(dq);
-      for (int j = 0; j < hd; ++j) {
-        const auto qa = hn::LoadU(dq, qt + size_t(j) * rows_pad + rv);
-        const auto qb = hn::LoadU(dq, qt + size_t(j) * rows_pad + rv + lanes);
-        const auto x0 = hn::Set(dq, k0[j]), x1 = hn::Set(dq, k1[j]), x2 = hn::Set(dq, k2[j]), x3 = hn::Set(dq, k3[j]);
-        a0 = hn::MulAdd(qa, x0, a0), b0 = hn::MulAdd(qb, x0, b0);
-        a1 = hn::MulAdd(qa, x1, a1), b1 = hn::MulAdd(qb, x1, b1);
-        a2 = hn::MulAdd(qa, x2, a2), b2 = hn::MulAdd(qb, x2, b2);
-        a3 = hn::MulAdd(qa, x3, a3), b3 = hn::MulAdd(qb, x3, b3);
-      }
-      float* st = s + size_t(t) * rows_pad + rv;
-      hn::StoreU(a0, dq, st), hn::StoreU(b0, dq, st + lanes);
-      hn::StoreU(a1, dq, st + rows_pad), hn::StoreU(b1, dq, st + rows_pad + lanes);
-      hn::StoreU(a2, dq, st + 2 * rows_pad), hn::StoreU(b2, dq, st + 2 * rows_pad + lanes);
-      hn::StoreU(a3, dq, st + 3 * rows_pad), hn::StoreU(b3, dq, st + 3 * rows_pad + lanes);
-    }
+    for (int t = 0; t < n_keys; t += 4) ScoresG1Quad<2>(dq, qt, rows_pad, rv, k, t, hd, s);
   }
   for (; rv < rows_pad; rv += lanes) {
-    for (int t = 0; t < n_keys; t += 4) {
-      const float* k0 = k.data + size_t(t) * k.stride;
-      const float* k1 = k0 + k.stride;
-      const float* k2 = k1 + k.stride;
-      const float* k3 = k2 + k.stride;
-      auto a0 = hn::Zero(dq), a1 = hn::Zero(dq), a2 = hn::Zero(dq), a3 = hn::Zero(dq);
-      for (int j = 0; j < hd; ++j) {
-        const auto qv = hn::LoadU(dq, qt + size_t(j) * rows_pad + rv);
-        a0 = hn::MulAdd(qv, hn::Set(dq, k0[j]), a0);
-        a1 = hn::MulAdd(qv, hn::Set(dq, k1[j]), a1);
-        a2 = hn::MulAdd(qv, hn::Set(dq, k2[j]), a2);
-        a3 = hn::MulAdd(qv, hn::Set(dq, k3[j]), a3);
-      }
-      hn::StoreU(a0, dq, s + size_t(t + 0) * rows_pad + rv);
-      hn::StoreU(a1, dq, s + size_t(t + 1) * rows_pad + rv);
-      hn::StoreU(a2, dq, s + size_t(t + 2) * rows_pad + rv);
-      hn::StoreU(a3, dq, s + size_t(t + 3) * rows_pad + rv);
-    }
+    for (int t = 0; t < n_keys; t += 4) ScoresG1Quad<1>(dq, qt, rows_pad, rv, k, t, hd, s);
   }
 }
 
